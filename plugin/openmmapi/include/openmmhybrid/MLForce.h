@@ -1,0 +1,148 @@
+#ifndef OPENMMHYBRID_MLFORCE_H_
+#define OPENMMHYBRID_MLFORCE_H_
+
+/* openmm-hybrid: fast hybrid ML/MM molecular dynamics for OpenMM.
+ * MLForce: a PyTorch (TorchScript) model evaluated on a subset of the System's particles. */
+
+#include "openmm/Force.h"
+#include <iosfwd>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace OpenMMHybrid {
+
+/**
+ * A Force whose energy is computed by a PyTorch model (TorchScript) from the positions of a
+ * chosen subset of particles, the ML region.
+ *
+ * Model contract (compatible with openmm-torch's TorchForce, so existing models work unchanged):
+ *
+ *     forward(positions[, box][, p1, p2, ...]) -> energy  |  (energy, forces)
+ *
+ * - positions: tensor [n, 3] in nm, the ML region's atoms in the order given by getAtoms().
+ * - box: tensor [3, 3] in nm (rows are the box vectors), passed only when
+ *   usesPeriodicBoundaryConditions() is true.  In that case the region is made whole before the
+ *   model sees it: every atom is imaged to lie within half a box of the region's first atom.
+ * - p1, p2, ...: one scalar tensor per global parameter, in the order they were added.
+ * - energy: a scalar (or one-element) floating point tensor in kJ/mol.
+ * - forces (only with setOutputsForces(true)): tensor [n, 3] in kJ/mol/nm.
+ *
+ * All inputs have the dtype chosen with setUsesDoublePrecision() (float32 by default, matching the
+ * weights of most models).  Forces are -dE/dpositions by autograd unless the model outputs them.
+ * Derivatives of the energy with respect to global parameters (addEnergyParameterDerivative) come
+ * from autograd as well.
+ *
+ * The model is stored inside the Force (as the bytes of the saved TorchScript archive), so a
+ * serialized System carries it and no file is needed to restore it.
+ *
+ * Errors: bad atom lists, unreadable models, a forward() signature that does not match the inputs
+ * the force passes, outputs of the wrong shape or dtype and non-finite energies or forces all throw
+ * OpenMM::OpenMMException with a message that says what is wrong and how to fix it.
+ */
+class MLForce : public OpenMM::Force {
+public:
+    /**
+     * Create an MLForce from a TorchScript file (written by torch.jit.save).
+     *
+     * @param file   path of the TorchScript archive; its bytes are read now and stored in the force
+     * @param atoms  indices of the ML region's particles in the System, in the order the model
+     *               sees them; must be non-empty, non-negative and free of duplicates
+     */
+    MLForce(const std::string& file, const std::vector<int>& atoms);
+    /**
+     * Create an MLForce from a TorchScript archive held in a stream (for example the bytes that
+     * torch.jit.save wrote to a buffer).
+     *
+     * @param model  stream positioned at the start of the archive; it is read to the end
+     * @param atoms  as for the other constructor
+     */
+    MLForce(std::istream& model, const std::vector<int>& atoms);
+    /** The bytes of the TorchScript archive stored in this force. */
+    const std::string& getModelData() const;
+    /** The file the model was read from, or an empty string if it came from a stream. */
+    const std::string& getFile() const;
+    /** The particle indices of the ML region, in the order the model sees them. */
+    const std::vector<int>& getAtoms() const;
+    /**
+     * Replace the ML region.  The same checks as in the constructor apply.  Takes effect in a
+     * Context only when the Context is reinitialized.
+     */
+    void setAtoms(const std::vector<int>& atoms);
+    /**
+     * Set whether the force uses periodic boundary conditions.  If true, the model's forward()
+     * receives the box vectors [3, 3] (nm) as its second argument and the region is made whole.
+     */
+    void setUsesPeriodicBoundaryConditions(bool periodic);
+    /** Whether the force uses periodic boundary conditions. */
+    bool usesPeriodicBoundaryConditions() const;
+    /** Set whether the model returns (energy, forces) instead of energy alone. */
+    void setOutputsForces(bool outputsForces);
+    /** Whether the model returns (energy, forces). */
+    bool getOutputsForces() const;
+    /**
+     * Set the dtype of the tensors handed to the model: float64 if true, float32 (the default) if
+     * false.  Energies and forces are accumulated in double precision in either case.
+     */
+    void setUsesDoublePrecision(bool useDouble);
+    /** Whether the model receives float64 inputs. */
+    bool getUsesDoublePrecision() const;
+    /** The number of global parameters. */
+    int getNumGlobalParameters() const;
+    /**
+     * Add a global parameter, passed to forward() as a scalar tensor after positions (and box).
+     *
+     * @param name          the name, as used with Context::setParameter(); must be unique here
+     * @param defaultValue  the value in newly created Contexts
+     * @return the index of the new parameter
+     */
+    int addGlobalParameter(const std::string& name, double defaultValue);
+    /** The name of global parameter index. */
+    const std::string& getGlobalParameterName(int index) const;
+    /** Rename global parameter index. */
+    void setGlobalParameterName(int index, const std::string& name);
+    /** The default value of global parameter index. */
+    double getGlobalParameterDefaultValue(int index) const;
+    /** Set the default value of global parameter index. */
+    void setGlobalParameterDefaultValue(int index, double defaultValue);
+    /**
+     * Request the derivative of the energy with respect to a global parameter, computed by
+     * autograd and reported by State::getEnergyParameterDerivatives().
+     *
+     * @param name  the name of a global parameter of this force
+     */
+    void addEnergyParameterDerivative(const std::string& name);
+    /** The number of parameters whose energy derivatives are requested. */
+    int getNumEnergyParameterDerivatives() const;
+    /** The name of the index'th parameter whose energy derivative is requested. */
+    const std::string& getEnergyParameterDerivativeName(int index) const;
+    /**
+     * Set a platform property (for example "useCUDAGraphs" = "true" on the CUDA platform).
+     * Unknown names throw; getSupportedProperties() lists the known ones.
+     */
+    void setProperty(const std::string& name, const std::string& value);
+    /** The properties set with setProperty(). */
+    const std::map<std::string, std::string>& getProperties() const;
+    /** The names setProperty() accepts. */
+    static std::vector<std::string> getSupportedProperties();
+protected:
+    OpenMM::ForceImpl* createImpl() const;
+private:
+    void init(const std::vector<int>& atoms);
+    struct GlobalParameterInfo {
+        std::string name;
+        double defaultValue;
+    };
+    std::string file, modelData;
+    std::vector<int> atoms;
+    bool periodic, outputsForces, useDouble;
+    std::vector<GlobalParameterInfo> globalParameters;
+    std::vector<std::string> energyParameterDerivatives;
+    std::map<std::string, std::string> properties;
+    friend class MLForceProxy;
+    MLForce();
+};
+
+} // namespace OpenMMHybrid
+
+#endif /*OPENMMHYBRID_MLFORCE_H_*/

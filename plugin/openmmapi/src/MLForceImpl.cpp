@@ -1,0 +1,46 @@
+#include "openmmhybrid/internal/MLForceImpl.h"
+#include "openmmhybrid/HybridKernels.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+
+using namespace OpenMMHybrid;
+using namespace OpenMM;
+using namespace std;
+
+MLForceImpl::MLForceImpl(const MLForce& owner) : owner(owner) {
+}
+
+void MLForceImpl::initialize(ContextImpl& context) {
+    const System& system = context.getSystem();
+    int numParticles = system.getNumParticles();
+    const vector<int>& atoms = owner.getAtoms();
+    for (int i = 0; i < (int) atoms.size(); i++)
+        if (atoms[i] >= numParticles)
+            throw OpenMMException("MLForce: atom index " + to_string(atoms[i]) + " (entry " + to_string(i) +
+                                  " of the ML atom list) is out of range: the System has " + to_string(numParticles) +
+                                  " particles (indices 0 to " + to_string(numParticles - 1) + ").");
+    const Platform& platform = context.getPlatform();
+    if (!platform.supportsKernels({CalcMLForceKernel::Name()}))
+        throw OpenMMException("MLForce is not available on the " + platform.getName() +
+                              " platform. Use the Reference or CPU platform (or CUDA where the openmm-hybrid CUDA plugin is installed), "
+                              "and import openmmhybrid (or load its plugins) before creating the Context.");
+    kernel = context.getPlatform().createKernel(CalcMLForceKernel::Name(), context);
+    kernel.getAs<CalcMLForceKernel>().initialize(system, owner);
+}
+
+double MLForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
+    if ((groups & (1 << owner.getForceGroup())) != 0)
+        return kernel.getAs<CalcMLForceKernel>().execute(context, includeForces, includeEnergy);
+    return 0.0;
+}
+
+map<string, double> MLForceImpl::getDefaultParameters() {
+    map<string, double> parameters;
+    for (int i = 0; i < owner.getNumGlobalParameters(); i++)
+        parameters[owner.getGlobalParameterName(i)] = owner.getGlobalParameterDefaultValue(i);
+    return parameters;
+}
+
+vector<string> MLForceImpl::getKernelNames() {
+    return {CalcMLForceKernel::Name()};
+}

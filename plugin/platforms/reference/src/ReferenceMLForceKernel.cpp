@@ -1,0 +1,187 @@
+#include "ReferenceMLForceKernel.h"
+#include "openmmhybrid/internal/TorchModel.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/ContextImpl.h"
+#include "openmm/reference/ReferencePlatform.h"
+#include <torch/autograd.h>
+#include <cmath>
+
+using namespace OpenMMHybrid;
+using namespace OpenMM;
+using namespace std;
+
+static ReferencePlatform::PlatformData& getData(ContextImpl& context) {
+    // The CPU platform is derived from the Reference platform and keeps this structure too.
+    return *reinterpret_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
+}
+
+static string firstLine(const string& s) {
+    size_t end = s.find('\n');
+    return end == string::npos ? s : s.substr(0, end);
+}
+
+void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
+    module = TorchModel::load(force.getModelData(), force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'");
+    atoms = force.getAtoms();
+    periodic = force.usesPeriodicBoundaryConditions();
+    outputsForces = force.getOutputsForces();
+    useDouble = force.getUsesDoublePrecision();
+    torch::TensorOptions options = torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
+    int numAtoms = atoms.size();
+    vector<string> inputNames = {"positions"};
+    positions = torch::zeros({numAtoms, 3}, options.requires_grad(!outputsForces));
+    inputs = {positions};
+    if (periodic) {
+        box = torch::zeros({3, 3}, options);
+        inputs.push_back(box);
+        inputNames.push_back("box");
+    }
+    parameters.clear();
+    parameterNames.clear();
+    derivativeIndex.clear();
+    for (int i = 0; i < force.getNumGlobalParameters(); i++) {
+        parameterNames.push_back(force.getGlobalParameterName(i));
+        parameters.push_back(torch::zeros({}, options));
+        inputs.push_back(parameters.back());
+        inputNames.push_back(parameterNames.back());
+    }
+    for (int i = 0; i < force.getNumEnergyParameterDerivatives(); i++) {
+        const string& name = force.getEnergyParameterDerivativeName(i);
+        for (int j = 0; j < (int) parameterNames.size(); j++)
+            if (parameterNames[j] == name) {
+                derivativeIndex.push_back(j);
+                parameters[j].requires_grad_(true);
+            }
+    }
+    TorchModel::checkSignature(module, inputNames);
+}
+
+void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
+    const vector<Vec3>& pos = *getData(context).positions;
+    int numAtoms = atoms.size();
+    Vec3 origin = pos[atoms[0]];
+    const Vec3* boxVectors = getData(context).periodicBoxVectors;
+    auto write = [&](auto* out) {
+        for (int i = 0; i < numAtoms; i++) {
+            Vec3 r = pos[atoms[i]];
+            if (periodic && i > 0) {
+                // Image each atom next to the region's first atom (OpenMM's reduced triclinic box).
+                Vec3 d = r - origin;
+                d -= boxVectors[2] * round(d[2] / boxVectors[2][2]);
+                d -= boxVectors[1] * round(d[1] / boxVectors[1][1]);
+                d -= boxVectors[0] * round(d[0] / boxVectors[0][0]);
+                r = origin + d;
+            }
+            for (int k = 0; k < 3; k++)
+                out[3 * i + k] = r[k];
+        }
+        if (periodic) {
+            auto* b = static_cast<decltype(out)>(box.data_ptr());
+            for (int i = 0; i < 3; i++)
+                for (int k = 0; k < 3; k++)
+                    b[3 * i + k] = boxVectors[i][k];
+        }
+    };
+    if (useDouble)
+        write(positions.data_ptr<double>());
+    else
+        write(positions.data_ptr<float>());
+}
+
+template <class T>
+void ReferenceCalcMLForceKernel::addForces(const torch::Tensor& gradient, double sign, vector<Vec3>& forces) {
+    const T* g = gradient.data_ptr<T>();
+    int numAtoms = atoms.size();
+    for (int i = 0; i < 3 * numAtoms; i++)
+        if (!std::isfinite((double) g[i]))
+            throw OpenMMException("MLForce: the model gave a non-finite force on ML atom " + to_string(i / 3) + " (particle " +
+                                  to_string(atoms[i / 3]) + "). Check the positions of the ML region (overlapping atoms?) and the model.");
+    for (int i = 0; i < numAtoms; i++)
+        for (int k = 0; k < 3; k++)
+            forces[atoms[i]][k] += sign * g[3 * i + k];
+}
+
+double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, bool includeEnergy) {
+    gatherPositions(context);
+    for (int i = 0; i < (int) parameters.size(); i++) {
+        torch::NoGradGuard noGrad;
+        parameters[i].fill_(context.getParameter(parameterNames[i]));
+    }
+    torch::jit::IValue output;
+    try {
+        output = module.forward(inputs);
+    }
+    catch (const std::exception& e) {
+        throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
+                              (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
+    }
+    torch::Tensor energy, modelForces;
+    if (outputsForces) {
+        if (!output.isTuple() || output.toTupleRef().elements().size() != 2 || !output.toTupleRef().elements()[0].isTensor() ||
+                !output.toTupleRef().elements()[1].isTensor())
+            throw OpenMMException("MLForce: setOutputsForces(True) is set, so the model must return a tuple (energy, forces) of two "
+                                  "tensors, but it returned " + output.tagKind() + ". Return both, or call setOutputsForces(False).");
+        energy = output.toTupleRef().elements()[0].toTensor();
+        modelForces = output.toTupleRef().elements()[1].toTensor();
+        if (modelForces.dim() != 2 || modelForces.size(0) != (int64_t) atoms.size() || modelForces.size(1) != 3 || !modelForces.is_floating_point())
+            throw OpenMMException("MLForce: the forces the model returned have shape " + c10::str(modelForces.sizes()) + " and dtype " +
+                                  string(c10::toString(modelForces.scalar_type())) + "; expected a floating point tensor of shape [" +
+                                  to_string(atoms.size()) + ", 3] (kJ/mol/nm).");
+    }
+    else {
+        if (!output.isTensor())
+            throw OpenMMException("MLForce: the model must return the energy as a tensor, but it returned " + output.tagKind() +
+                                  (output.isTuple() ? ". If it returns (energy, forces), call setOutputsForces(True)." : "."));
+        energy = output.toTensor();
+    }
+    if (energy.numel() != 1 || !energy.is_floating_point())
+        throw OpenMMException("MLForce: the model must return a single floating point energy (kJ/mol), but it returned a tensor of shape " +
+                              c10::str(energy.sizes()) + " and dtype " + string(c10::toString(energy.scalar_type())) +
+                              ". Sum per-atom energies inside the model.");
+    double energyValue = energy.item<double>();
+    if (!std::isfinite(energyValue))
+        throw OpenMMException("MLForce: the model returned a non-finite energy (" + to_string(energyValue) +
+                              "). Check the positions of the ML region (overlapping atoms, an exploded simulation) and that the model covers its elements.");
+    if (!includeForces)
+        return energyValue;
+
+    ReferencePlatform::PlatformData& data = getData(context);
+    vector<Vec3>& forces = *data.forces;
+    vector<torch::Tensor> gradInputs;
+    if (!outputsForces)
+        gradInputs.push_back(positions);
+    for (int j : derivativeIndex)
+        gradInputs.push_back(parameters[j]);
+    vector<torch::Tensor> grads(gradInputs.size());
+    if (!gradInputs.empty() && energy.requires_grad()) {
+        try {
+            grads = torch::autograd::grad({energy.sum()}, gradInputs, {}, false, false, true);
+        }
+        catch (const std::exception& e) {
+            throw OpenMMException(string("MLForce: computing the gradient of the model's energy failed: ") + firstLine(e.what()));
+        }
+    }
+    int next = 0;
+    if (!outputsForces) {
+        torch::Tensor g = grads[next++];
+        if (g.defined()) {
+            if (useDouble)
+                addForces<double>(g.contiguous(), -1.0, forces);
+            else
+                addForces<float>(g.contiguous(), -1.0, forces);
+        }
+    }
+    else {
+        torch::Tensor f = modelForces.detach().contiguous();
+        if (f.scalar_type() == torch::kFloat64)
+            addForces<double>(f, 1.0, forces);
+        else
+            addForces<double>(f.to(torch::kFloat64), 1.0, forces);
+    }
+    for (int j : derivativeIndex) {
+        torch::Tensor g = grads[next++];
+        double value = g.defined() ? g.item<double>() : 0.0;
+        (*data.energyParameterDerivatives)[parameterNames[j]] += value;
+    }
+    return energyValue;
+}

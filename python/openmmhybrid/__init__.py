@@ -1,0 +1,20 @@
+"""openmm-hybrid: fast hybrid ML/MM molecular dynamics for OpenMM.
+
+Importing this package loads the plugin libraries into OpenMM (no environment variables needed)
+and provides:
+
+- :class:`MLForce`: a PyTorch model evaluated on a subset of atoms (the ML region) inside an OpenMM
+  Context, on the Reference and CPU platforms.  It is a real :class:`openmm.Force`.
+
+This build is bound to the OpenMM and torch versions in :data:`build_info`.
+"""
+import torch  # noqa: F401  (loads libtorch before the plugin libraries that link it)
+import openmm  # noqa: F401
+
+from ._loader import load_plugins, plugin_directory, build_info
+from .mlforce import MLForce
+
+load_plugins()
+
+__all__ = ["MLForce", "build_info", "plugin_directory"]
+__version__ = "0.1.0"

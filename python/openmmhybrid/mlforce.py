@@ -1,0 +1,224 @@
+"""MLForce: a PyTorch model evaluated on the ML region inside an OpenMM Context."""
+import io
+import os
+
+import openmm
+import openmm.unit as unit
+import torch
+
+from . import _openmmhybrid as _core
+
+
+def _strip_units(value):
+    """A plain number in OpenMM's MD units (nm, ps, kJ/mol, ...) from a number or a Quantity."""
+    if unit.is_quantity(value):
+        return value.value_in_unit_system(unit.md_unit_system)
+    return value
+
+
+def _atom_list(atoms):
+    try:
+        result = [int(a) for a in atoms]
+    except TypeError:
+        raise TypeError(f"atoms must be a sequence of particle indices, not {type(atoms).__name__}") from None
+    for a, r in zip(atoms, result):
+        if r != a:
+            raise TypeError(f"atom index {a!r} is not an integer")
+    return result
+
+
+def _model_bytes(model):
+    """The bytes of a TorchScript archive for a ScriptModule or nn.Module (scripted here)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        scripted = model
+    elif isinstance(model, torch.nn.Module):
+        try:
+            scripted = torch.jit.script(model)
+        except Exception as error:
+            raise ValueError(
+                f"MLForce: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
+                f"{str(error).splitlines()[0]}. Make the module scriptable (type annotations, no Python-only "
+                "constructs) or pass a TorchScript file.") from error
+    else:
+        raise TypeError(f"MLForce: model must be a path to a TorchScript file, a torch.nn.Module or a "
+                        f"torch.jit.ScriptModule, not {type(model).__name__}")
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    return buffer.getvalue()
+
+
+class MLForce(openmm.Force):
+    """A force computed by a PyTorch model on a subset of the System's particles (the ML region).
+
+    Parameters
+    ----------
+    model : str, os.PathLike, torch.nn.Module or torch.jit.ScriptModule
+        A TorchScript file written by ``torch.jit.save``, or a module (scripted with
+        ``torch.jit.script`` for you).  The model is stored inside the force, so serializing the
+        System keeps it.
+    atoms : sequence of int
+        The particle indices of the ML region, in the order the model sees them.
+    usesPeriodicBoundaryConditions, outputsForces, usesDoublePrecision : bool, optional
+        Shortcuts for the setters of the same names.
+
+    Model contract (the same as openmm-torch's ``TorchForce``, so existing models work unchanged)::
+
+        forward(positions[, box][, p1, p2, ...]) -> energy | (energy, forces)
+
+    - ``positions``: tensor ``[n, 3]`` in nm, the region's atoms in the order of ``atoms``.
+    - ``box``: tensor ``[3, 3]`` in nm (rows are box vectors), only when periodic.  The region is
+      then made whole (each atom imaged next to the region's first atom) before the model sees it.
+    - ``p1, p2, ...``: one scalar tensor per global parameter, in the order they were added.
+    - returns the energy in kJ/mol (a one-element tensor), or ``(energy, forces)`` with forces
+      ``[n, 3]`` in kJ/mol/nm when :meth:`setOutputsForces` is on.
+
+    Inputs are float32 unless :meth:`setUsesDoublePrecision` is on.  Every problem (bad atom
+    indices, unreadable model, wrong signature or output, non-finite energy) raises
+    :class:`openmm.OpenMMException` (or ``TypeError``/``ValueError``) with a message that says what
+    is wrong.
+
+    Examples
+    --------
+    >>> force = MLForce("model.pt", atoms=range(18))
+    >>> force.setForceGroup(1)
+    >>> system.addForce(force)
+    """
+
+    def __init__(self, model, atoms, usesPeriodicBoundaryConditions=None, outputsForces=None, usesDoublePrecision=None):
+        atoms = _atom_list(atoms)
+        if isinstance(model, (str, os.PathLike)):
+            path = os.fspath(model)
+            if not os.path.exists(path):
+                raise FileNotFoundError(f"MLForce: the model file '{path}' does not exist. Give the path of a TorchScript "
+                                        "file written by torch.jit.save(), or pass the torch.nn.Module itself.")
+            handle = _core.MLForce_fromFile(path, atoms)
+        else:
+            handle = _core.MLForce_fromBytes(_model_bytes(model), atoms)
+        self.this = handle.this
+        if usesPeriodicBoundaryConditions is not None:
+            self.setUsesPeriodicBoundaryConditions(usesPeriodicBoundaryConditions)
+        if outputsForces is not None:
+            self.setOutputsForces(outputsForces)
+        if usesDoublePrecision is not None:
+            self.setUsesDoublePrecision(usesDoublePrecision)
+
+    @staticmethod
+    def isinstance(force):
+        """Whether ``force`` (any :class:`openmm.Force`) is an MLForce underneath."""
+        return isinstance(force, openmm.Force) and _core.isMLForce(force)
+
+    @classmethod
+    def cast(cls, force):
+        """The typed MLForce behind an :class:`openmm.Force`, e.g. one from ``System.getForce(i)``.
+
+        The result refers to the same C++ object (changes affect the System); raises ``TypeError``
+        if ``force`` is not an MLForce.
+        """
+        if isinstance(force, cls):
+            return force
+        if not cls.isinstance(force):
+            raise TypeError(f"MLForce.cast: {force!r} is not an MLForce (it is a {type(force).__name__} named "
+                            f"'{force.getName() if isinstance(force, openmm.Force) else '?'}')")
+        typed = cls.__new__(cls)
+        typed.this = force.this
+        return typed
+
+    def __repr__(self):
+        return f"<openmmhybrid.MLForce with {len(self.getAtoms())} ML atoms, group {self.getForceGroup()}>"
+
+    def getModelData(self):
+        """The bytes of the TorchScript archive stored in the force (``torch.jit.load(io.BytesIO(data))``)."""
+        return _core.getModelData(self)
+
+    def getModel(self):
+        """A copy of the stored model as a ``torch.jit.ScriptModule``."""
+        return torch.jit.load(io.BytesIO(self.getModelData()))
+
+    def getFile(self):
+        """The file the model was read from, or ``''`` if it was given as a module."""
+        return _core.getFile(self)
+
+    def getAtoms(self):
+        """The particle indices of the ML region, in the order the model sees them."""
+        return list(_core.getAtoms(self))
+
+    def setAtoms(self, atoms):
+        """Replace the ML region (non-empty, no duplicates).  Reinitialize Contexts to apply it."""
+        _core.setAtoms(self, _atom_list(atoms))
+
+    def setUsesPeriodicBoundaryConditions(self, periodic):
+        """Pass the box vectors ([3, 3], nm) to the model as its second argument and make the
+        region whole before the model sees it."""
+        _core.setUsesPeriodicBoundaryConditions(self, bool(periodic))
+
+    def setOutputsForces(self, outputsForces):
+        """Whether the model returns ``(energy, forces)`` rather than the energy alone."""
+        _core.setOutputsForces(self, bool(outputsForces))
+
+    def getOutputsForces(self):
+        """Whether the model returns ``(energy, forces)``."""
+        return _core.getOutputsForces(self)
+
+    def setUsesDoublePrecision(self, useDouble):
+        """Hand the model float64 tensors (True) or float32 tensors (False, the default)."""
+        _core.setUsesDoublePrecision(self, bool(useDouble))
+
+    def getUsesDoublePrecision(self):
+        """Whether the model receives float64 tensors."""
+        return _core.getUsesDoublePrecision(self)
+
+    def getNumGlobalParameters(self):
+        """The number of global parameters."""
+        return _core.getNumGlobalParameters(self)
+
+    def addGlobalParameter(self, name, defaultValue):
+        """Add a global parameter, passed to the model as a scalar tensor after positions (and box).
+
+        ``defaultValue`` may be a number or an ``openmm.unit`` Quantity (converted to MD units).
+        Change it in a Context with ``context.setParameter(name, value)``.  Returns its index.
+        """
+        return _core.addGlobalParameter(self, name, float(_strip_units(defaultValue)))
+
+    def getGlobalParameterName(self, index):
+        """The name of a global parameter."""
+        return _core.getGlobalParameterName(self, index)
+
+    def setGlobalParameterName(self, index, name):
+        """Rename a global parameter."""
+        _core.setGlobalParameterName(self, index, name)
+
+    def getGlobalParameterDefaultValue(self, index):
+        """The default value of a global parameter (MD units)."""
+        return _core.getGlobalParameterDefaultValue(self, index)
+
+    def setGlobalParameterDefaultValue(self, index, defaultValue):
+        """Set the default value of a global parameter (number or Quantity)."""
+        _core.setGlobalParameterDefaultValue(self, index, float(_strip_units(defaultValue)))
+
+    def addEnergyParameterDerivative(self, name):
+        """Report dE/d(name) in ``State.getEnergyParameterDerivatives()`` (computed by autograd)."""
+        _core.addEnergyParameterDerivative(self, name)
+
+    def getNumEnergyParameterDerivatives(self):
+        """The number of requested energy parameter derivatives."""
+        return _core.getNumEnergyParameterDerivatives(self)
+
+    def getEnergyParameterDerivativeName(self, index):
+        """The name of the index'th requested energy parameter derivative."""
+        return _core.getEnergyParameterDerivativeName(self, index)
+
+    def setProperty(self, name, value):
+        """Set a platform property, e.g. ``setProperty("useCUDAGraphs", "true")``.  Unknown names
+        raise; :meth:`getSupportedProperties` lists the known ones."""
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        _core.setProperty(self, name, str(value))
+
+    def getProperties(self):
+        """The properties set with :meth:`setProperty`, as a dict."""
+        return dict(_core.getProperties(self))
+
+    @staticmethod
+    def getSupportedProperties():
+        """The property names :meth:`setProperty` accepts."""
+        return list(_core.getSupportedProperties())

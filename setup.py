@@ -1,0 +1,64 @@
+"""Build and install openmm-hybrid: `pip install --no-build-isolation .`
+
+The C++ plugin and the Python extension are built by CMake against the OpenMM and torch that are
+installed in this Python environment (the plugin is ABI-bound to both).  Environment variables:
+
+    OPENMMHYBRID_BUILD_DIR    reuse this CMake build folder (incremental builds; `make` uses build/)
+    OPENMMHYBRID_BUILD_TESTS  ON to also build the C++ tests there (`make test` does)
+    OPENMMHYBRID_JOBS         parallel compile jobs (default: number of CPUs, at most 4)
+"""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name):
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext):
+        package_dir = Path(self.get_ext_fullpath(ext.name)).resolve().parent
+        build_dir = Path(os.environ.get("OPENMMHYBRID_BUILD_DIR") or Path(self.build_temp) / "cmake").resolve()
+        build_dir.mkdir(parents=True, exist_ok=True)
+        tests = os.environ.get("OPENMMHYBRID_BUILD_TESTS", "OFF").upper()
+        jobs = os.environ.get("OPENMMHYBRID_JOBS") or str(min(os.cpu_count() or 1, 4))
+        configure = ["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DPython_EXECUTABLE={sys.executable}",
+                     f"-DCMAKE_INSTALL_PREFIX={package_dir}", f"-DOPENMMHYBRID_BUILD_TESTS={tests}",
+                     "-DCMAKE_BUILD_TYPE=Release"]
+        if not (build_dir / "CMakeCache.txt").exists() and _have("ninja"):
+            configure += ["-G", "Ninja"]
+        subprocess.check_call(configure)
+        subprocess.check_call(["cmake", "--build", str(build_dir), "--parallel", jobs])
+        subprocess.check_call(["cmake", "--install", str(build_dir)])
+        info = dict(line.split("=", 1) for line in subprocess.check_output(
+            [sys.executable, str(ROOT / "python" / "find_dependencies.py")], text=True).splitlines())
+        with open(package_dir / "build_info.json", "w") as f:
+            json.dump({"openmm": info["OPENMM_VERSION"], "torch": info["TORCH_VERSION"]}, f)
+
+
+def _have(program):
+    from shutil import which
+    return which(program) is not None
+
+
+setup(
+    name="openmmhybrid",
+    version="0.1.0",
+    description="OpenMM plugins for fast hybrid ML/MM molecular dynamics",
+    packages=find_packages("python"),
+    package_dir={"": "python"},
+    ext_modules=[CMakeExtension("openmmhybrid._openmmhybrid")],
+    cmdclass={"build_ext": CMakeBuild},
+    python_requires=">=3.10",
+    install_requires=["openmm>=8.6,<8.7", "torch", "numpy"],
+    zip_safe=False,
+)
