@@ -1,0 +1,328 @@
+/* Tests of MLForce, written once and compiled for each platform (PLATFORM_NAME).
+ *
+ * The models (tests/cpp/make_models.py) have closed forms that are recomputed here in plain C++:
+ * E = K * sum_{i<j} (r_ij - R0)^2 over the ML region, with K = 100 kJ/mol/nm^2, R0 = 0.15 nm. */
+
+#include "openmmhybrid/MLForce.h"
+#include "openmm/Context.h"
+#include "openmm/HarmonicBondForce.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/Platform.h"
+#include "openmm/State.h"
+#include "openmm/System.h"
+#include "openmm/VerletIntegrator.h"
+#include "openmm/internal/AssertionUtilities.h"
+#include "openmm/serialization/XmlSerializer.h"
+#include <cmath>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+using namespace OpenMM;
+using namespace OpenMMHybrid;
+using namespace std;
+
+static const double K = 100.0, R0 = 0.15;
+
+static string model(const string& name) {
+    return string(MODEL_DIR) + "/" + name + ".pt";
+}
+
+static Platform& platform() {
+    return Platform::getPlatformByName(PLATFORM_NAME);
+}
+
+/** The closed-form pair energy of the region; adds its forces into forces (if given). */
+static double pairEnergy(const vector<Vec3>& pos, const vector<int>& atoms, double k, double r0, vector<Vec3>* forces = nullptr) {
+    double energy = 0;
+    for (int a = 0; a < (int) atoms.size(); a++)
+        for (int b = a + 1; b < (int) atoms.size(); b++) {
+            Vec3 d = pos[atoms[a]] - pos[atoms[b]];
+            double r = sqrt(d.dot(d));
+            energy += k * (r - r0) * (r - r0);
+            if (forces != nullptr) {
+                Vec3 f = d * (-2 * k * (r - r0) / r);
+                (*forces)[atoms[a]] += f;
+                (*forces)[atoms[b]] -= f;
+            }
+        }
+    return energy;
+}
+
+static vector<Vec3> randomPositions(int n, double scale, unsigned seed) {
+    mt19937 rng(seed);
+    uniform_real_distribution<double> u(0.0, scale);
+    vector<Vec3> pos(n);
+    for (auto& p : pos)
+        p = Vec3(u(rng), u(rng), u(rng));
+    return pos;
+}
+
+static System* makeSystem(int n) {
+    System* system = new System();
+    for (int i = 0; i < n; i++)
+        system->addParticle(1.0);
+    return system;
+}
+
+/** Runs code and checks that it throws an OpenMMException whose message contains expected. */
+template <class F>
+static void assertThrows(F code, const string& expected) {
+    try {
+        code();
+    }
+    catch (const OpenMMException& e) {
+        string message = e.what();
+        if (message.find(expected) == string::npos)
+            throw OpenMMException("expected an error containing '" + expected + "', got: " + message);
+        return;
+    }
+    throw OpenMMException("expected an error containing '" + expected + "', but nothing was thrown");
+}
+
+static void testEnergyAndForces(bool useDouble) {
+    const int n = 8;
+    vector<int> atoms = {5, 1, 3, 6};
+    unique_ptr<System> system(makeSystem(n));
+    MLForce* force = new MLForce(model("pairs"), atoms);
+    force->setUsesDoublePrecision(useDouble);
+    system->addForce(force);
+    VerletIntegrator integrator(0.001);
+    Context context(*system, integrator, platform());
+    vector<Vec3> pos = randomPositions(n, 1.0, 1);
+    context.setPositions(pos);
+    State state = context.getState(State::Energy | State::Forces);
+    vector<Vec3> expectedForces(n);
+    double expected = pairEnergy(pos, atoms, K, R0, &expectedForces);
+    double tol = useDouble ? 1e-10 : 2e-5;
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), tol);
+    for (int i = 0; i < n; i++)
+        ASSERT_EQUAL_VEC(expectedForces[i], state.getForces()[i], tol);
+
+    // Forces against central finite differences of the energy along a random direction.
+    if (useDouble) {
+        const double h = 1e-5;
+        vector<Vec3> dir = randomPositions(n, 1.0, 2), plus = pos, minus = pos;
+        double norm = 0, projected = 0;
+        for (int i = 0; i < n; i++)
+            norm += dir[i].dot(dir[i]);
+        for (int i = 0; i < n; i++) {
+            dir[i] *= 1.0 / sqrt(norm);
+            plus[i] += dir[i] * h;
+            minus[i] -= dir[i] * h;
+            projected += state.getForces()[i].dot(dir[i]);
+        }
+        context.setPositions(plus);
+        double ePlus = context.getState(State::Energy).getPotentialEnergy();
+        context.setPositions(minus);
+        double eMinus = context.getState(State::Energy).getPotentialEnergy();
+        ASSERT_EQUAL_TOL(-projected, (ePlus - eMinus) / (2 * h), 1e-6);
+    }
+}
+
+static void testPeriodicRegionSplitAcrossBox() {
+    const int n = 4;
+    vector<int> atoms = {0, 1, 2, 3};
+    Vec3 a(2.0, 0, 0), b(0.5, 2.0, 0), c(0.3, -0.4, 2.0);  // triclinic, OpenMM's reduced form
+    unique_ptr<System> system(makeSystem(n));
+    system->setDefaultPeriodicBoxVectors(a, b, c);
+    MLForce* force = new MLForce(model("pairs_periodic"), atoms);
+    force->setUsesPeriodicBoundaryConditions(true);
+    force->setUsesDoublePrecision(true);
+    system->addForce(force);
+    ASSERT(system->usesPeriodicBoundaryConditions());
+    VerletIntegrator integrator(0.001);
+    Context context(*system, integrator, platform());
+    // A whole molecule near the corner of the box, then the same with atoms shifted by lattice vectors.
+    vector<Vec3> whole = {Vec3(1.95, 1.98, 1.97), Vec3(2.08, 1.99, 1.96), Vec3(1.97, 2.09, 2.05), Vec3(2.05, 2.07, 2.10)};
+    double expected = pairEnergy(whole, atoms, K, R0) + 10.0 * (a[0] + b[1] + c[2]);
+    context.setPositions(whole);
+    State ref = context.getState(State::Energy | State::Forces);
+    ASSERT_EQUAL_TOL(expected, ref.getPotentialEnergy(), 1e-10);
+    vector<Vec3> split = whole;
+    split[1] -= a;
+    split[2] -= b + c;
+    split[3] += a - b - c * 2;
+    context.setPositions(split);
+    State state = context.getState(State::Energy | State::Forces);
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), 1e-10);
+    for (int i = 0; i < n; i++)
+        ASSERT_EQUAL_VEC(ref.getForces()[i], state.getForces()[i], 1e-8);
+}
+
+static void testGlobalParametersAndDerivatives() {
+    const int n = 5;
+    vector<int> atoms = {0, 2, 4};
+    unique_ptr<System> system(makeSystem(n));
+    MLForce* force = new MLForce(model("pairs_parameters"), atoms);
+    force->setUsesDoublePrecision(true);
+    force->addGlobalParameter("k", 50.0);
+    force->addGlobalParameter("r0", 0.2);
+    force->addEnergyParameterDerivative("k");
+    force->addEnergyParameterDerivative("r0");
+    system->addForce(force);
+    VerletIntegrator integrator(0.001);
+    Context context(*system, integrator, platform());
+    vector<Vec3> pos = randomPositions(n, 0.8, 3);
+    context.setPositions(pos);
+    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, 50.0, 0.2), context.getState(State::Energy).getPotentialEnergy(), 1e-10);
+    context.setParameter("k", 70.0);
+    context.setParameter("r0", 0.1);
+    State state = context.getState(State::Energy | State::Forces | State::ParameterDerivatives);
+    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, 70.0, 0.1), state.getPotentialEnergy(), 1e-10);
+    double sumSq = 0, sum = 0;
+    for (int x = 0; x < 3; x++)
+        for (int y = x + 1; y < 3; y++) {
+            Vec3 d = pos[atoms[x]] - pos[atoms[y]];
+            double r = sqrt(d.dot(d));
+            sumSq += (r - 0.1) * (r - 0.1);
+            sum += r - 0.1;
+        }
+    map<string, double> derivs = state.getEnergyParameterDerivatives();
+    ASSERT_EQUAL_TOL(sumSq, derivs["k"], 1e-10);
+    ASSERT_EQUAL_TOL(-2 * 70.0 * sum, derivs["r0"], 1e-10);
+    // And against a finite difference in r0.
+    const double h = 1e-6;
+    context.setParameter("r0", 0.1 + h);
+    double ePlus = context.getState(State::Energy).getPotentialEnergy();
+    context.setParameter("r0", 0.1 - h);
+    double eMinus = context.getState(State::Energy).getPotentialEnergy();
+    ASSERT_EQUAL_TOL(derivs["r0"], (ePlus - eMinus) / (2 * h), 1e-6);
+}
+
+static void testOutputsForces() {
+    const int n = 4;
+    vector<int> atoms = {3, 0, 1};
+    unique_ptr<System> system(makeSystem(n));
+    MLForce* force = new MLForce(model("constant_forces"), atoms);
+    force->setOutputsForces(true);
+    force->setUsesDoublePrecision(true);
+    system->addForce(force);
+    VerletIntegrator integrator(0.001);
+    Context context(*system, integrator, platform());
+    vector<Vec3> pos = randomPositions(n, 1.0, 4);
+    context.setPositions(pos);
+    State state = context.getState(State::Energy | State::Forces);
+    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, K, R0), state.getPotentialEnergy(), 1e-10);
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQUAL_VEC(Vec3(i, 2 * i, 3 * i), state.getForces()[atoms[i]], 1e-12);
+    ASSERT_EQUAL_VEC(Vec3(0, 0, 0), state.getForces()[2], 1e-12);
+}
+
+static void testForceGroupsAndMM() {
+    // The ML force in group 1 beside an ordinary bond in group 0.
+    const int n = 3;
+    unique_ptr<System> system(makeSystem(n));
+    HarmonicBondForce* bond = new HarmonicBondForce();
+    bond->addBond(0, 2, 0.1, 1000.0);
+    system->addForce(bond);
+    MLForce* force = new MLForce(model("pairs"), {0, 1});
+    force->setForceGroup(1);
+    force->setUsesDoublePrecision(true);
+    system->addForce(force);
+    VerletIntegrator integrator(0.001);
+    Context context(*system, integrator, platform());
+    vector<Vec3> pos = {Vec3(0, 0, 0), Vec3(0.3, 0, 0), Vec3(0, 0.2, 0)};
+    context.setPositions(pos);
+    double ml = K * (0.3 - R0) * (0.3 - R0), mm = 0.5 * 1000.0 * 0.1 * 0.1;
+    ASSERT_EQUAL_TOL(ml, context.getState(State::Energy, false, 1 << 1).getPotentialEnergy(), 1e-10);
+    ASSERT_EQUAL_TOL(mm, context.getState(State::Energy, false, 1 << 0).getPotentialEnergy(), 1e-10);
+    ASSERT_EQUAL_TOL(ml + mm, context.getState(State::Energy).getPotentialEnergy(), 1e-10);
+}
+
+static void testSerialization() {
+    const int n = 6;
+    vector<int> atoms = {4, 0, 2};
+    System system;
+    for (int i = 0; i < n; i++)
+        system.addParticle(1.0);
+    MLForce* force = new MLForce(model("pairs_parameters"), atoms);
+    force->setUsesDoublePrecision(true);
+    force->setForceGroup(3);
+    force->setName("ligand");
+    force->addGlobalParameter("k", 30.0);
+    force->addGlobalParameter("r0", 0.12);
+    force->addEnergyParameterDerivative("r0");
+    force->setProperty("useCUDAGraphs", "true");
+    system.addForce(force);
+    stringstream buffer;
+    XmlSerializer::serialize<System>(&system, "System", buffer);
+    unique_ptr<System> copy(XmlSerializer::deserialize<System>(buffer));
+    const MLForce& restored = dynamic_cast<const MLForce&>(copy->getForce(0));
+    ASSERT_EQUAL_CONTAINERS(atoms, restored.getAtoms());
+    ASSERT(restored.getModelData() == force->getModelData());
+    ASSERT_EQUAL(3, restored.getForceGroup());
+    ASSERT_EQUAL(string("ligand"), restored.getName());
+    ASSERT(restored.getUsesDoublePrecision());
+    ASSERT_EQUAL(2, restored.getNumGlobalParameters());
+    ASSERT_EQUAL(string("r0"), restored.getGlobalParameterName(1));
+    ASSERT_EQUAL_TOL(0.12, restored.getGlobalParameterDefaultValue(1), 0);
+    ASSERT_EQUAL(string("r0"), restored.getEnergyParameterDerivativeName(0));
+    ASSERT_EQUAL(string("true"), restored.getProperties().at("useCUDAGraphs"));
+    vector<Vec3> pos = randomPositions(n, 1.0, 5);
+    VerletIntegrator i1(0.001), i2(0.001);
+    Context c1(system, i1, platform()), c2(*copy, i2, platform());
+    c1.setPositions(pos);
+    c2.setPositions(pos);
+    ASSERT_EQUAL_TOL(c1.getState(State::Energy).getPotentialEnergy(), c2.getState(State::Energy).getPotentialEnergy(), 0);
+}
+
+static void testBadInput() {
+    assertThrows([] { MLForce f(model("pairs"), {}); }, "empty");
+    assertThrows([] { MLForce f(model("pairs"), {0, 1, 0}); }, "more than once");
+    assertThrows([] { MLForce f(model("pairs"), {0, -1}); }, "negative");
+    assertThrows([] { MLForce f(model("does_not_exist"), {0}); }, "cannot open");
+    assertThrows([] { MLForce f(model("corrupt"), {0}); }, "could not load");
+    assertThrows([] { MLForce f(model("pairs"), {0}); f.setProperty("noSuchProperty", "1"); }, "unknown property");
+    assertThrows([] { MLForce f(model("pairs"), {0}); f.addEnergyParameterDerivative("x"); }, "not a global parameter");
+    auto contextFor = [](MLForce* force, int n) {
+        System system;
+        for (int i = 0; i < n; i++)
+            system.addParticle(1.0);
+        system.addForce(force);
+        VerletIntegrator integrator(0.001);
+        Context context(system, integrator, platform());
+        context.setPositions(randomPositions(n, 1.0, 6));
+        context.getState(State::Energy | State::Forces);
+    };
+    assertThrows([&] { contextFor(new MLForce(model("pairs"), {0, 3}), 3); }, "out of range");
+    assertThrows([&] { contextFor(new MLForce(model("three_inputs"), {0, 1}), 3); }, "takes 3 arguments");
+    assertThrows([&] {
+        MLForce* f = new MLForce(model("pairs"), {0, 1});
+        f->setUsesPeriodicBoundaryConditions(true);
+        contextFor(f, 3);
+    }, "takes 1 argument");
+    assertThrows([&] { contextFor(new MLForce(model("per_atom_energy"), {0, 1}), 3); }, "single floating point energy");
+    assertThrows([&] { contextFor(new MLForce(model("integer_energy"), {0, 1}), 3); }, "single floating point energy");
+    assertThrows([&] { contextFor(new MLForce(model("nan_energy"), {0, 1}), 3); }, "non-finite energy");
+    assertThrows([&] {
+        MLForce* f = new MLForce(model("pairs"), {0, 1});
+        f->setOutputsForces(true);
+        contextFor(f, 3);
+    }, "must return a tuple");
+    assertThrows([&] { contextFor(new MLForce(model("constant_forces"), {0, 1}), 3); }, "setOutputsForces(True)");
+}
+
+int main() {
+    try {
+        Platform::loadPluginsFromDirectory(OPENMM_PLUGIN_DIR);
+        Platform::loadPluginLibrary(HYBRID_PLUGIN);
+        testEnergyAndForces(true);
+        testEnergyAndForces(false);
+        testPeriodicRegionSplitAcrossBox();
+        testGlobalParametersAndDerivatives();
+        testOutputsForces();
+        testForceGroupsAndMM();
+        testSerialization();
+        testBadInput();
+    }
+    catch (const exception& e) {
+        cout << "exception: " << e.what() << endl;
+        return 1;
+    }
+    cout << "Done" << endl;
+    return 0;
+}
