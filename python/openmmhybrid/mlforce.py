@@ -1,6 +1,7 @@
 """MLForce: a PyTorch model evaluated on the ML region inside an OpenMM Context."""
 import io
 import os
+import warnings
 
 import openmm
 import openmm.unit as unit
@@ -29,15 +30,24 @@ def _atom_list(atoms):
 
 def _model_bytes(model):
     """The bytes of a TorchScript archive for a ScriptModule or nn.Module (scripted here)."""
+    # TorchScript is the format the C++ kernels load; torch marks its Python entry points as
+    # deprecated, which says nothing about this use, so that warning is not passed on.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+        return _script_and_save(model)
+
+
+def _script_and_save(model):
     if isinstance(model, torch.jit.ScriptModule):
         scripted = model
     elif isinstance(model, torch.nn.Module):
         try:
             scripted = torch.jit.script(model)
         except Exception as error:
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
             raise ValueError(
                 f"MLForce: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
-                f"{str(error).splitlines()[0]}. Make the module scriptable (type annotations, no Python-only "
+                f"{reason}. Make the module scriptable (type annotations, no Python-only "
                 "constructs) or pass a TorchScript file.") from error
     else:
         raise TypeError(f"MLForce: model must be a path to a TorchScript file, a torch.nn.Module or a "
@@ -132,7 +142,9 @@ class MLForce(openmm.Force):
 
     def getModel(self):
         """A copy of the stored model as a ``torch.jit.ScriptModule``."""
-        return torch.jit.load(io.BytesIO(self.getModelData()))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+            return torch.jit.load(io.BytesIO(self.getModelData()))
 
     def getFile(self):
         """The file the model was read from, or ``''`` if it was given as a module."""

@@ -1,0 +1,25 @@
+import os
+import sys
+
+import openmm
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+import openmmhybrid  # noqa: E402,F401  (loads the plugins)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(ROOT, "examples", "data")
+
+CPU_PLATFORMS = [name for name in ("Reference", "CPU")
+                 if name in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]]
+
+
+@pytest.fixture(params=CPU_PLATFORMS)
+def platform(request):
+    """Every CPU-side platform that exists here (the CUDA tests live in test_cuda_*.py)."""
+    return openmm.Platform.getPlatformByName(request.param)
+
+
+@pytest.fixture
+def data_dir():
+    return DATA
