@@ -44,7 +44,7 @@ def _script_and_save(model):
         try:
             scripted = torch.jit.script(model)
         except Exception as error:
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__).rstrip(".")
             raise ValueError(
                 f"MLForce: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
                 f"{reason}. Make the module scriptable (type annotations, no Python-only "

@@ -1,0 +1,35 @@
+# openmm-hybrid: the two commands of the README, and helpers.
+#   make demo   set up .venv/, build, run the main job (a short ML/MM simulation)
+#   make test   set up .venv/, build, run the C++ (ctest) and Python (pytest) tests
+#   make bench  set up .venv/, build, run the CPU benchmarks
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BUILD := $(CURDIR)/build
+# The plugin is ABI-bound to these: change them together and rebuild (make clean).
+DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cmake>=3.21" "ninja" \
+        "setuptools>=64,<81" "wheel" "pytest"
+
+.PHONY: demo test bench build clean
+
+$(VENV)/.deps-installed: Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check $(DEPS)
+	touch $@
+
+build: $(VENV)/.deps-installed
+	OPENMMHYBRID_BUILD_DIR=$(BUILD) OPENMMHYBRID_BUILD_TESTS=ON \
+	    $(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps .
+
+test: build
+	cd $(BUILD) && $(CURDIR)/$(VENV)/bin/ctest --output-on-failure
+	$(PY) -m pytest tests/python
+
+demo: build
+	$(PY) examples/run_pxylene_water.py
+
+bench: build
+	$(PY) benchmarks/bench_mlforce_overhead.py
+
+clean:
+	rm -rf $(BUILD) *.egg-info

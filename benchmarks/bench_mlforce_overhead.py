@@ -1,0 +1,179 @@
+"""What MLForce costs beyond the model itself, on the CPU-side platforms.
+
+For an 18-atom and a ~200-atom ML region, and for the 18-atom ligand inside the 36,309-atom
+T4 lysozyme L99A + p-xylene complex, this times (medians and minima of repeated calls):
+
+  direct       the model's forward + backward called directly in PyTorch (the floor)
+  empty        Context.getState(getEnergy, getForces) of a force group that holds nothing
+  MLForce      the same call for the group holding the MLForce
+  PythonForce  the same model through OpenMM's PythonForce restricted to the region
+               (openmm-ml's coupling), in the same run, as the peer
+
+and reports overhead = MLForce - empty - direct, in microseconds.  The machines are shared and
+noisy: compare columns of one run, not figures across runs.
+
+Usage: python benchmarks/bench_mlforce_overhead.py [--repeats 300] [--threads 2] [--skip-complex]
+"""
+import argparse
+import os
+import platform as host
+import statistics
+import sys
+import time
+from datetime import date
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+import torch
+
+import openmmhybrid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(ROOT, "examples", "data")
+
+
+class PairDistanceMLP(torch.nn.Module):
+    """An ANI-sized stand-in: radial Gaussian features of every pair distance within 0.52 nm,
+    summed per atom, through a 3-layer MLP (64-64-1) per atom, summed.  Float32, like ANI."""
+
+    def __init__(self, features=32, hidden=64):
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.register_buffer("centers", torch.linspace(0.08, 0.52, features))
+        self.l1 = torch.nn.Linear(features, hidden)
+        self.l2 = torch.nn.Linear(hidden, hidden)
+        self.l3 = torch.nn.Linear(hidden, 1)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+
+    def forward(self, positions):
+        d = positions.unsqueeze(0) - positions.unsqueeze(1)
+        r2 = (d * d).sum(-1) + torch.eye(positions.shape[0], dtype=positions.dtype)  # no 0 on the diagonal
+        r = torch.sqrt(r2)
+        cutoff = 0.5 * (torch.cos(torch.pi * torch.clamp(r / 0.52, max=1.0)) + 1.0) * (1.0 - torch.eye(positions.shape[0]))
+        g = torch.exp(-((r.unsqueeze(-1) - self.centers) ** 2) / 0.002) * cutoff.unsqueeze(-1)
+        atom_features = g.sum(1)
+        h = torch.nn.functional.celu(self.l1(atom_features), 0.1)
+        h = torch.nn.functional.celu(self.l2(h), 0.1)
+        return self.l3(h).sum()
+
+
+def timed(function, repeats, warmup=20):
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e6, min(samples) * 1e6
+
+
+def direct_timer(model, positions):
+    pos = torch.tensor(positions, dtype=torch.float32, requires_grad=True)
+
+    def run():
+        energy = model(pos)
+        grad, = torch.autograd.grad(energy, pos)
+        return energy.item(), grad
+    return run
+
+
+def python_force(model, atoms):
+    """The peer coupling: OpenMM's PythonForce on the region, with the same TorchScript model."""
+    def compute(state):
+        pos = torch.tensor(state.getPositions(asNumpy=True)._value, dtype=torch.float32, requires_grad=True)
+        energy = model(pos)
+        grad, = torch.autograd.grad(energy, pos)
+        return energy.item(), -grad.numpy()
+    force = openmm.PythonForce(compute)
+    force.setParticles(atoms)
+    return force
+
+
+def measure(system, positions, atoms, model, platform_name, repeats, box=None):
+    """Times of the empty group, MLForce group and PythonForce group for one System."""
+    scripted = torch.jit.script(model)
+    ml = openmmhybrid.MLForce(scripted, atoms)
+    ml.setForceGroup(30)
+    system.addForce(ml)
+    peer = python_force(scripted, atoms)
+    peer.setForceGroup(29)
+    system.addForce(peer)
+    platform = openmm.Platform.getPlatformByName(platform_name)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    context.setPositions(positions)
+    if box is not None:
+        context.setPeriodicBoxVectors(*box)
+
+    def group(g):
+        return lambda: context.getState(getEnergy=True, getForces=True, groups={g})
+    result = {"empty": timed(group(31), repeats), "MLForce": timed(group(30), repeats),
+              "PythonForce": timed(group(29), repeats)}
+    pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True)._value)[atoms]
+    result["direct"] = timed(direct_timer(scripted, pos), repeats)
+    # Consistency: both couplings give the model's energy.
+    e_ml = context.getState(getEnergy=True, groups={30}).getPotentialEnergy()._value
+    e_py = context.getState(getEnergy=True, groups={29}).getPotentialEnergy()._value
+    e_direct = scripted(torch.tensor(pos, dtype=torch.float32)).item()
+    assert abs(e_ml - e_direct) < 1e-3 * max(1.0, abs(e_direct)), (e_ml, e_direct)
+    assert abs(e_py - e_direct) < 1e-3 * max(1.0, abs(e_direct)), (e_py, e_direct)
+    return result
+
+
+def cluster(n, seed=0):
+    """n atoms at liquid-like density (about 0.1 nm^-3 ... spacing ~0.15 nm), no overlaps."""
+    rng = np.random.default_rng(seed)
+    side = int(np.ceil(n ** (1 / 3)))
+    grid = np.array([(i, j, k) for i in range(side) for j in range(side) for k in range(side)][:n], dtype=float)
+    return grid * 0.15 + rng.normal(scale=0.01, size=(n, 3))
+
+
+def report(title, result):
+    direct, empty, ml, peer = (result[k] for k in ("direct", "empty", "MLForce", "PythonForce"))
+    overhead = ml[0] - empty[0] - direct[0]
+    overhead_min = ml[1] - empty[1] - direct[1]
+    print(f"| {title} | {direct[0]:.0f} / {direct[1]:.0f} | {empty[0]:.0f} / {empty[1]:.0f} | {ml[0]:.0f} / {ml[1]:.0f} | "
+          f"{peer[0]:.0f} / {peer[1]:.0f} | {overhead:.0f} / {overhead_min:.0f} | {peer[0] - ml[0]:.0f} | "
+          f"{(peer[0] - empty[0]) / max(ml[0] - empty[0], 1e-9):.2f} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--skip-complex", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# MLForce overhead, {date.today()}, {host.node()} ({os.cpu_count()} cores, {host.processor() or host.machine()}), "
+          f"OpenMM {openmm.version.version}, torch {torch.__version__}, {args.threads} torch threads, "
+          f"{args.repeats} repeats; model: PairDistanceMLP (float32); times in us, median / min")
+    print()
+    print("| case | direct fwd+bwd | empty group | MLForce group | PythonForce group | MLForce overhead | "
+          "PythonForce - MLForce | PythonForce/MLForce (beyond empty) |")
+    print("|---|---|---|---|---|---|---|---|")
+    model = PairDistanceMLP()
+    for n in (18, 200):
+        for platform_name in ("Reference", "CPU"):
+            system = openmm.System()
+            for _ in range(n):
+                system.addParticle(12.0)
+            result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats)
+            report(f"{n}-atom region alone, {platform_name}", result)
+    if not args.skip_complex:
+        folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
+        prmtop = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
+        inpcrd = app.AmberInpcrdFile(os.path.join(folder, "complex.inpcrd"))
+        ligand = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+        system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                     constraints=app.HBonds)
+        repeats = max(args.repeats // 3, 30)
+        result = measure(system, inpcrd.positions, ligand, model, "CPU", repeats, box=inpcrd.boxVectors)
+        report(f"18-atom ligand in the {system.getNumParticles()}-atom T4L complex, CPU", result)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
