@@ -3,13 +3,16 @@
 For an 18-atom and a ~200-atom ML region, and for the 18-atom ligand inside the 36,309-atom
 T4 lysozyme L99A + p-xylene complex, this times (medians and minima of repeated calls):
 
-  direct       the model's forward + backward called directly in PyTorch (the floor)
+  direct       the model's forward + backward called directly in PyTorch from Python
+  C++ warm     the same from C++, exactly as the kernel calls it (build/benchmarks/BenchModel):
+               the floor; "C++ cold" writes a buffer the size of the System's state arrays
+               before each call, as a Context's evaluation does to the caches
   empty        Context.getState(getEnergy, getForces) of a force group that holds nothing
   MLForce      the same call for the group holding the MLForce
   PythonForce  the same model through OpenMM's PythonForce restricted to the region
                (openmm-ml's coupling), in the same run, as the peer
 
-and reports overhead = MLForce - empty - direct, in microseconds.  The machines are shared and
+and reports overhead = MLForce - empty - (C++ floor), in microseconds.  The machines are shared and
 noisy: compare columns of one run, not figures across runs.
 
 Usage: python benchmarks/bench_mlforce_overhead.py [--repeats 300] [--threads 2] [--skip-complex]
@@ -18,7 +21,9 @@ import argparse
 import os
 import platform as host
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from datetime import date
 
@@ -94,6 +99,19 @@ def python_force(model, atoms):
     return force
 
 
+def cpp_floor(scripted, positions, repeats, touch_bytes):
+    """(warm median, warm min, cold median, cold min) of BenchModel, or None if it is not built."""
+    binary = os.path.join(ROOT, "build", "benchmarks", "BenchModel")
+    if not os.path.exists(binary):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file, pos_file = os.path.join(tmp, "model.pt"), os.path.join(tmp, "pos.txt")
+        torch.jit.save(scripted, model_file)
+        np.savetxt(pos_file, positions)
+        out = subprocess.check_output([binary, model_file, pos_file, str(repeats), str(touch_bytes)], text=True)
+    return tuple(float(x) for x in out.split())
+
+
 def measure(system, positions, atoms, model, platform_name, repeats, box=None):
     """Times of the empty group, MLForce group and PythonForce group for one System."""
     scripted = torch.jit.script(model)
@@ -115,6 +133,9 @@ def measure(system, positions, atoms, model, platform_name, repeats, box=None):
               "PythonForce": timed(group(29), repeats)}
     pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True)._value)[atoms]
     result["direct"] = timed(direct_timer(scripted, pos), repeats)
+    # State arrays an evaluation sweeps: positions, forces (double), posq and per-thread forces (float).
+    touch = system.getNumParticles() * (24 + 24 + 16 + 16 * os.cpu_count())
+    result["cpp"] = cpp_floor(scripted, pos, repeats, touch)
     # Consistency: both couplings give the model's energy.
     e_ml = context.getState(getEnergy=True, groups={30}).getPotentialEnergy()._value
     e_py = context.getState(getEnergy=True, groups={29}).getPotentialEnergy()._value
@@ -133,11 +154,14 @@ def cluster(n, seed=0):
 
 
 def report(title, result):
-    direct, empty, ml, peer = (result[k] for k in ("direct", "empty", "MLForce", "PythonForce"))
-    overhead = ml[0] - empty[0] - direct[0]
-    overhead_min = ml[1] - empty[1] - direct[1]
-    print(f"| {title} | {direct[0]:.0f} / {direct[1]:.0f} | {empty[0]:.0f} / {empty[1]:.0f} | {ml[0]:.0f} / {ml[1]:.0f} | "
-          f"{peer[0]:.0f} / {peer[1]:.0f} | {overhead:.0f} / {overhead_min:.0f} | {peer[0] - ml[0]:.0f} | "
+    direct, empty, ml, peer, cpp = (result[k] for k in ("direct", "empty", "MLForce", "PythonForce", "cpp"))
+    if cpp is None:
+        cpp = (float("nan"),) * 4
+    warm = (ml[0] - empty[0] - cpp[0], ml[1] - empty[1] - cpp[1])
+    cold = (ml[0] - empty[0] - cpp[2], ml[1] - empty[1] - cpp[3])
+    print(f"| {title} | {direct[0]:.0f} / {direct[1]:.0f} | {cpp[0]:.0f} / {cpp[1]:.0f} | {cpp[2]:.0f} / {cpp[3]:.0f} | "
+          f"{empty[0]:.0f} / {empty[1]:.0f} | {ml[0]:.0f} / {ml[1]:.0f} | {peer[0]:.0f} / {peer[1]:.0f} | "
+          f"{warm[0]:.0f} / {warm[1]:.0f} | {cold[0]:.0f} / {cold[1]:.0f} | {peer[0] - ml[0]:.0f} | "
           f"{(peer[0] - empty[0]) / max(ml[0] - empty[0], 1e-9):.2f} |", flush=True)
 
 
@@ -152,9 +176,10 @@ def main():
           f"OpenMM {openmm.version.version}, torch {torch.__version__}, {args.threads} torch threads, "
           f"{args.repeats} repeats; model: PairDistanceMLP (float32); times in us, median / min")
     print()
-    print("| case | direct fwd+bwd | empty group | MLForce group | PythonForce group | MLForce overhead | "
-          "PythonForce - MLForce | PythonForce/MLForce (beyond empty) |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| case | model from Python | model from C++, warm | model from C++, cold | empty group | MLForce group | "
+          "PythonForce group | MLForce overhead vs C++ warm | vs C++ cold | PythonForce - MLForce | "
+          "PythonForce / MLForce (beyond empty) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     model = PairDistanceMLP()
     for n in (18, 200):
         for platform_name in ("Reference", "CPU"):
