@@ -11,12 +11,14 @@ import torch
 # Closed form used throughout: E = K * sum_{i<j} (r_ij - R0)^2, K = 100 kJ/mol/nm^2, R0 = 0.15 nm.
 
 
-def pair_energy(positions, k: float = 100.0, r0: float = 0.15):
+def pair_distances(positions):
     n = positions.shape[0]
     ij = torch.triu_indices(n, n, 1)
-    i, j = ij[0], ij[1]
-    r = torch.linalg.norm(positions[i] - positions[j], dim=1)
-    return k * ((r - r0) ** 2).sum()
+    return torch.linalg.norm(positions[ij[0]] - positions[ij[1]], dim=1)
+
+
+def pair_energy(positions, k: float = 100.0, r0: float = 0.15):
+    return k * ((pair_distances(positions) - r0) ** 2).sum()
 
 
 class Pairs(torch.nn.Module):
@@ -33,11 +35,7 @@ class PairsPeriodic(torch.nn.Module):
 class PairsWithParameters(torch.nn.Module):
     """E = k * sum (r_ij - r0)^2 with k and r0 global parameters."""
     def forward(self, positions, k, r0):
-        n = positions.shape[0]
-        ij = torch.triu_indices(n, n, 1)
-        i, j = ij[0], ij[1]
-        r = torch.linalg.norm(positions[i] - positions[j], dim=1)
-        return k * ((r - r0) ** 2).sum()
+        return k * ((pair_distances(positions) - r0) ** 2).sum()
 
 
 class ConstantForces(torch.nn.Module):
