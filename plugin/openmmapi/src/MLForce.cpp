@@ -25,18 +25,14 @@ MLForce::MLForce(const string& file, const vector<int>& atoms) : file(file), per
         throw OpenMMException("MLForce: cannot open the model file '" + file +
                               "'. Check the path; the file must be a TorchScript archive written by torch.jit.save().");
     modelData = readStream(in);
-    init(atoms);
+    setAtoms(atoms);
     TorchModel::load(modelData, "the file '" + file + "'");
 }
 
 MLForce::MLForce(istream& model, const vector<int>& atoms) : periodic(false), outputsForces(false), useDouble(false) {
     modelData = readStream(model);
-    init(atoms);
-    TorchModel::load(modelData, "the stream");
-}
-
-void MLForce::init(const vector<int>& atoms) {
     setAtoms(atoms);
+    TorchModel::load(modelData, "the stream");
 }
 
 const string& MLForce::getModelData() const {

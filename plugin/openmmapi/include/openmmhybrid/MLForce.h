@@ -128,7 +128,6 @@ public:
 protected:
     OpenMM::ForceImpl* createImpl() const;
 private:
-    void init(const std::vector<int>& atoms);
     struct GlobalParameterInfo {
         std::string name;
         double defaultValue;

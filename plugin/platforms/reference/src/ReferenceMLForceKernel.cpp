@@ -53,6 +53,11 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
                 parameters[j].requires_grad_(true);
             }
     }
+    gradInputs.clear();
+    if (!outputsForces)
+        gradInputs.push_back(positions);
+    for (int j : derivativeIndex)
+        gradInputs.push_back(parameters[j]);
     TorchModel::checkSignature(module, inputNames);
 }
 
@@ -147,15 +152,10 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
 
     ReferencePlatform::PlatformData& data = getData(context);
     vector<Vec3>& forces = *data.forces;
-    vector<torch::Tensor> gradInputs;
-    if (!outputsForces)
-        gradInputs.push_back(positions);
-    for (int j : derivativeIndex)
-        gradInputs.push_back(parameters[j]);
     vector<torch::Tensor> grads(gradInputs.size());
     if (!gradInputs.empty() && energy.requires_grad()) {
         try {
-            grads = torch::autograd::grad({energy.sum()}, gradInputs, {}, false, false, true);
+            grads = torch::autograd::grad({energy.dim() == 0 ? energy : energy.sum()}, gradInputs, {}, false, false, true);
         }
         catch (const std::exception& e) {
             throw OpenMMException(string("MLForce: computing the gradient of the model's energy failed: ") + firstLine(e.what()));

@@ -31,6 +31,7 @@ private:
     std::vector<std::string> parameterNames;
     std::vector<int> derivativeIndex;  // indices into parameters, one per requested derivative
     std::vector<torch::jit::IValue> inputs;
+    std::vector<torch::Tensor> gradInputs;  // what autograd differentiates: positions and/or parameters
 };
 
 } // namespace OpenMMHybrid
