@@ -8,7 +8,11 @@ PY := $(VENV)/bin/python
 BUILD := $(CURDIR)/build
 # The plugin is ABI-bound to these: change them together and rebuild (make clean).
 DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cmake>=3.21" "ninja" \
-        "setuptools>=64,<81" "wheel" "pytest"
+        "setuptools>=64,<81" "wheel" "pytest" \
+        "torchani==2.2.4" "importlib_metadata" "lark" "mdtraj" "parmed" "pymbar>=4" "openmmml==1.8" "matplotlib"
+# torchani 2.2.4 carries the ANI-1x weights (the 'ani1x' model); it needs setuptools<81, importlib_metadata
+# and lark.  mdtraj: selection strings.  parmed, openmmml: independent references in the tests.
+# pymbar, matplotlib: the free-energy example.
 
 .PHONY: demo test bench build clean
 

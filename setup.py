@@ -60,5 +60,10 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
     install_requires=["openmm>=8.6,<8.7", "torch", "numpy"],
+    extras_require={
+        "ani": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark"],
+        "selection": ["mdtraj"],
+        "freeenergy": ["pymbar>=4", "matplotlib"],
+    },
     zip_safe=False,
 )

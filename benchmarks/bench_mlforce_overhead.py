@@ -5,14 +5,18 @@ T4 lysozyme L99A + p-xylene complex, this times (medians and minima of repeated 
 
   direct       the model's forward + backward called directly in PyTorch from Python
   C++ warm     the same from C++, exactly as the kernel calls it (build/benchmarks/BenchModel):
-               the floor; "C++ cold" writes a buffer the size of the System's state arrays
-               before each call, as a Context's evaluation does to the caches
+               the floor; "C++ cold" writes an unrelated 8 MiB buffer before each call (more
+               than the L2 cache), as a large Context's evaluation does to the caches
   empty        Context.getState(getEnergy, getForces) of a force group that holds nothing
   MLForce      the same call for the group holding the MLForce
   PythonForce  the same model through OpenMM's PythonForce restricted to the region
                (openmm-ml's coupling), in the same run, as the peer
 
-and reports overhead = MLForce - empty - (C++ floor), in microseconds.  The machines are shared and
+The three Context calls are made in rotation, and "paired" is the median over rounds of
+(MLForce - empty), which is less sensitive to drift than the difference of two medians.  It reports
+overhead = MLForce - empty - (C++ floor), in microseconds.  A diagnostic row repeats the
+18-atom Reference case with the same 8 MiB sweep before every call (outside the timed region): it
+shows how much of the large-System cost is the model running with cold caches.  The machines are shared and
 noisy: compare columns of one run, not figures across runs.
 
 Usage: python benchmarks/bench_mlforce_overhead.py [--repeats 300] [--threads 2] [--skip-complex]
@@ -66,15 +70,40 @@ class PairDistanceMLP(torch.nn.Module):
         return self.l3(h).sum()
 
 
-def timed(function, repeats, warmup=20):
+SWEEP_BYTES = 8 << 20
+
+
+def timed(function, repeats, warmup=20, sweep=None):
+    """(median, min) in us of function(); sweep: a numpy array written before each call, untimed."""
     for _ in range(warmup):
         function()
     samples = []
-    for _ in range(repeats):
+    for i in range(repeats):
+        if sweep is not None:
+            sweep[:] = i
         start = time.perf_counter()
         function()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples) * 1e6, min(samples) * 1e6
+
+
+def interleaved(functions, repeats, sweep=None, warmup=20):
+    """Times of several calls made in rotation (so drift on a shared machine hits all alike):
+    {name: (median, min)} in us, plus "paired": the median over rounds of MLForce - empty."""
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
+    samples = {name: [] for name in functions}
+    for i in range(repeats):
+        for name, function in functions.items():
+            if sweep is not None:
+                sweep[:] = i
+            start = time.perf_counter()
+            function()
+            samples[name].append(time.perf_counter() - start)
+    result = {name: (statistics.median(t) * 1e6, min(t) * 1e6) for name, t in samples.items()}
+    result["paired"] = statistics.median(a - b for a, b in zip(samples["MLForce"], samples["empty"])) * 1e6
+    return result
 
 
 def direct_timer(model, positions):
@@ -112,7 +141,7 @@ def cpp_floor(scripted, positions, repeats, touch_bytes):
     return tuple(float(x) for x in out.split())
 
 
-def measure(system, positions, atoms, model, platform_name, repeats, box=None):
+def measure(system, positions, atoms, model, platform_name, repeats, box=None, sweep=None):
     """Times of the empty group, MLForce group and PythonForce group for one System."""
     scripted = torch.jit.script(model)
     ml = openmmhybrid.MLForce(scripted, atoms)
@@ -129,13 +158,10 @@ def measure(system, positions, atoms, model, platform_name, repeats, box=None):
 
     def group(g):
         return lambda: context.getState(getEnergy=True, getForces=True, groups={g})
-    result = {"empty": timed(group(31), repeats), "MLForce": timed(group(30), repeats),
-              "PythonForce": timed(group(29), repeats)}
+    result = interleaved({"empty": group(31), "MLForce": group(30), "PythonForce": group(29)}, repeats, sweep)
     pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True)._value)[atoms]
-    result["direct"] = timed(direct_timer(scripted, pos), repeats)
-    # State arrays an evaluation sweeps: positions, forces (double), posq and per-thread forces (float).
-    touch = system.getNumParticles() * (24 + 24 + 16 + 16 * os.cpu_count())
-    result["cpp"] = cpp_floor(scripted, pos, repeats, touch)
+    result["direct"] = timed(direct_timer(scripted, pos), repeats, sweep=sweep)
+    result["cpp"] = cpp_floor(scripted, pos, repeats, SWEEP_BYTES)
     # Consistency: both couplings give the model's energy.
     e_ml = context.getState(getEnergy=True, groups={30}).getPotentialEnergy()._value
     e_py = context.getState(getEnergy=True, groups={29}).getPotentialEnergy()._value
@@ -162,7 +188,8 @@ def report(title, result):
     print(f"| {title} | {direct[0]:.0f} / {direct[1]:.0f} | {cpp[0]:.0f} / {cpp[1]:.0f} | {cpp[2]:.0f} / {cpp[3]:.0f} | "
           f"{empty[0]:.0f} / {empty[1]:.0f} | {ml[0]:.0f} / {ml[1]:.0f} | {peer[0]:.0f} / {peer[1]:.0f} | "
           f"{warm[0]:.0f} / {warm[1]:.0f} | {cold[0]:.0f} / {cold[1]:.0f} | {peer[0] - ml[0]:.0f} | "
-          f"{(peer[0] - empty[0]) / max(ml[0] - empty[0], 1e-9):.2f} |", flush=True)
+          f"{(peer[0] - empty[0]) / max(ml[0] - empty[0], 1e-9):.2f} | {result['paired']:.0f} | "
+          f"{result['paired'] - cpp[0]:.0f} / {result['paired'] - cpp[2]:.0f} |", flush=True)
 
 
 def main():
@@ -178,8 +205,8 @@ def main():
     print()
     print("| case | model from Python | model from C++, warm | model from C++, cold | empty group | MLForce group | "
           "PythonForce group | MLForce overhead vs C++ warm | vs C++ cold | PythonForce - MLForce | "
-          "PythonForce / MLForce (beyond empty) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "PythonForce / MLForce (beyond empty) | paired MLForce - empty | paired overhead vs C++ warm / cold |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     model = PairDistanceMLP()
     for n in (18, 200):
         for platform_name in ("Reference", "CPU"):
@@ -188,6 +215,13 @@ def main():
                 system.addParticle(12.0)
             result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats)
             report(f"{n}-atom region alone, {platform_name}", result)
+            if n == 18 and platform_name == "Reference":
+                system = openmm.System()
+                for _ in range(n):
+                    system.addParticle(12.0)
+                sweep = np.zeros(SWEEP_BYTES // 8)
+                result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats, sweep=sweep)
+                report(f"{n}-atom region alone, Reference, 8 MiB written before each call (diagnostic)", result)
     if not args.skip_complex:
         folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
         prmtop = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
@@ -195,7 +229,7 @@ def main():
         ligand = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
         system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
                                      constraints=app.HBonds)
-        repeats = max(args.repeats // 3, 30)
+        repeats = args.repeats
         result = measure(system, inpcrd.positions, ligand, model, "CPU", repeats, box=inpcrd.boxVectors)
         report(f"18-atom ligand in the {system.getNumParticles()}-atom T4L complex, CPU", result)
 

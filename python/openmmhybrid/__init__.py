@@ -5,6 +5,10 @@ and provides:
 
 - :class:`MLForce`: a PyTorch model evaluated on a subset of atoms (the ML region) inside an OpenMM
   Context, on the Reference and CPU platforms.  It is a real :class:`openmm.Force`.
+- :func:`createMixedSystem`: an ML/MM System from an MM System (mechanical embedding, optional
+  lambda interpolation, the correction in its own force group for multiple time steps), with
+  :func:`selectAtoms`, :func:`interpolationEnergies` and :func:`mtsGroups`.
+- :mod:`openmmhybrid.models`: models by name (``'ani1x'``) and the registry for new ones.
 
 This build is bound to the OpenMM and torch versions in :data:`build_info`.
 """
@@ -13,8 +17,11 @@ import openmm  # noqa: F401
 
 from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
+from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
+from . import models
 
 load_plugins()
 
-__all__ = ["MLForce", "build_info", "plugin_directory"]
+__all__ = ["MLForce", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
+           "models", "build_info", "plugin_directory"]
 __version__ = "0.1.0"

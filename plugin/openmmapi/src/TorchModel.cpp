@@ -55,10 +55,12 @@ void checkSignature(const torch::jit::Module& module, const vector<string>& inpu
         throw OpenMMException(msg.str());
     }
     for (int i = 0; i < numPassed; i++) {
-        const c10::TypePtr& type = args[i + 1].type();
+        c10::TypePtr type = args[i + 1].type();
+        if (type->kind() == c10::TypeKind::OptionalType)
+            type = type->castRaw<c10::OptionalType>()->getElementType();
         if (type->kind() != c10::TypeKind::TensorType && type->kind() != c10::TypeKind::AnyType) {
             throw OpenMMException("MLForce: argument '" + args[i + 1].name() + "' of the model's forward() has type " + type->str() +
-                                  ", but the force passes a Tensor (" + inputNames[i] + "). Annotate it as torch.Tensor.");
+                                  ", but the force passes a Tensor (" + inputNames[i] + "). Annotate it as torch.Tensor (or Optional[torch.Tensor]).");
         }
     }
 }

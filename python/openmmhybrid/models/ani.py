@@ -1,0 +1,542 @@
+"""ANI-1x as a static-shape PyTorch module, loaded offline from the weights torchani 2.2.4 ships.
+
+:class:`ANI1x` evaluates the ANI-1x ensemble (Smith et al., J. Chem. Phys. 148, 241733 (2018);
+8 networks, elements H, C, N, O, wB97X/6-31G(d)) on a fixed list of atoms with tensors whose
+shapes depend only on the number of atoms: every pair and every triple of the region is evaluated
+and the cutoffs are applied as masks.  There is no neighbour list, no ``.item()``, no
+``nonzero()`` and no data-dependent shape, so the module is scriptable with ``torch.jit.script``
+and can be captured in a CUDA graph.  It takes positions in nm and returns kJ/mol, the contract of
+:class:`openmmhybrid.MLForce`.
+
+:func:`torchani_ani1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
+for tests and benchmarks.
+
+torchani is needed only to read the weight files when a model is built (``pip install
+torchani==2.2.4``; it also needs ``setuptools<81``, ``importlib_metadata`` and ``lark``).  The
+module that :class:`ANI1x` builds does not use torchani when it runs, and a scripted copy
+(``torch.jit.save``) loads without it.
+"""
+import glob
+import importlib.util
+import math
+import os
+import re
+import warnings
+from typing import List, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["ANI1x", "torchani_ani1x", "default_weights_dir", "HARTREE_TO_KJ_PER_MOL"]
+
+# torchani.units.HARTREE_TO_KJOULEMOL, built from the same CODATA 2014 values so that the energies
+# agree with torchani's to the last bit (the tests check that the two constants are equal).
+_HARTREE_TO_EV = 27.211386024367243
+_EV_TO_JOULE = 1.6021766208e-19
+_AVOGADROS_NUMBER = 6.022140857e+23
+HARTREE_TO_KJ_PER_MOL = _HARTREE_TO_EV * _EV_TO_JOULE * _AVOGADROS_NUMBER / 1000
+"""Hartree to kJ/mol, equal to ``torchani.units.HARTREE_TO_KJOULEMOL`` (CODATA 2014)."""
+
+_NM_TO_ANGSTROM = 10.0
+
+_SYMBOLS = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
+    "Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho "
+    "Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac Th Pa U Np Pu Am Cm Bk Cf Es Fm "
+    "Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og").split()
+
+_INSTALL_HINT = ("Install it with `pip install torchani==2.2.4` (it also needs `setuptools<81`, "
+                 "`importlib_metadata` and `lark`).")
+
+
+def _symbol(z):
+    return _SYMBOLS[z] if 0 < z < len(_SYMBOLS) else "not an element"
+
+
+def _import_torchani():
+    """Import torchani with its import-time warnings (no ase, no cuaev, ...) silenced."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import torchani
+            import torchani.neurochem  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"Reading the ANI-1x weights needs torchani, which could not be imported ({error}). "
+                          + _INSTALL_HINT) from error
+    return torchani
+
+
+def default_weights_dir():
+    """The ``resources/ani-1x_8x`` folder of the installed torchani package.
+
+    torchani 2.2.4 ships the ANI-1x weights there (``train0`` ... ``train7``).  The folder is found
+    without importing torchani.
+
+    Returns
+    -------
+    str
+        The folder's path.
+
+    Raises
+    ------
+    ImportError
+        torchani is not installed.
+    FileNotFoundError
+        The installed torchani has no ``resources/ani-1x_8x`` folder.
+    """
+    spec = importlib.util.find_spec("torchani")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("ANI-1x needs torchani for its weight files, and torchani is not installed. " + _INSTALL_HINT)
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "resources", "ani-1x_8x")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"The installed torchani has no ANI-1x weights at '{folder}'. torchani 2.2.4 ships "
+                                "them; " + _INSTALL_HINT[0].lower() + _INSTALL_HINT[1:] +
+                                " Or pass weights_dir= pointing at an ani-1x_8x folder.")
+    return folder
+
+
+class _Files:
+    """The paths of a NeuroChem ensemble folder: the AEV constants, the self energies and train<i>."""
+
+    def __init__(self, weights_dir):
+        if weights_dir is None:
+            weights_dir = default_weights_dir()
+        weights_dir = os.fspath(weights_dir)
+        if not os.path.isdir(weights_dir):
+            raise FileNotFoundError(f"The ANI-1x weights folder '{weights_dir}' does not exist. Pass the ani-1x_8x "
+                                    "folder of torchani 2.2.4 (the default), which holds a .params file, "
+                                    "sae_linfit.dat and train0 ... train7.")
+        params = sorted(glob.glob(os.path.join(weights_dir, "*.params")))
+        if len(params) != 1:
+            raise FileNotFoundError(f"Expected exactly one AEV constants file (*.params) in '{weights_dir}', "
+                                    f"found {len(params)}.")
+        sae = os.path.join(weights_dir, "sae_linfit.dat")
+        if not os.path.isfile(sae):
+            raise FileNotFoundError(f"The self-energy file '{sae}' does not exist.")
+        count = 0
+        while os.path.isdir(os.path.join(weights_dir, f"train{count}", "networks")):
+            count += 1
+        if count == 0:
+            raise FileNotFoundError(f"No networks in '{weights_dir}' (expected train0/networks, train1/networks, ...).")
+        self.dir = weights_dir
+        self.params = params[0]
+        self.sae = sae
+        self.prefix = os.path.join(weights_dir, "train")
+        self.count = count
+
+    def network(self, member, symbol):
+        return os.path.join(f"{self.prefix}{member}", "networks", f"ANN-{symbol}.nnf")
+
+
+def torchani_ani1x(periodic_table_index=True, weights_dir=None):
+    """torchani's own ANI-1x ensemble, built from the shipped files without downloading anything.
+
+    The same pipeline as ``torchani.models.ANI1x()``: ``[SpeciesConverter ->] AEVComputer ->
+    Ensemble (8 ANIModels) -> EnergyShifter``, assembled as a ``torchani.nn.Sequential`` from
+    ``torchani.neurochem.Constants``, ``load_model_ensemble`` and ``load_sae``.  (torchani 2.2.4's
+    ``ani-1x_8x.info`` index is empty, so ``torchani.models.ANI1x()`` would try to download.)  Meant
+    as the reference for tests and benchmarks of :class:`ANI1x`.
+
+    torchani conventions apply: call it as ``model((species, coordinates))`` with ``species`` an
+    integer tensor ``[molecules, atoms]`` and ``coordinates`` ``[molecules, atoms, 3]`` in
+    **Angstrom**; it returns ``(species, energies)`` with ``energies`` ``[molecules]`` in
+    **Hartree** (float64, self energies included).  Use ``model.double()`` for float64 networks.
+
+    Parameters
+    ----------
+    periodic_table_index : bool, optional
+        Species are atomic numbers (True, the default) or torchani's indices 0-3 for H, C, N, O.
+    weights_dir : str or os.PathLike, optional
+        An ``ani-1x_8x`` folder; by default the one inside the installed torchani.
+
+    Returns
+    -------
+    torchani.nn.Sequential
+        The model, float32, on the CPU.
+    """
+    torchani = _import_torchani()
+    files = _Files(weights_dir)
+    neurochem = torchani.neurochem
+    consts = neurochem.Constants(files.params)
+    modules = []
+    if periodic_table_index:
+        modules.append(torchani.nn.SpeciesConverter(consts.species))
+    modules.append(torchani.AEVComputer(**consts))
+    modules.append(neurochem.load_model_ensemble(consts.species, files.prefix, files.count))
+    modules.append(neurochem.load_sae(files.sae))
+    return torchani.nn.Sequential(*modules)
+
+
+class _FirstLayer(torch.nn.Module):
+    """The first layer of all ensemble members at once: ``[atoms, in] -> [members, atoms, out]``.
+
+    One matmul with the members' weights side by side (``[in, members * out]``).
+    """
+
+    members: int
+    celu: bool
+    alpha: float
+
+    def __init__(self, weights, biases, celu, alpha, dtype):
+        super().__init__()
+        # weights: [members, out, in] (torch.nn.Linear layout), biases: [members, out]
+        members, out_size, in_size = weights.shape
+        self.members = members
+        self.celu = celu
+        self.alpha = alpha
+        self.register_buffer("weight", weights.permute(2, 0, 1).reshape(in_size, members * out_size).to(dtype).contiguous())
+        self.register_buffer("bias", biases.reshape(members * out_size).to(dtype).contiguous())
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.addmm(self.bias, x, self.weight)
+        if self.celu:
+            y = torch.nn.functional.celu(y, self.alpha)
+        return y.view(x.shape[0], self.members, -1).transpose(0, 1)
+
+
+class _Layer(torch.nn.Module):
+    """A later layer of all ensemble members at once: ``[members, atoms, in] -> [members, atoms, out]``."""
+
+    celu: bool
+    alpha: float
+
+    def __init__(self, weights, biases, celu, alpha, dtype):
+        super().__init__()
+        self.celu = celu
+        self.alpha = alpha
+        self.register_buffer("weight", weights.transpose(1, 2).to(dtype).contiguous())  # [members, in, out]
+        self.register_buffer("bias", biases.unsqueeze(1).to(dtype).contiguous())  # [members, 1, out]
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = torch.baddbmm(self.bias, x, self.weight)
+        if self.celu:
+            y = torch.nn.functional.celu(y, self.alpha)
+        return y
+
+
+class _SpeciesEnsemble(torch.nn.Module):
+    """The networks of one element for all ensemble members, applied to that element's atoms.
+
+    Returns the sum over the element's atoms and over the members (the caller divides by the
+    number of members).
+    """
+
+    def __init__(self, atoms, layers, dtype):
+        super().__init__()
+        self.register_buffer("atoms", torch.tensor(atoms, dtype=torch.long))
+        first, rest = layers[0], layers[1:]
+        self.first = _FirstLayer(*first, dtype=dtype)
+        self.rest = torch.nn.ModuleList([_Layer(*layer, dtype=dtype) for layer in rest])
+
+    def forward(self, aev: Tensor) -> Tensor:
+        x = self.first(aev.index_select(0, self.atoms))
+        for layer in self.rest:
+            x = layer(x)
+        return x.sum()
+
+
+class _Core(torch.nn.Module):
+    """AEVs and networks for one dtype: positions ``[n, 3]`` (Angstrom) -> ensemble-mean network
+    energy (Hartree, same dtype, self energies not included)."""
+
+    Rcr: float
+    Rca: float
+    num_species: int
+    num_pairs: int
+    members: float
+
+    def __init__(self, dtype, species, consts, networks, members):
+        super().__init__()
+        n = len(species)
+        num_species = consts.num_species
+        self.Rcr = float(consts.Rcr)
+        self.Rca = float(consts.Rca)
+        self.num_species = num_species
+        self.num_pairs = num_species * (num_species + 1) // 2
+        self.members = float(members)
+
+        # The constants as torchani's Constants holds them (float32 values read from the text file),
+        # then cast, as torchani's AEVComputer does after .double().
+        def const(name):
+            return getattr(consts, name).to(torch.float32).to(dtype).flatten()
+
+        self.register_buffer("EtaR", const("EtaR").view(-1, 1))                 # [EtaR, 1]
+        self.register_buffer("ShfR", const("ShfR").view(1, -1))                 # [1, ShfR]
+        self.register_buffer("EtaA", const("EtaA").view(-1, 1))                 # [EtaA, 1]
+        self.register_buffer("ShfA", const("ShfA").view(1, -1))                 # [1, ShfA]
+        self.register_buffer("Zeta", const("Zeta").view(-1, 1))                 # [Zeta, 1]
+        self.register_buffer("ShfZ", const("ShfZ").view(1, -1))                 # [1, ShfZ]
+
+        species_t = torch.tensor(species, dtype=torch.long)
+        # Identity, added to the squared distances so that sqrt (and its gradient) is finite on
+        # the diagonal; the diagonal is masked out anyway.
+        self.register_buffer("eye", torch.eye(n, dtype=dtype))
+        self.register_buffer("offdiag", ~torch.eye(n, dtype=torch.bool))
+        # Radial: neighbour j's element as a one-hot row, [n, num_species].
+        self.register_buffer("species_onehot", torch.nn.functional.one_hot(species_t, num_species).to(dtype))
+        # Angular: every unordered neighbour pair (j < k) of the region, for every centre i.
+        jk = torch.triu_indices(n, n, 1)
+        self.register_buffer("pair_j", jk[0].contiguous())
+        self.register_buffer("pair_k", jk[1].contiguous())
+        self.register_buffer("pair_jk", (jk[0] * n + jk[1]).contiguous())
+        centre = torch.arange(n).unsqueeze(1)
+        self.register_buffer("pair_not_centre", (jk[0].unsqueeze(0) != centre) & (jk[1].unsqueeze(0) != centre))
+        # torchani's species-pair index (aev.triu_index): upper-triangle order, symmetric.
+        s1, s2 = torch.triu_indices(num_species, num_species)
+        triu = torch.zeros(num_species, num_species, dtype=torch.long)
+        triu[s1, s2] = torch.arange(s1.shape[0])
+        triu[s2, s1] = torch.arange(s1.shape[0])
+        pair_species = triu[species_t[jk[0]], species_t[jk[1]]]
+        self.register_buffer("pair_onehot", torch.nn.functional.one_hot(pair_species, self.num_pairs).to(dtype))
+
+        self.networks = torch.nn.ModuleList(
+            [_SpeciesEnsemble(atoms, layers, dtype) for atoms, layers in networks])
+
+    def forward(self, coordinates: Tensor) -> Tensor:
+        aev = self.compute_aev(coordinates)
+        energy = torch.zeros((), dtype=coordinates.dtype, device=coordinates.device)
+        for network in self.networks:
+            energy = energy + network(aev)
+        return energy / self.members
+
+    @torch.jit.export
+    def compute_aev(self, coordinates: Tensor) -> Tensor:
+        """AEVs ``[n, radial + angular]`` in torchani's feature order, from coordinates in Angstrom."""
+        n = coordinates.shape[0]
+        # All pair vectors (j - i) and distances; the identity keeps sqrt finite at i == j.
+        vectors = coordinates.unsqueeze(0) - coordinates.unsqueeze(1)            # [i, j, 3]
+        distances = torch.sqrt((vectors * vectors).sum(-1) + self.eye)           # [i, j]
+
+        # Radial: 0.25 exp(-EtaR (r - ShfR)^2) fc(r), summed over the neighbours of each element.
+        fc_r = 0.5 * torch.cos(distances * (math.pi / self.Rcr)) + 0.5
+        fc_r = torch.where(self.offdiag & (distances <= self.Rcr), fc_r, torch.zeros_like(fc_r))
+        d = distances.view(n, n, 1, 1)
+        radial = 0.25 * torch.exp(-self.EtaR * (d - self.ShfR) ** 2) * fc_r.view(n, n, 1, 1)
+        radial = radial.view(n, n, -1)                                            # [i, j, EtaR*ShfR]
+        radial_aev = torch.matmul(radial.transpose(1, 2), self.species_onehot)   # [i, f, species]
+        radial_aev = radial_aev.transpose(1, 2).reshape(n, -1)                    # [i, species*f]
+
+        # Angular: every centre i and neighbour pair j < k, masked by the cutoff and j, k != i.
+        gram = torch.bmm(vectors, vectors.transpose(1, 2)).view(n, n * n)         # [i, j*n+k]
+        dot = gram.index_select(1, self.pair_jk)                                  # [i, P]
+        d_j = distances.index_select(1, self.pair_j)
+        d_k = distances.index_select(1, self.pair_k)
+        cos_angles = dot / torch.clamp(d_j * d_k, min=1e-10)
+        # 0.95 (as in torchani/NeuroChem) keeps acos away from +-1, so its gradient stays finite.
+        angles = torch.acos(0.95 * cos_angles)
+        fc_j = 0.5 * torch.cos(d_j * (math.pi / self.Rca)) + 0.5
+        fc_k = 0.5 * torch.cos(d_k * (math.pi / self.Rca)) + 0.5
+        in_cutoff = self.pair_not_centre & (d_j <= self.Rca) & (d_k <= self.Rca)
+        fc_a = fc_j * fc_k
+        fc_a = torch.where(in_cutoff, fc_a, torch.zeros_like(fc_a))
+        num_p = d_j.shape[1]
+        # factor1 = ((1 + cos(theta - ShfZ)) / 2)^Zeta                          [i, P, Zeta, ShfZ]
+        factor1 = ((1 + torch.cos(angles.view(n, num_p, 1, 1) - self.ShfZ)) / 2) ** self.Zeta
+        # 2 exp(-EtaA ((r_ij + r_ik)/2 - ShfA)^2) fc(r_ij) fc(r_ik)              [i, P, EtaA, ShfA]
+        mean_d = ((d_j + d_k) / 2).view(n, num_p, 1, 1)
+        factor2 = 2 * torch.exp(-self.EtaA * (mean_d - self.ShfA) ** 2) * fc_a.view(n, num_p, 1, 1)
+        num_eta = factor2.shape[2]
+        num_shfa = factor2.shape[3]
+        num_zeta = factor1.shape[2]
+        num_shfz = factor1.shape[3]
+        # Sum into species pairs: [i, pairs*EtaA*ShfA, P] @ [i, P, Zeta*ShfZ].
+        weighted = factor2.view(n, num_p, 1, num_eta * num_shfa) * self.pair_onehot.view(1, num_p, self.num_pairs, 1)
+        angular = torch.bmm(weighted.view(n, num_p, -1).transpose(1, 2), factor1.view(n, num_p, -1))
+        # torchani's order inside a species pair: (EtaA, Zeta, ShfA, ShfZ).
+        angular = angular.view(n, self.num_pairs, num_eta, num_shfa, num_zeta, num_shfz)
+        angular_aev = angular.permute(0, 1, 2, 4, 3, 5).reshape(n, -1)
+        return torch.cat([radial_aev, angular_aev], dim=1)
+
+
+def _ensemble_layers(networks):
+    """``[(weights [members, out, in], biases [members, out], celu, alpha), ...]`` from one
+    ``torch.nn.Sequential`` (Linear, CELU, ..., Linear) per ensemble member."""
+    per_member = []
+    for sequential in networks:
+        layers = []
+        for module in sequential:
+            if isinstance(module, torch.nn.Linear):
+                layers.append([module.weight.detach(), module.bias.detach(), False, 1.0])
+            elif isinstance(module, torch.nn.CELU) and layers and not layers[-1][2]:
+                layers[-1][2] = True
+                layers[-1][3] = float(module.alpha)
+            else:
+                raise NotImplementedError(f"ANI1x: unexpected layer {module} in a NeuroChem network "
+                                          "(only Linear and CELU are supported)")
+        per_member.append(layers)
+    shapes = {tuple((tuple(w.shape), celu, alpha) for w, _, celu, alpha in layers) for layers in per_member}
+    if len(shapes) != 1:
+        raise ValueError("ANI1x: the ensemble members' networks for one element differ in architecture")
+    return [(torch.stack([m[i][0] for m in per_member]), torch.stack([m[i][1] for m in per_member]),
+             per_member[0][i][2], per_member[0][i][3]) for i in range(len(per_member[0]))]
+
+
+class ANI1x(torch.nn.Module):
+    """The ANI-1x ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out).
+
+    ANI-1x (Smith et al., J. Chem. Phys. 148, 241733 (2018)) is an ensemble of 8 networks trained
+    on wB97X/6-31G(d) energies of molecules made of H, C, N and O.  This module computes the same
+    energy as torchani's ``ANI1x()`` (to about 1e-12 Hartree in float64) from the weight files that
+    torchani 2.2.4 ships, but with every tensor shape fixed by the number of atoms:
+
+    - the AEVs use every pair ``(i, j)`` and every triple ``(i, j, k)`` of the region, with the
+      radial and angular cutoffs (5.2 and 3.5 Angstrom, read from the ``.params`` file) applied as
+      masks, and masked entries kept finite in the backward pass;
+    - the elements are fixed when the module is built, so the one-hot element and element-pair
+      tables and the atom indices of each element are precomputed buffers;
+    - the 8 ensemble members are evaluated together: per element, one matmul for the first layer
+      and one batched matmul per later layer.
+
+    No ``.item()``, ``nonzero()``, boolean-mask indexing or data-dependent shape is used, so the
+    module works with ``torch.jit.script`` (and ``torch.jit.save``/``load``), can be captured in a
+    CUDA graph, and plugs into :class:`openmmhybrid.MLForce` as it is.  Its cost grows as ``n^3``
+    (all triples), which is cheap for ML regions of tens of atoms.
+
+    **Precision.**  The networks run in the dtype of the positions (float32 or float64).  The
+    self energies of the atoms (``sae_linfit.dat``), which make up nearly all of the total (about
+    -815,870 kJ/mol for p-xylene, where float32 resolves only about 0.06 kJ/mol), are summed in
+    float64 once, when the module is built.  ``forward`` converts the ensemble-mean network energy
+    (a few hundred kJ/mol) to float64 and adds that constant, so a float32 evaluation keeps the
+    accuracy of its network part: the float32 and float64 totals agree to a few 1e-4 kJ/mol, not
+    to the 0.06 kJ/mol that summing the self energies in float32 would give.
+
+    The module holds a float32 and a float64 copy of its weights and picks the one that matches
+    the positions, so there is no need to convert it; do not call ``.float()``, ``.double()`` or
+    ``.to(dtype)`` on it (moving it with ``.to(device)`` is fine).
+
+    Parameters
+    ----------
+    atomic_numbers : sequence of int
+        The elements of the region's atoms, in the order the model sees them (the order of
+        :class:`~openmmhybrid.MLForce`'s ``atoms``).  Only H, C, N and O (1, 6, 7, 8).
+    weights_dir : str or os.PathLike, optional
+        An ``ani-1x_8x`` folder in NeuroChem format (a ``.params`` file, ``sae_linfit.dat`` and
+        ``train0`` ... ``train7``).  By default the one inside the installed torchani.  torchani
+        (``pip install torchani==2.2.4``) is needed to read the files; it is not used afterwards.
+
+    Raises
+    ------
+    ValueError
+        ``atomic_numbers`` is empty or holds an element other than H, C, N, O.
+    ImportError
+        torchani is not installed.
+    FileNotFoundError
+        The weight files are missing.
+
+    Examples
+    --------
+    >>> residue = [a for a in topology.atoms() if a.residue.name == "TMP"]
+    >>> model = ANI1x([a.element.atomic_number for a in residue])
+    >>> force = MLForce(model, [a.index for a in residue])
+    """
+
+    atomic_numbers: List[int]
+    self_energy: float
+    hartree_to_kj_per_mol: float
+
+    def __init__(self, atomic_numbers: Sequence[int], weights_dir=None):
+        super().__init__()
+        numbers = []
+        for i, z in enumerate(atomic_numbers):
+            try:
+                value = int(z)
+            except (TypeError, ValueError):
+                raise TypeError(f"ANI1x: atomic_numbers must be integers; atom {i} is {z!r}") from None
+            numbers.append(value)
+        if not numbers:
+            raise ValueError("ANI1x: atomic_numbers is empty; give the atomic number of every atom of the ML region.")
+        supported = {1: "H", 6: "C", 7: "N", 8: "O"}
+        for i, z in enumerate(numbers):
+            if z not in supported:
+                raise ValueError(f"atom {i} is {_symbol(z)} (Z={z}); ANI-1x covers only H, C, N and O. Choose a model "
+                                 "that covers it or leave the atom out of the ML region.")
+
+        files = _Files(weights_dir)
+        torchani = _import_torchani()
+        neurochem = torchani.neurochem
+        consts = neurochem.Constants(files.params)
+        _, sae = neurochem.load_sae(files.sae, return_dict=True)
+        symbols = [supported[z] for z in numbers]
+        for symbol in set(symbols):
+            if symbol not in consts.species or symbol not in sae:
+                raise ValueError(f"ANI1x: the weights in '{files.dir}' do not cover {symbol}")
+        species = [consts.species.index(s) for s in symbols]
+
+        networks = []
+        for index, symbol in enumerate(consts.species):
+            atoms = [i for i, s in enumerate(species) if s == index]
+            if atoms:
+                members = [neurochem.load_atomic_network(files.network(m, symbol)) for m in range(files.count)]
+                networks.append((atoms, _ensemble_layers(members)))
+
+        self.atomic_numbers = numbers
+        self.hartree_to_kj_per_mol = HARTREE_TO_KJ_PER_MOL
+        # Summed in float64 (Python floats) once; forward adds it to the float64 network energy.
+        self.self_energy = math.fsum(sae[s] for s in symbols) * HARTREE_TO_KJ_PER_MOL
+        self.core32 = _Core(torch.float32, species, consts, networks, files.count)
+        self.core64 = _Core(torch.float64, species, consts, networks, files.count)
+
+    def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
+        """The ANI-1x energy of the region.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm, float32 or float64 (the networks run in this dtype; other floating
+            dtypes run in float32).  The region must be whole.
+        box : torch.Tensor, optional
+            Ignored (the region is not periodic); accepted so that the model can be used with a
+            periodic :class:`~openmmhybrid.MLForce`, which makes the region whole first.
+
+        Returns
+        -------
+        torch.Tensor
+            The energy in kJ/mol, a float64 scalar (0-dim): the ensemble-mean network energy,
+            converted to float64, plus the float64 sum of the self energies.
+        """
+        coordinates = positions * 10.0  # nm -> Angstrom
+        if positions.dtype == torch.float64:
+            energy = self.core64(coordinates)
+        else:
+            energy = self.core32(coordinates.to(torch.float32))
+        return energy.to(torch.float64) * self.hartree_to_kj_per_mol + self.self_energy
+
+    @torch.jit.export
+    def aev(self, positions: Tensor) -> Tensor:
+        """The atomic environment vectors, ``[n, 384]``, in torchani's feature order.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm, float32 or float64 (computed in that dtype).
+
+        Returns
+        -------
+        torch.Tensor
+            64 radial features (16 per neighbour element H, C, N, O) followed by 320 angular
+            features (32 per element pair in torchani's upper-triangle order HH, HC, HN, HO, CC,
+            ...), as torchani's ``AEVComputer`` gives them for coordinates in Angstrom.
+        """
+        coordinates = positions * 10.0
+        if positions.dtype == torch.float64:
+            return self.core64.compute_aev(coordinates)
+        return self.core32.compute_aev(coordinates.to(torch.float32))
+
+    @torch.jit.export
+    def network_energy(self, positions: Tensor) -> Tensor:
+        """The ensemble-mean network energy in Hartree, without self energies, in the positions' dtype.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar (0-dim) in Hartree.
+        """
+        coordinates = positions * 10.0
+        if positions.dtype == torch.float64:
+            return self.core64(coordinates)
+        return self.core32(coordinates.to(torch.float32))
