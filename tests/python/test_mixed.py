@@ -1,0 +1,429 @@
+"""createMixedSystem: E(lambda) = E_MM + lambda * (E_ML(region) - E_MM,region)."""
+import math
+import os
+import warnings
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+import pytest
+import torch
+
+import openmmhybrid
+from openmmhybrid.mixed import ONE_4PI_EPS0
+from conftest import DATA
+from models import PairMLP
+
+LAMBDA = "lambda_interpolate"
+KJ = unit.kilojoule_per_mole
+
+
+def amber(name, prmtop, inpcrd, **kwargs):
+    folder = os.path.join(DATA, name)
+    prm = app.AmberPrmtopFile(os.path.join(folder, prmtop))
+    crd = app.AmberInpcrdFile(os.path.join(folder, inpcrd))
+    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+    options.update(kwargs)
+    return prm, crd, prm.createSystem(**options)
+
+
+@pytest.fixture(scope="module")
+def pxylene():
+    return amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+
+
+@pytest.fixture(scope="module")
+def dipeptide():
+    return amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
+
+
+def context(system, crd, platform, positions=None):
+    c = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    if crd.boxVectors is not None and system.usesPeriodicBoundaryConditions():
+        c.setPeriodicBoxVectors(*crd.boxVectors)
+    c.setPositions(crd.positions if positions is None else positions)
+    return c
+
+
+def energy(c, groups=-1):
+    return c.getState(getEnergy=True, groups=groups).getPotentialEnergy().value_in_unit(KJ)
+
+
+def forces(c, groups=-1):
+    return c.getState(getForces=True, groups=groups).getForces(asNumpy=True).value_in_unit(KJ / unit.nanometer)
+
+
+def positions_nm(crd):
+    return np.array(crd.positions.value_in_unit(unit.nanometer))
+
+
+def region_model_energy(model, pos):
+    with torch.no_grad():
+        return model(torch.tensor(pos, dtype=torch.float64)).item()
+
+
+# ---------------------------------------------------------------------------------------------
+
+def test_selection_helpers(pxylene):
+    prm, _, _ = pxylene
+    by_name = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    assert by_name == list(range(18)) or len(by_name) == 18
+    assert openmmhybrid.selectAtoms(prm.topology, selection="resname TMP") == by_name
+    assert openmmhybrid.selectAtoms(prm.topology, indices=by_name) == by_name
+    with pytest.raises(ValueError, match="no residue is named 'XYZ'"):
+        openmmhybrid.selectAtoms(prm.topology, residueName="XYZ")
+    with pytest.raises(ValueError, match="matches no atom"):
+        openmmhybrid.selectAtoms(prm.topology, selection="resname XYZ")
+    with pytest.raises(ValueError, match="exactly one"):
+        openmmhybrid.selectAtoms(prm.topology)
+    with pytest.raises(ValueError, match="out of range"):
+        openmmhybrid.selectAtoms(prm.topology, indices=[0, 10**6])
+
+
+@pytest.mark.parametrize("case", ["pxylene", "dipeptide"])
+def test_lambda_zero_is_the_mm_system(case, pxylene, dipeptide, platform):
+    prm, crd, system = pxylene if case == "pxylene" else dipeptide
+    atoms = openmmhybrid.selectAtoms(prm.topology, selection="not water")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), interpolate=True)
+    assert mixed.getNumForces() > system.getNumForces() and system.getNumConstraints() == mixed.getNumConstraints()
+    mm, ml = context(system, crd, platform), context(mixed, crd, platform)
+    ml.setParameter(LAMBDA, 0.0)
+    e_mm, e_ml = energy(mm), energy(ml)
+    assert e_ml == pytest.approx(e_mm, rel=1e-9, abs=1e-6)
+    # The CPU platform accumulates nonbonded forces in float32 across threads, in an order that
+    # differs between Contexts; Reference is deterministic and double.
+    tolerance = dict(rtol=1e-9, atol=1e-8) if platform.getName() == "Reference" else dict(rtol=1e-5, atol=2e-3)
+    np.testing.assert_allclose(forces(ml), forces(mm), **tolerance)
+
+
+def test_lambda_is_linear_and_derivative_matches(pxylene, platform):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), interpolate=True,
+                                           usesDoublePrecision=True)
+    c = context(mixed, crd, platform)
+    values = {}
+    for lam in (0.3, 0.3 + 1e-3, 0.3 - 1e-3):
+        c.setParameter(LAMBDA, lam)
+        values[lam] = energy(c)
+    c.setParameter(LAMBDA, 0.3)
+    derivative = c.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()[LAMBDA]
+    finite = (values[0.3 + 1e-3] - values[0.3 - 1e-3]) / 2e-3
+    assert derivative == pytest.approx(finite, rel=1e-4, abs=1e-3)
+    # dE/dlambda = E_ML - E_MM,region, independent of lambda.
+    e_ml = region_model_energy(PairMLP(), positions_nm(crd)[atoms])
+    correction_group = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
+    c.setParameter(LAMBDA, 1.0)
+    assert energy(c, {correction_group}) == pytest.approx(derivative, rel=1e-6)
+    # interpolationEnergies: every state from one evaluation.
+    c.setParameter(LAMBDA, 0.3)
+    states = openmmhybrid.interpolationEnergies(c, [0.0, 0.3, 1.0]).value_in_unit(KJ)
+    for lam, e in zip((0.0, 0.3, 1.0), states):
+        c.setParameter(LAMBDA, lam)
+        assert e == pytest.approx(energy(c), rel=1e-9, abs=1e-4)
+
+
+def test_correction_forces_match_finite_differences(pxylene, platform):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), interpolate=True,
+                                           usesDoublePrecision=True, correctionGroup=5)
+    pos = positions_nm(crd)
+    c = context(mixed, crd, platform, pos)
+    c.setParameter(LAMBDA, 0.6)
+    f = forces(c, {5})
+    assert np.abs(f[len(atoms):]).max() == 0.0  # nothing on MM atoms
+    rng = np.random.default_rng(1)
+    h = 2e-5  # the toy model's Gaussians are 0.1 nm wide: a larger step has an O(h^2) error above 1e-5
+    for atom in rng.choice(atoms, 4, replace=False):
+        for k in range(3):
+            plus, minus = pos.copy(), pos.copy()
+            plus[atom, k] += h
+            minus[atom, k] -= h
+            c.setPositions(plus)
+            ep = energy(c, {5})
+            c.setPositions(minus)
+            em = energy(c, {5})
+            assert -(ep - em) / (2 * h) == pytest.approx(f[atom, k], rel=1e-5, abs=1e-4)
+
+
+def rotation(seed):
+    q = np.random.default_rng(seed).normal(size=4)
+    a, b, c, d = q / np.linalg.norm(q)
+    return np.array([[a*a + b*b - c*c - d*d, 2*(b*c - a*d), 2*(b*d + a*c)],
+                     [2*(b*c + a*d), a*a - b*b + c*c - d*d, 2*(c*d - a*b)],
+                     [2*(b*d - a*c), 2*(c*d + a*b), a*a - b*b - c*c + d*d]])
+
+
+def test_correction_is_invariant(pxylene, platform):
+    """The correction group only sees the region: rotating and translating the whole vacuum-like
+    region leaves its energy unchanged and rotates its forces."""
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), usesDoublePrecision=True)
+    g = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
+    pos = positions_nm(crd)
+    c = context(mixed, crd, platform, pos)
+    e0, f0 = energy(c, {g}), forces(c, {g})[atoms]
+    R = rotation(3)
+    moved = pos.copy()
+    moved[atoms] = (pos[atoms] - pos[atoms].mean(0)) @ R.T + pos[atoms].mean(0) + np.array([0.31, -0.2, 0.45])
+    c.setPositions(moved)
+    assert energy(c, {g}) == pytest.approx(e0, rel=1e-9, abs=1e-6)
+    np.testing.assert_allclose(forces(c, {g})[atoms], f0 @ R.T, rtol=1e-6, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# The correction at lambda = 1 against an independent recomputation
+
+def region_only_mm_energy(prmtop_path, inpcrd_path, mask):
+    """MM energy of the region alone (no cutoff), from a ParmEd region-only copy of the same parameters.
+
+    Built with the same HBonds constraints as the full System: a constrained bond has no bond term
+    there, so it has none here either."""
+    parmed = pytest.importorskip("parmed", reason="the independent region-only System is built with ParmEd")
+    structure = parmed.load_file(prmtop_path, inpcrd_path)
+    region = structure[mask]
+    system = region.createSystem(nonbondedMethod=app.NoCutoff, constraints=app.HBonds, rigidWater=False,
+                                 flexibleConstraints=False)
+    c = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    c.setPositions(region.positions)
+    return energy(c)
+
+
+@pytest.mark.parametrize("case,mask,resname", [
+    ("pxylene", ":TMP", "TMP"),
+    ("dipeptide", ":ACE,ALA,NME", None),
+    ("complex", ":TMP", "TMP"),
+])
+def test_correction_equals_model_minus_region_only_mm(case, mask, resname, pxylene, dipeptide):
+    if case == "complex":
+        folder = "t4l-l99a-pxylene-water"
+        prm, crd, system = amber(folder, "complex.prmtop", "complex.inpcrd")
+        files = ("complex.prmtop", "complex.inpcrd")
+    elif case == "pxylene":
+        folder, files = "pxylene-water", ("pxylene_water.prmtop", "pxylene_water.inpcrd")
+        prm, crd, system = pxylene
+    else:
+        folder, files = "alanine-dipeptide-water", ("alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
+        prm, crd, system = dipeptide
+    atoms = (openmmhybrid.selectAtoms(prm.topology, residueName=resname) if resname
+             else openmmhybrid.selectAtoms(prm.topology, selection="not water"))
+    model = PairMLP()
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, model, usesDoublePrecision=True)
+    g = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
+    c = context(mixed, crd, openmm.Platform.getPlatformByName("CPU"))
+    correction = energy(c, {g})
+    e_ml = region_model_energy(model, positions_nm(crd)[atoms])
+    e_region = region_only_mm_energy(os.path.join(DATA, folder, files[0]), os.path.join(DATA, folder, files[1]), mask)
+    assert correction == pytest.approx(e_ml - e_region, abs=2e-4 * max(1.0, abs(e_region)))
+
+
+def lj_coulomb_as_custom(system):
+    """The same System with NonbondedForce's Lennard-Jones moved into a CustomNonbondedForce
+    (the pattern of alchemical and softcore setups)."""
+    system = openmm.XmlSerializer.clone(system)
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    custom = openmm.CustomNonbondedForce("4*eps*((sig/r)^12-(sig/r)^6); sig=0.5*(sig1+sig2); eps=sqrt(eps1*eps2)")
+    custom.addPerParticleParameter("sig")
+    custom.addPerParticleParameter("eps")
+    custom.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffPeriodic)
+    custom.setCutoffDistance(nb.getCutoffDistance())
+    for i in range(nb.getNumParticles()):
+        q, sig, eps = nb.getParticleParameters(i)
+        custom.addParticle([sig, eps])
+        nb.setParticleParameters(i, q, sig, 0.0)
+    for i in range(nb.getNumExceptions()):
+        a, b, *_ = nb.getExceptionParameters(i)
+        custom.addExclusion(a, b)
+    system.addForce(custom)
+    return system, custom
+
+
+def test_custom_nonbonded_pairs(pxylene):
+    prm, crd, system = pxylene
+    system, custom = lj_coulomb_as_custom(system)
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), usesDoublePrecision=True,
+                                           correctionGroup=3)
+    # Independent: the region's non-excluded pairs of the custom LJ, in NumPy.
+    pos = positions_nm(crd)
+    excluded = {tuple(sorted(custom.getExclusionParticles(i))) for i in range(custom.getNumExclusions())}
+    expected = 0.0
+    for x, a in enumerate(atoms):
+        for b in atoms[x + 1:]:
+            if (min(a, b), max(a, b)) in excluded:
+                continue
+            (sa, ea), (sb, eb) = custom.getParticleParameters(a), custom.getParticleParameters(b)
+            s, e = 0.5 * (sa + sb), math.sqrt(ea * eb)
+            r = np.linalg.norm(pos[a] - pos[b])
+            expected += 4 * e * ((s / r) ** 12 - (s / r) ** 6)
+    assert expected != 0.0
+    by_class = {}
+    for f in mixed.getForces():
+        if f.getForceGroup() == 3 and "CustomNonbondedForce" in f.getName():
+            by_class["custom"] = f
+    assert "custom" in by_class
+    only = openmm.System()
+    for i in range(mixed.getNumParticles()):
+        only.addParticle(1.0)
+    only.setDefaultPeriodicBoxVectors(*crd.boxVectors)
+    only.addForce(openmm.XmlSerializer.clone(by_class["custom"]))
+    c = context(only, crd, openmm.Platform.getPlatformByName("Reference"), pos)
+    assert energy(c) == pytest.approx(-expected, rel=1e-9)
+    # And the whole mixed System still has lambda = 1 energy = MM + (ML - region MM).
+    c_mm = context(system, crd, openmm.Platform.getPlatformByName("Reference"), pos)
+    c_mixed = context(mixed, crd, openmm.Platform.getPlatformByName("Reference"), pos)
+    assert energy(c_mixed) - energy(c_mm) == pytest.approx(energy(c_mixed, {3}), abs=1e-3)
+
+
+def two_tip4p_waters():
+    """Two 4-site waters (TIP4P-Ew parameters) with the charge on a virtual site, no cutoff."""
+    system = openmm.System()
+    nb = openmm.NonbondedForce()
+    bonds, angles = openmm.HarmonicBondForce(), openmm.HarmonicAngleForce()
+    o = np.array([0.0, 0.0, 0.0])
+    h1 = np.array([0.09572, 0.0, 0.0])
+    h2 = np.array([0.09572 * math.cos(math.radians(104.52)), 0.09572 * math.sin(math.radians(104.52)), 0.0])
+    positions = []
+    for shift in (np.zeros(3), np.array([0.28, 0.05, 0.1])):
+        base = system.getNumParticles()
+        for mass in (15.999, 1.008, 1.008, 0.0):
+            system.addParticle(mass)
+        system.setVirtualSite(base + 3, openmm.ThreeParticleAverageSite(base, base + 1, base + 2,
+                                                                        0.786646558, 0.106676721, 0.106676721))
+        nb.addParticle(0.0, 0.316435, 0.680946)
+        nb.addParticle(0.52422, 1.0, 0.0)
+        nb.addParticle(0.52422, 1.0, 0.0)
+        nb.addParticle(-1.04844, 1.0, 0.0)
+        for i in range(4):
+            for j in range(i + 1, 4):
+                nb.addException(base + i, base + j, 0.0, 1.0, 0.0)
+        bonds.addBond(base, base + 1, 0.09572, 5e5)
+        bonds.addBond(base, base + 2, 0.09572, 5e5)
+        angles.addAngle(base + 1, base, base + 2, math.radians(104.52), 600.0)
+        m = 0.786646558 * o + 0.106676721 * (h1 + h2)
+        positions += [o + shift, h1 + shift, h2 + shift, m + shift]
+    for f in (nb, bonds, angles):
+        system.addForce(f)
+    topology = app.Topology()
+    chain = topology.addChain()
+    for w in range(2):
+        residue = topology.addResidue("HOH", chain)
+        topology.addAtom("O", app.element.oxygen, residue)
+        topology.addAtom("H1", app.element.hydrogen, residue)
+        topology.addAtom("H2", app.element.hydrogen, residue)
+        topology.addAtom("M", None, residue)
+    return topology, system, np.array(positions)
+
+
+def test_virtual_site_in_the_region():
+    topology, system, pos = two_tip4p_waters()
+    atoms = [0, 1, 2, 4, 5, 6]
+    mixed = openmmhybrid.createMixedSystem(topology, system, atoms, PairMLP(), usesDoublePrecision=True,
+                                           correctionGroup=2)
+    reference = openmm.Platform.getPlatformByName("Reference")
+    c = openmm.Context(mixed, openmm.VerletIntegrator(0.001), reference)
+    c.setPositions(pos)
+    c.computeVirtualSites()
+    pos = c.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    nb = system.getForce(0)
+    expected = 0.0  # intermolecular pairs: O-O Lennard-Jones and the charges on H and M
+    for a in range(4):
+        for b in range(4, 8):
+            qa, sa, ea = [x._value for x in nb.getParticleParameters(a)]
+            qb, sb, eb = [x._value for x in nb.getParticleParameters(b)]
+            r = np.linalg.norm(pos[a] - pos[b])
+            s, e = 0.5 * (sa + sb), math.sqrt(ea * eb)
+            expected += ONE_4PI_EPS0 * qa * qb / r + 4 * e * ((s / r) ** 12 - (s / r) ** 6)
+    for a, b in ((0, 1), (0, 2), (4, 5), (4, 6)):  # bonds, at their equilibrium length here
+        expected += 0.5 * 5e5 * (np.linalg.norm(pos[a] - pos[b]) - 0.09572) ** 2
+    e_ml = region_model_energy(PairMLP(), pos[atoms])
+    assert energy(c, {2}) == pytest.approx(e_ml - expected, rel=1e-9, abs=1e-6)
+    with pytest.raises(ValueError, match="particle 3 is a virtual site"):
+        openmmhybrid.createMixedSystem(topology, system, [0, 1, 2, 3], PairMLP())
+
+
+def test_mts_integrator_runs(pxylene):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(dtype=torch.float32), interpolate=True)
+    g = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
+    groups = openmmhybrid.mtsGroups(mixed, g, 4)
+    assert groups[0] == (g, 1) and (0, 4) in groups
+    integrator = openmm.MTSLangevinIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 2 * unit.femtosecond, groups)
+    c = openmm.Context(mixed, integrator, openmm.Platform.getPlatformByName("CPU"))
+    c.setPositions(crd.positions)
+    c.setPeriodicBoxVectors(*crd.boxVectors)
+    c.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    integrator.step(10)
+    assert np.isfinite(energy(c))
+
+
+def test_remove_constraints(pxylene):
+    prm, crd, _ = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    flexible = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                constraints=app.HBonds, flexibleConstraints=True)
+    inside = sum(1 for i in range(flexible.getNumConstraints())
+                 if flexible.getConstraintParameters(i)[0] in atoms)
+    assert inside == 10  # p-xylene's ten C-H bonds
+    mixed = openmmhybrid.createMixedSystem(prm.topology, flexible, atoms, PairMLP(), removeConstraints=True)
+    assert mixed.getNumConstraints() == flexible.getNumConstraints() - inside
+    rigid = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+    with pytest.raises(ValueError, match="no harmonic bond term.*flexibleConstraints=True"):
+        openmmhybrid.createMixedSystem(prm.topology, rigid, atoms, PairMLP(), removeConstraints=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input
+
+def test_bad_input(pxylene):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    with pytest.raises(ValueError, match="empty"):
+        openmmhybrid.createMixedSystem(prm.topology, system, [], PairMLP())
+    with pytest.raises(ValueError, match="out of range"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms + [system.getNumParticles()], PairMLP())
+    with pytest.raises(ValueError, match="more than once"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms + [atoms[0]], PairMLP())
+    # An ML atom constrained to an MM atom: a hydrogen of p-xylene left out of the region.
+    hydrogen = next(a.index for a in prm.topology.atoms() if a.residue.name == "TMP" and a.element.symbol == "H")
+    with pytest.raises(ValueError, match=f"is constrained to MM atom {hydrogen}"):
+        openmmhybrid.createMixedSystem(prm.topology, system, [a for a in atoms if a != hydrogen], PairMLP())
+    with pytest.raises(ValueError, match="not registered|No ML model is registered"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms, "nosuchmodel")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms, "/nonexistent/model.pt")
+    unsupported = openmm.XmlSerializer.clone(system)
+    unsupported.addForce(openmm.CustomGBForce())
+    with pytest.raises(NotImplementedError, match="CustomGBForce"):
+        openmmhybrid.createMixedSystem(prm.topology, unsupported, atoms, PairMLP())
+    with pytest.raises(ValueError, match="topology has"):
+        openmmhybrid.createMixedSystem(app.Topology(), system, atoms, PairMLP())
+
+
+def test_fractional_region_charge_warns(pxylene):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    carbons = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP" and a.element.symbol == "C"]
+    heavy_only = openmm.XmlSerializer.clone(system)
+    for i in range(heavy_only.getNumConstraints() - 1, -1, -1):
+        a, b, _ = heavy_only.getConstraintParameters(i)
+        if a in atoms or b in atoms:
+            heavy_only.removeConstraint(i)
+    with pytest.warns(UserWarning, match="not an integer"):
+        openmmhybrid.createMixedSystem(prm.topology, heavy_only, carbons, PairMLP())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP())
+
+
+def test_unsupported_element_with_ani1x():
+    pytest.importorskip("torchani", reason="the 'ani1x' model reads its weights from torchani 2.2.4")
+    prm, crd, system = amber("t4l-l99a-pxylene-water", "complex.prmtop", "complex.inpcrd")
+    chloride = next(a.index for a in prm.topology.atoms() if a.residue.name in ("Cl-", "CL"))
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP") + [chloride]
+    with pytest.raises(ValueError, match="Cl"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms, "ani1x")
