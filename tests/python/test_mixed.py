@@ -1,5 +1,6 @@
 """createMixedSystem: E(lambda) = E_MM + lambda * (E_ML(region) - E_MM,region)."""
 import math
+from typing import Optional
 import os
 import warnings
 
@@ -427,3 +428,49 @@ def test_unsupported_element_with_ani1x():
     atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP") + [chloride]
     with pytest.raises(ValueError, match="Cl"):
         openmmhybrid.createMixedSystem(prm.topology, system, atoms, "ani1x")
+
+
+# ---------------------------------------------------------------------------------------------
+# The peer: openmm-ml's mechanical embedding with the same model
+
+class BoxIgnoringPairMLP(PairMLP):
+    """PairMLP that accepts (and ignores) the box, for periodic MLForces built by hand."""
+
+    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.pair_energy(positions)
+
+
+def test_agrees_with_openmm_ml(pxylene, platform):
+    """openmm-ml removes the region's MM terms (exclusions); we subtract them.  With PME the two
+    can differ by the reciprocal-space error on the region's pairs (openmmhybrid.mixed's docs);
+    measured here: 0 on Reference, 7e-6 kJ/mol and 3e-7 of the largest force on CPU (float32
+    accumulation).  Tolerances: 1e-4 kJ/mol and 1e-5 of the largest force."""
+    openmmml = pytest.importorskip("openmmml", reason="the peer implementation to compare against")
+    from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
+
+    class Impl(MLPotentialImpl):
+        def addForces(self, topology, system, atoms, forceGroup, **args):
+            force = openmmhybrid.MLForce(BoxIgnoringPairMLP(), list(atoms))
+            force.setUsesPeriodicBoundaryConditions(system.usesPeriodicBoundaryConditions())
+            force.setUsesDoublePrecision(True)
+            force.setForceGroup(forceGroup)
+            system.addForce(force)
+
+    class Factory(MLPotentialImplFactory):
+        def createImpl(self, name, **args):
+            return Impl()
+
+    MLPotential.registerImplFactory("openmmhybrid-test-pairmlp", Factory())
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    theirs = MLPotential("openmmhybrid-test-pairmlp").createMixedSystem(prm.topology, system, atoms,
+                                                                         removeConstraints=False, mlLongRange=False)
+    ours = openmmhybrid.createMixedSystem(prm.topology, system, atoms, BoxIgnoringPairMLP(), usesDoublePrecision=True)
+    c_theirs, c_ours = context(theirs, crd, platform), context(ours, crd, platform)
+    difference = energy(c_ours) - energy(c_theirs)
+    print(f"ours - openmm-ml: {difference:.2e} kJ/mol")
+    assert abs(difference) < 1e-4, difference
+    f_ours, f_theirs = forces(c_ours), forces(c_theirs)
+    scale = np.abs(f_theirs).max()
+    print(f"max force difference {np.abs(f_ours - f_theirs).max():.2e} of max force {scale:.2e}")
+    assert np.abs(f_ours - f_theirs).max() < 1e-5 * scale
