@@ -14,7 +14,7 @@ DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cm
 # and lark.  mdtraj: selection strings.  parmed, openmmml: independent references in the tests.
 # pymbar, matplotlib: the free-energy example.
 
-.PHONY: demo test bench build clean
+.PHONY: demo test bench build clean free-energy
 
 $(VENV)/.deps-installed: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ demo: build
 
 bench: build
 	$(PY) benchmarks/bench_mlforce_overhead.py
+	$(PY) benchmarks/bench_ani1x.py
+
+# MM -> ML/MM (ANI-1x) correction to p-xylene's hydration free energy, MBAR (about 20 min, 2 cores)
+free-energy: build
+	$(PY) examples/free_energy_pxylene.py --out fe-output
 
 clean:
 	rm -rf $(BUILD) *.egg-info
