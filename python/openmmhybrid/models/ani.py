@@ -5,7 +5,7 @@
 shapes depend only on the number of atoms: every pair and every triple of the region is evaluated
 and the cutoffs are applied as masks.  There is no neighbour list, no ``.item()``, no
 ``nonzero()`` and no data-dependent shape, so the module is scriptable with ``torch.jit.script``
-and can be captured in a CUDA graph.  It takes positions in nm and returns kJ/mol, the contract of
+and is built to be captured in a CUDA graph.  It takes positions in nm and returns kJ/mol, the contract of
 :class:`openmmhybrid.MLForce`.
 
 :func:`torchani_ani1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
@@ -20,7 +20,6 @@ import glob
 import importlib.util
 import math
 import os
-import re
 import warnings
 from typing import List, Optional, Sequence
 
@@ -37,7 +36,6 @@ _AVOGADROS_NUMBER = 6.022140857e+23
 HARTREE_TO_KJ_PER_MOL = _HARTREE_TO_EV * _EV_TO_JOULE * _AVOGADROS_NUMBER / 1000
 """Hartree to kJ/mol, equal to ``torchani.units.HARTREE_TO_KJOULEMOL`` (CODATA 2014)."""
 
-_NM_TO_ANGSTROM = 10.0
 
 _SYMBOLS = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
@@ -140,7 +138,9 @@ def torchani_ani1x(periodic_table_index=True, weights_dir=None):
     torchani conventions apply: call it as ``model((species, coordinates))`` with ``species`` an
     integer tensor ``[molecules, atoms]`` and ``coordinates`` ``[molecules, atoms, 3]`` in
     **Angstrom**; it returns ``(species, energies)`` with ``energies`` ``[molecules]`` in
-    **Hartree** (float64, self energies included).  Use ``model.double()`` for float64 networks.
+    **Hartree** (float64, self energies included).  Use ``model.double()`` for float64 networks;
+    do not call ``.float()`` or ``.to(torch.float32)`` on it, which would round the self energies
+    (held in float64) to float32.
 
     Parameters
     ----------
@@ -184,7 +184,8 @@ class _FirstLayer(torch.nn.Module):
         self.members = members
         self.celu = celu
         self.alpha = alpha
-        self.register_buffer("weight", weights.permute(2, 0, 1).reshape(in_size, members * out_size).to(dtype).contiguous())
+        stacked = weights.permute(2, 0, 1).reshape(in_size, members * out_size)  # [in, members * out]
+        self.register_buffer("weight", stacked.to(dtype).contiguous())
         self.register_buffer("bias", biases.reshape(members * out_size).to(dtype).contiguous())
 
     def forward(self, x: Tensor) -> Tensor:
@@ -244,6 +245,7 @@ class _Core(torch.nn.Module):
     num_species: int
     num_pairs: int
     members: float
+    pair_counts: List[int]
 
     def __init__(self, dtype, species, consts, networks, members):
         super().__init__()
@@ -265,29 +267,34 @@ class _Core(torch.nn.Module):
         self.register_buffer("EtaA", const("EtaA").view(-1, 1))                 # [EtaA, 1]
         self.register_buffer("ShfA", const("ShfA").view(1, -1))                 # [1, ShfA]
         self.register_buffer("Zeta", const("Zeta").view(-1, 1))                 # [Zeta, 1]
-        self.register_buffer("ShfZ", const("ShfZ").view(1, -1))                 # [1, ShfZ]
 
         species_t = torch.tensor(species, dtype=torch.long)
         # Identity, added to the squared distances so that sqrt (and its gradient) is finite on
         # the diagonal; the diagonal is masked out anyway.
         self.register_buffer("eye", torch.eye(n, dtype=dtype))
-        self.register_buffer("offdiag", ~torch.eye(n, dtype=torch.bool))
+        self.register_buffer("diag", torch.eye(n, dtype=torch.bool))
         # Radial: neighbour j's element as a one-hot row, [n, num_species].
         self.register_buffer("species_onehot", torch.nn.functional.one_hot(species_t, num_species).to(dtype))
-        # Angular: every unordered neighbour pair (j < k) of the region, for every centre i.
+        # Angular: every unordered neighbour pair (j < k) of the region, for every centre i,
+        # sorted by element pair so that each element pair is a contiguous segment.
+        s1, s2 = torch.triu_indices(num_species, num_species)
+        triu = torch.zeros(num_species, num_species, dtype=torch.long)  # torchani's aev.triu_index
+        triu[s1, s2] = torch.arange(s1.shape[0])
+        triu[s2, s1] = torch.arange(s1.shape[0])
         jk = torch.triu_indices(n, n, 1)
+        pair_species = triu[species_t[jk[0]], species_t[jk[1]]]
+        order = torch.sort(pair_species, stable=True).indices
+        jk, pair_species = jk[:, order], pair_species[order]
+        self.pair_counts = torch.bincount(pair_species, minlength=self.num_pairs).tolist()
         self.register_buffer("pair_j", jk[0].contiguous())
         self.register_buffer("pair_k", jk[1].contiguous())
         self.register_buffer("pair_jk", (jk[0] * n + jk[1]).contiguous())
         centre = torch.arange(n).unsqueeze(1)
-        self.register_buffer("pair_not_centre", (jk[0].unsqueeze(0) != centre) & (jk[1].unsqueeze(0) != centre))
-        # torchani's species-pair index (aev.triu_index): upper-triangle order, symmetric.
-        s1, s2 = torch.triu_indices(num_species, num_species)
-        triu = torch.zeros(num_species, num_species, dtype=torch.long)
-        triu[s1, s2] = torch.arange(s1.shape[0])
-        triu[s2, s1] = torch.arange(s1.shape[0])
-        pair_species = triu[species_t[jk[0]], species_t[jk[1]]]
-        self.register_buffer("pair_onehot", torch.nn.functional.one_hot(pair_species, self.num_pairs).to(dtype))
+        self.register_buffer("pair_has_centre", (jk[0].unsqueeze(0) == centre) | (jk[1].unsqueeze(0) == centre))
+        # cos(theta - ShfZ) = cos(theta) cos(ShfZ) + sin(theta) sin(ShfZ): rows cos, sin; halved.
+        shfz = consts.ShfZ.to(torch.float32).to(torch.float64).flatten()
+        self.register_buffer("half_trig_shfz", (0.5 * torch.stack([torch.cos(shfz), torch.sin(shfz)])).to(dtype))
+        self.register_buffer("half_one", torch.full((shfz.numel(),), 0.5, dtype=dtype))
 
         self.networks = torch.nn.ModuleList(
             [_SpeciesEnsemble(atoms, layers, dtype) for atoms, layers in networks])
@@ -308,9 +315,12 @@ class _Core(torch.nn.Module):
         distances = torch.sqrt((vectors * vectors).sum(-1) + self.eye)           # [i, j]
 
         # Radial: 0.25 exp(-EtaR (r - ShfR)^2) fc(r), summed over the neighbours of each element.
-        fc_r = 0.5 * torch.cos(distances * (math.pi / self.Rcr)) + 0.5
-        fc_r = torch.where(self.offdiag & (distances <= self.Rcr), fc_r, torch.zeros_like(fc_r))
-        d = distances.view(n, n, 1, 1)
+        # Masked pairs (i == j, beyond the cutoff) get a harmless stand-in distance, so that they
+        # give exact zeros and zero gradients without tiny (denormal, slow on CPU) intermediates.
+        outside_r = self.diag | (distances > self.Rcr)
+        d_r = distances.masked_fill(outside_r, 0.5 * self.Rcr)
+        fc_r = (0.5 * torch.cos(d_r * (math.pi / self.Rcr)) + 0.5).masked_fill(outside_r, 0.0)
+        d = d_r.view(n, n, 1, 1)
         radial = 0.25 * torch.exp(-self.EtaR * (d - self.ShfR) ** 2) * fc_r.view(n, n, 1, 1)
         radial = radial.view(n, n, -1)                                            # [i, j, EtaR*ShfR]
         radial_aev = torch.matmul(radial.transpose(1, 2), self.species_onehot)   # [i, f, species]
@@ -321,28 +331,43 @@ class _Core(torch.nn.Module):
         dot = gram.index_select(1, self.pair_jk)                                  # [i, P]
         d_j = distances.index_select(1, self.pair_j)
         d_k = distances.index_select(1, self.pair_k)
-        cos_angles = dot / torch.clamp(d_j * d_k, min=1e-10)
-        # 0.95 (as in torchani/NeuroChem) keeps acos away from +-1, so its gradient stays finite.
-        angles = torch.acos(0.95 * cos_angles)
-        fc_j = 0.5 * torch.cos(d_j * (math.pi / self.Rca)) + 0.5
-        fc_k = 0.5 * torch.cos(d_k * (math.pi / self.Rca)) + 0.5
-        in_cutoff = self.pair_not_centre & (d_j <= self.Rca) & (d_k <= self.Rca)
-        fc_a = fc_j * fc_k
-        fc_a = torch.where(in_cutoff, fc_a, torch.zeros_like(fc_a))
+        # theta = acos(0.95 cos(angle)) as in torchani/NeuroChem (the 0.95 keeps it off 0 and pi);
+        # cos(theta - ShfZ) is expanded so that no acos is needed: sin(theta) >= 0.31, a safe sqrt.
+        cos_theta = 0.95 * dot / torch.clamp(d_j * d_k, min=1e-10)
+        sin_theta = torch.sqrt(1 - cos_theta * cos_theta)
         num_p = d_j.shape[1]
         # factor1 = ((1 + cos(theta - ShfZ)) / 2)^Zeta                          [i, P, Zeta, ShfZ]
-        factor1 = ((1 + torch.cos(angles.view(n, num_p, 1, 1) - self.ShfZ)) / 2) ** self.Zeta
+        # (1 + cos(theta - ShfZ)) / 2 as one small matmul: [cos, sin] @ [cos ShfZ; sin ShfZ] / 2 + 1/2.
+        trig = torch.stack([cos_theta, sin_theta], dim=2).view(n * num_p, 2)
+        half_one_plus_cos = torch.addmm(self.half_one, trig, self.half_trig_shfz).view(n, num_p, 1, -1)
+        # x^Zeta as exp(Zeta log x), much faster than pow on CPU.  The log is safe: theta lies in
+        # [acos(0.95), acos(-0.95)] and ShfZ in [0, pi], so x >= (1 - 0.95) / 2 > 0.
+        factor1 = torch.exp(torch.log(half_one_plus_cos) * self.Zeta)
         # 2 exp(-EtaA ((r_ij + r_ik)/2 - ShfA)^2) fc(r_ij) fc(r_ik)              [i, P, EtaA, ShfA]
+        # (masked triples get stand-in distances, as for the radial part)
+        outside_a = self.pair_has_centre | (d_j > self.Rca) | (d_k > self.Rca)
+        d_j = d_j.masked_fill(outside_a, 0.5 * self.Rca)
+        d_k = d_k.masked_fill(outside_a, 0.5 * self.Rca)
+        fc_j = 0.5 * torch.cos(d_j * (math.pi / self.Rca)) + 0.5
+        fc_k = 0.5 * torch.cos(d_k * (math.pi / self.Rca)) + 0.5
+        fc_a = (fc_j * fc_k).masked_fill(outside_a, 0.0)
         mean_d = ((d_j + d_k) / 2).view(n, num_p, 1, 1)
-        factor2 = 2 * torch.exp(-self.EtaA * (mean_d - self.ShfA) ** 2) * fc_a.view(n, num_p, 1, 1)
+        factor2 = torch.exp(-self.EtaA * (mean_d - self.ShfA) ** 2) * (2 * fc_a).view(n, num_p, 1, 1)
         num_eta = factor2.shape[2]
         num_shfa = factor2.shape[3]
         num_zeta = factor1.shape[2]
         num_shfz = factor1.shape[3]
-        # Sum into species pairs: [i, pairs*EtaA*ShfA, P] @ [i, P, Zeta*ShfZ].
-        weighted = factor2.view(n, num_p, 1, num_eta * num_shfa) * self.pair_onehot.view(1, num_p, self.num_pairs, 1)
-        angular = torch.bmm(weighted.view(n, num_p, -1).transpose(1, 2), factor1.view(n, num_p, -1))
-        # torchani's order inside a species pair: (EtaA, Zeta, ShfA, ShfZ).
+        # Sum over the pairs of each element pair (a contiguous segment, possibly empty):
+        # [i, EtaA*ShfA, segment] @ [i, segment, Zeta*ShfZ].
+        f2 = factor2.view(n, num_p, num_eta * num_shfa).transpose(1, 2)
+        f1 = factor1.view(n, num_p, num_zeta * num_shfz)
+        f2_parts = torch.split(f2, self.pair_counts, dim=2)
+        f1_parts = torch.split(f1, self.pair_counts, dim=1)
+        blocks: List[Tensor] = []
+        for p in range(self.num_pairs):
+            blocks.append(torch.bmm(f2_parts[p], f1_parts[p]))
+        angular = torch.stack(blocks, dim=1)
+        # torchani's order inside an element pair: (EtaA, Zeta, ShfA, ShfZ).
         angular = angular.view(n, self.num_pairs, num_eta, num_shfa, num_zeta, num_shfz)
         angular_aev = angular.permute(0, 1, 2, 4, 3, 5).reshape(n, -1)
         return torch.cat([radial_aev, angular_aev], dim=1)
@@ -376,29 +401,36 @@ class ANI1x(torch.nn.Module):
 
     ANI-1x (Smith et al., J. Chem. Phys. 148, 241733 (2018)) is an ensemble of 8 networks trained
     on wB97X/6-31G(d) energies of molecules made of H, C, N and O.  This module computes the same
-    energy as torchani's ``ANI1x()`` (to about 1e-12 Hartree in float64) from the weight files that
+    energy as torchani's ``ANI1x()`` (to about 1e-13 Hartree in float64) from the weight files that
     torchani 2.2.4 ships, but with every tensor shape fixed by the number of atoms:
 
     - the AEVs use every pair ``(i, j)`` and every triple ``(i, j, k)`` of the region, with the
       radial and angular cutoffs (5.2 and 3.5 Angstrom, read from the ``.params`` file) applied as
       masks, and masked entries kept finite in the backward pass;
-    - the elements are fixed when the module is built, so the one-hot element and element-pair
-      tables and the atom indices of each element are precomputed buffers;
+    - the elements are fixed when the module is built, so the one-hot element table, the neighbour
+      pairs sorted into element-pair segments and the atom indices of each element are
+      precomputed buffers;
+    - the angular term uses ``cos(theta - ShfZ) = cos(theta) cos(ShfZ) + sin(theta) sin(ShfZ)``
+      instead of ``acos`` and ``x^Zeta = exp(Zeta log(x))``: the same function as torchani's,
+      rounded differently (about 1e-14 relative in float64), and much cheaper on a CPU;
     - the 8 ensemble members are evaluated together: per element, one matmul for the first layer
       and one batched matmul per later layer.
 
     No ``.item()``, ``nonzero()``, boolean-mask indexing or data-dependent shape is used, so the
-    module works with ``torch.jit.script`` (and ``torch.jit.save``/``load``), can be captured in a
-    CUDA graph, and plugs into :class:`openmmhybrid.MLForce` as it is.  Its cost grows as ``n^3``
-    (all triples), which is cheap for ML regions of tens of atoms.
+    module works with ``torch.jit.script`` (and ``torch.jit.save``/``load``), is built to be
+    captured in a CUDA graph, and plugs into :class:`openmmhybrid.MLForce` as it is.  Its cost
+    grows as ``n^3`` (all triples, not only those inside the cutoff): on a CPU it is faster than
+    torchani for a 20-atom region and slower for a 50-atom one (``benchmarks/bench_ani1x.py``).
 
     **Precision.**  The networks run in the dtype of the positions (float32 or float64).  The
     self energies of the atoms (``sae_linfit.dat``), which make up nearly all of the total (about
-    -815,870 kJ/mol for p-xylene, where float32 resolves only about 0.06 kJ/mol), are summed in
+    -816,000 kJ/mol for p-xylene, where float32 resolves only 0.0625 kJ/mol), are summed in
     float64 once, when the module is built.  ``forward`` converts the ensemble-mean network energy
     (a few hundred kJ/mol) to float64 and adds that constant, so a float32 evaluation keeps the
-    accuracy of its network part: the float32 and float64 totals agree to a few 1e-4 kJ/mol, not
-    to the 0.06 kJ/mol that summing the self energies in float32 would give.
+    accuracy of its network part: the float32 and float64 totals typically agree to 1e-3 kJ/mol
+    (up to 1e-2 kJ/mol in distorted geometries: about 1e-5 of the network energy, much as for
+    torchani's float32 model), not to the 0.0625 kJ/mol resolution that adding the self energies
+    in float32 would leave.
 
     The module holds a float32 and a float64 copy of its weights and picks the one that matches
     the positions, so there is no need to convert it; do not call ``.float()``, ``.double()`` or
@@ -494,11 +526,10 @@ class ANI1x(torch.nn.Module):
             The energy in kJ/mol, a float64 scalar (0-dim): the ensemble-mean network energy,
             converted to float64, plus the float64 sum of the self energies.
         """
-        coordinates = positions * 10.0  # nm -> Angstrom
         if positions.dtype == torch.float64:
-            energy = self.core64(coordinates)
+            energy = self.core64(positions * 10.0)  # nm -> Angstrom
         else:
-            energy = self.core32(coordinates.to(torch.float32))
+            energy = self.core32(positions.to(torch.float32) * 10.0)
         return energy.to(torch.float64) * self.hartree_to_kj_per_mol + self.self_energy
 
     @torch.jit.export
@@ -517,10 +548,9 @@ class ANI1x(torch.nn.Module):
             features (32 per element pair in torchani's upper-triangle order HH, HC, HN, HO, CC,
             ...), as torchani's ``AEVComputer`` gives them for coordinates in Angstrom.
         """
-        coordinates = positions * 10.0
         if positions.dtype == torch.float64:
-            return self.core64.compute_aev(coordinates)
-        return self.core32.compute_aev(coordinates.to(torch.float32))
+            return self.core64.compute_aev(positions * 10.0)
+        return self.core32.compute_aev(positions.to(torch.float32) * 10.0)
 
     @torch.jit.export
     def network_energy(self, positions: Tensor) -> Tensor:
@@ -536,7 +566,6 @@ class ANI1x(torch.nn.Module):
         torch.Tensor
             A scalar (0-dim) in Hartree.
         """
-        coordinates = positions * 10.0
         if positions.dtype == torch.float64:
-            return self.core64(coordinates)
-        return self.core32(coordinates.to(torch.float32))
+            return self.core64(positions * 10.0)
+        return self.core32(positions.to(torch.float32) * 10.0)

@@ -1,0 +1,161 @@
+"""Forward + backward time of openmmhybrid's static-shape ANI1x against torchani's own ANI-1x, on CPU.
+
+Both models come from the same weight files (torchani 2.2.4's ``resources/ani-1x_8x``).  One
+evaluation is the energy plus its gradient with respect to the positions (what an MD step needs).
+Compared, in float32 and float64:
+
+- ``ours``: :class:`openmmhybrid.models.ani.ANI1x`, scripted with ``torch.jit.script`` (as MLForce
+  runs it), positions in nm;
+- ``torchani``: :func:`openmmhybrid.models.ani.torchani_ani1x` (torchani's pipeline,
+  SpeciesConverter -> AEVComputer -> Ensemble -> EnergyShifter), eager and ``torch.jit.script``-ed,
+  coordinates in Angstrom.
+
+Molecules: p-xylene (residue TMP of examples/data/pxylene-water, 18 atoms) and p-xylene with its
+nearest whole waters (``--waters``, default 9: 45 atoms).  Prints a markdown table.
+
+Usage::
+
+    python benchmarks/bench_ani1x.py [--threads N] [--repeats 300] [--warmup 30] [--waters 9]
+"""
+import argparse
+import datetime
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import warnings
+
+import numpy as np
+import openmm.app as app
+import openmm.unit as unit
+import torch
+
+from openmmhybrid.models.ani import ANI1x, torchani_ani1x
+
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "data", "pxylene-water")
+
+
+def load_molecules(waters):
+    """{name: (atomic numbers, positions in nm)} for p-xylene alone and with its nearest waters."""
+    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene_water.prmtop"))
+    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene_water.inpcrd"))
+    positions = np.asarray(inpcrd.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+    box = np.array([inpcrd.getBoxVectors()[i][i].value_in_unit(unit.nanometer) for i in range(3)])
+    residues = list(prmtop.topology.residues())
+    ligand = [r for r in residues if r.name == "TMP"][0]
+    ligand_atoms = [a.index for a in ligand.atoms()]
+    ligand_positions = positions[ligand_atoms]
+    centre = ligand_positions.mean(axis=0)
+    molecules = {"p-xylene": ([a.element.atomic_number for a in ligand.atoms()], ligand_positions)}
+    if waters > 0:
+        candidates = []
+        for residue in residues:
+            if residue.name not in ("HOH", "WAT"):
+                continue
+            atoms = list(residue.atoms())
+            oxygen = [a for a in atoms if a.element.atomic_number == 8][0]
+            # Image the whole water next to the ligand (minimum image of its oxygen).
+            shift = -box * np.round((positions[oxygen.index] - centre) / box)
+            water = positions[[a.index for a in atoms]] + shift
+            distance = np.linalg.norm(ligand_positions - water[atoms.index(oxygen)], axis=1).min()
+            candidates.append((distance, [a.element.atomic_number for a in atoms], water))
+        candidates.sort(key=lambda c: c[0])
+        numbers = list(molecules["p-xylene"][0])
+        coordinates = [ligand_positions]
+        for _, z, xyz in candidates[:waters]:
+            numbers += z
+            coordinates.append(xyz)
+        molecules[f"p-xylene + {waters} waters"] = (numbers, np.concatenate(coordinates))
+    return molecules
+
+
+def time_it(step, warmup, repeats):
+    """Median and minimum wall time of ``step()`` in ms."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3, min(times) * 1e3
+
+
+def ours_step(model, positions, dtype):
+    x = torch.tensor(positions, dtype=dtype, requires_grad=True)
+
+    def step():
+        energy = model(x)
+        torch.autograd.grad(energy, x)
+    return step, lambda: model(x.detach()).item()
+
+
+def torchani_step(model, numbers, positions, dtype):
+    species = torch.tensor([numbers])
+    x = torch.tensor(positions * 10.0, dtype=dtype).unsqueeze(0).requires_grad_()
+
+    def step():
+        energy = model((species, x)).energies.sum()
+        torch.autograd.grad(energy, x)
+    return step, lambda: model((species, x.detach())).energies.item()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--waters", type=int, default=9, help="waters added to p-xylene for the larger case")
+    args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+
+    molecules = load_molecules(args.waters)
+    # float32 as built (its self energies stay float64; .float() would round them to float32), and .double().
+    reference = {torch.float32: torchani_ani1x(), torch.float64: torchani_ani1x().double()}
+    try:
+        reference_scripted = {dtype: torch.jit.script(model) for dtype, model in reference.items()}
+    except Exception as error:  # noqa: BLE001 - report and go on without it
+        print(f"torchani's model could not be scripted ({str(error).splitlines()[0]}); eager only", file=sys.stderr)
+        reference_scripted = None
+
+    rows = []
+    for name, (numbers, positions) in molecules.items():
+        model = torch.jit.script(ANI1x(numbers))
+        for dtype in (torch.float32, torch.float64):
+            step, energy = ours_step(model, positions, dtype)
+            ours = time_it(step, args.warmup, args.repeats)
+            ours_energy = energy() / model.hartree_to_kj_per_mol
+            step, energy = torchani_step(reference[dtype], numbers, positions, dtype)
+            eager = time_it(step, args.warmup, args.repeats)
+            difference = abs(energy() - ours_energy)
+            scripted = None
+            if reference_scripted is not None:
+                step, _ = torchani_step(reference_scripted[dtype], numbers, positions, dtype)
+                scripted = time_it(step, args.warmup, args.repeats)
+            rows.append((name, len(numbers), str(dtype).replace("torch.", ""), ours, eager, scripted, difference))
+
+    def cell(t):
+        return "n/a" if t is None else f"{t[0]:.2f} / {t[1]:.2f}"
+
+    def ratio(t, ours):
+        return "n/a" if t is None else f"{t[0] / ours[0]:.2f}x"
+
+    print(f"ANI-1x forward + backward on CPU, {datetime.date.today().isoformat()}, host {socket.gethostname()} "
+          f"({platform.processor() or platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, {args.repeats} repeats after {args.warmup} warm-up; "
+          "times in ms as median / min; ratios of medians (torchani / ours)")
+    print()
+    print("| molecule | atoms | dtype | ours (scripted) | torchani eager | torchani scripted "
+          "| eager / ours | scripted / ours | abs(dE) vs torchani (Ha) |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
+    for name, atoms, dtype, ours, eager, scripted, difference in rows:
+        print(f"| {name} | {atoms} | {dtype} | {cell(ours)} | {cell(eager)} | {cell(scripted)} "
+              f"| {ratio(eager, ours)} | {ratio(scripted, ours)} | {difference:.1e} |")
+
+
+if __name__ == "__main__":
+    main()
