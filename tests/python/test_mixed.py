@@ -474,3 +474,21 @@ def test_agrees_with_openmm_ml(pxylene, platform):
     scale = np.abs(f_theirs).max()
     print(f"max force difference {np.abs(f_ours - f_theirs).max():.2e} of max force {scale:.2e}")
     assert np.abs(f_ours - f_theirs).max() < 1e-5 * scale
+
+
+def test_ani1x_by_name(pxylene):
+    """'ani1x' by name: the correction is ANI-1x on the region minus the same region MM energy a
+    toy model's mixed System subtracts."""
+    pytest.importorskip("torchani", reason="the 'ani1x' model reads its weights from torchani 2.2.4")
+    from openmmhybrid.models.ani import ANI1x
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    pos = positions_nm(crd)
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    toy = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), usesDoublePrecision=True, correctionGroup=7)
+    e_region = region_model_energy(PairMLP(), pos[atoms]) - energy(context(toy, crd, cpu), {7})
+    ani = openmmhybrid.createMixedSystem(prm.topology, system, atoms, "ani1x", usesDoublePrecision=True, correctionGroup=7)
+    elements = [a.element.atomic_number for a in prm.topology.atoms() if a.index in atoms]
+    e_ani = region_model_energy(ANI1x(elements), pos[atoms])
+    assert e_ani == pytest.approx(-815870, rel=1e-3)  # includes the atomic self energies
+    assert energy(context(ani, crd, cpu), {7}) == pytest.approx(e_ani - e_region, abs=1e-4)
