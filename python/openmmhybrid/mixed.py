@@ -31,7 +31,9 @@ Why the region's Coulomb pairs as plain ``1/r`` match what the MM force gives th
   periodic images of each other, which the MM potential includes and the model does not see
   either way, and the discretization error of the reciprocal sum (the Ewald error tolerance, 5e-4
   relative by default).  So ``E_MM,region`` matches the MM force's region pairs to within the
-  Ewald error plus the image terms, both tiny for a region much smaller than the box.
+  Ewald error plus the image terms, both tiny for a neutral region much smaller than the box.  For
+  a charged region the image term falls off only as q^2/L (a few kJ/mol for q = 0.4 e in a 4 nm
+  box), and is nearly constant, so it matters for absolute energies rather than forces.
 - *Reaction field* (``CutoffPeriodic``, ``CutoffNonPeriodic``): the region's ordinary pairs are
   subtracted with the same reaction-field expression and cutoff the MM force uses (exceptions are
   plain Coulomb in OpenMM and here), so they match exactly.
@@ -41,8 +43,10 @@ under ``LJPME``, matched to within the Ewald error as for Coulomb); a ``CustomNo
 pairs use its energy expression, exclusions, interaction groups, cutoff and switching function.
 Long-range dispersion corrections are constants of the particle types and stay in the MM part.
 """
+import copy
 import inspect
 import math
+import numbers
 import os
 import warnings
 
@@ -132,8 +136,8 @@ def _check_indices(atoms, numParticles, who):
         result = [int(a) for a in atoms]
     except TypeError:
         raise TypeError(f"{who}: the ML atoms must be a sequence of particle indices, not {type(atoms).__name__}") from None
-    for a, r in zip(atoms, result):
-        if r != a:
+    for a in atoms:
+        if not isinstance(a, numbers.Integral):
             raise TypeError(f"{who}: ML atom index {a!r} is not an integer")
     if not result:
         raise ValueError(f"{who}: the ML region is empty (the selection matched no atom)")
@@ -277,10 +281,10 @@ def _finish(force, source, interpolate, group, periodic=None):
     return force
 
 
-def _copy_globals(target, source):
+def _copy_globals(target, source, interpolate):
     for i in range(source.getNumGlobalParameters()):
         name = source.getGlobalParameterName(i)
-        if name == LAMBDA_PARAMETER:
+        if interpolate and name == LAMBDA_PARAMETER:
             raise ValueError(f"createMixedSystem: a {type(source).__name__} of the System already uses the global "
                              f"parameter '{LAMBDA_PARAMETER}', which the ML/MM interpolation needs. Rename it.")
         target.addGlobalParameter(name, source.getGlobalParameterDefaultValue(i))
@@ -376,10 +380,10 @@ def _custom_bonded(force, region, interpolate, group):
             force.getNumBonds, force.getBondParameters, out.addBond, out.addPerBondParameter,
             force.getNumPerBondParameters, force.getPerBondParameterName)
         for i in range(force.getNumTabulatedFunctions()):
-            out.addTabulatedFunction(force.getTabulatedFunctionName(i), force.getTabulatedFunction(i).Copy())
+            out.addTabulatedFunction(force.getTabulatedFunctionName(i), copy.deepcopy(force.getTabulatedFunction(i)))
     for i in range(numParameters()):
         addParameter(getName(i))
-    _copy_globals(out, force)
+    _copy_globals(out, force, interpolate)
     terms = 0
     for i in range(count()):
         *particles, parameters = get(i)
@@ -410,28 +414,34 @@ def _nonbonded(force, region, interpolate, group):
         if a in region and b in region:
             raise NotImplementedError("createMixedSystem: the NonbondedForce has an exception parameter offset inside the ML "
                                       f"region (atoms {a} and {b}); offsets on the ML region are not supported.")
+    if not force.getIncludeDirectSpace():
+        raise NotImplementedError("createMixedSystem: the NonbondedForce computes no direct-space interactions "
+                                  "(setIncludeDirectSpace(False)), so its region pairs cannot be subtracted.")
     method = force.getNonbondedMethod()
     cutoffMethods = (openmm.NonbondedForce.CutoffPeriodic, openmm.NonbondedForce.CutoffNonPeriodic)
     ljCutoff = method in cutoffMethods or method in (openmm.NonbondedForce.PME, openmm.NonbondedForce.Ewald)
+    periodicMethod = method not in (openmm.NonbondedForce.NoCutoff, openmm.NonbondedForce.CutoffNonPeriodic)
     cutoff = _value(force.getCutoffDistance())
-    coulomb = f"{ONE_4PI_EPS0!r}*chargeProd/r"
-    lj = "4*epsilon*((sigma/r)^12-(sigma/r)^6)"
+    plainCoulomb = f"{ONE_4PI_EPS0!r}*chargeProd/r"
+    plainLJ = "4*epsilon*((sigma/r)^12-(sigma/r)^6)"
+    coulomb, lj = plainCoulomb, plainLJ
     if method in cutoffMethods:
-        # OpenMM's reaction field for ordinary pairs inside the cutoff; exceptions are plain Coulomb.
+        # OpenMM's reaction field for ordinary pairs inside the cutoff.
         eps = force.getReactionFieldDielectric()
         krf = (1 / cutoff**3) * (eps - 1) / (2 * eps + 1)
         crf = (1 / cutoff) * 3 * eps / (2 * eps + 1)
-        coulomb = (f"{ONE_4PI_EPS0!r}*chargeProd*(1/r+ordinary*({krf!r}*r^2-{crf!r}))"
-                   f"*(1-ordinary*step(r-{cutoff!r}))")
+        coulomb = f"{ONE_4PI_EPS0!r}*chargeProd*(1/r+{krf!r}*r^2-{crf!r})*(1-step(r-{cutoff!r}))"
     if ljCutoff:
-        cut = f"(1-ordinary*step(r-{cutoff!r}))"
+        lj = f"{plainLJ}*(1-step(r-{cutoff!r}))"
         if force.getUseSwitchingFunction():
-            switch = _switch(cutoff, _value(force.getSwitchingDistance()))
-            cut = f"{cut}*(1-ordinary*(1-{switch}))"
-        lj = f"{lj}*{cut}"
-    out = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={coulomb}; lj={lj}")
-    for name in ("chargeProd", "sigma", "epsilon", "ordinary"):
-        out.addPerBondParameter(name)
+            lj = f"{lj}*{_switch(cutoff, _value(force.getSwitchingDistance()))}"
+    # Ordinary pairs use the force's cutoff, switch and reaction field; exceptions are plain Coulomb
+    # and LJ in OpenMM, with periodic images only if the force says so.
+    ordinary = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={coulomb}; lj={lj}")
+    excepted = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={plainCoulomb}; lj={plainLJ}")
+    for out in (ordinary, excepted):
+        for name in ("chargeProd", "sigma", "epsilon"):
+            out.addPerBondParameter(name)
     exceptions = {}
     for i in range(force.getNumExceptions()):
         a, b, chargeProd, sigma, epsilon = force.getExceptionParameters(i)
@@ -445,14 +455,20 @@ def _nonbonded(force, region, interpolate, group):
                 chargeProd, sigma, epsilon = exceptions[(a, b)]
                 if chargeProd == 0 and epsilon == 0:
                     continue
-                out.addBond(a, b, [chargeProd, sigma, epsilon, 0.0])
+                excepted.addBond(a, b, [chargeProd, sigma, epsilon])
             else:
                 (qa, sa, ea), (qb, sb, eb) = params[a], params[b]
                 if qa * qb == 0 and ea * eb == 0:
                     continue
-                out.addBond(a, b, [qa * qb, 0.5 * (sa + sb), math.sqrt(ea * eb), 1.0])
-    periodic = method not in (openmm.NonbondedForce.NoCutoff, openmm.NonbondedForce.CutoffNonPeriodic)
-    return _finish(out, force, interpolate, group, periodic) if out.getNumBonds() else None
+                ordinary.addBond(a, b, [qa * qb, 0.5 * (sa + sb), math.sqrt(ea * eb)])
+    result = []
+    if ordinary.getNumBonds():
+        result.append(_finish(ordinary, force, interpolate, group, periodicMethod))
+    if excepted.getNumBonds():
+        periodic = periodicMethod and force.getExceptionsUsePeriodicBoundaryConditions()
+        result.append(_finish(excepted, force, interpolate, group, periodic))
+        excepted.setName(excepted.getName().replace("(NonbondedForce)", "(NonbondedForce exceptions)"))
+    return result
 
 
 def _custom_nonbonded(force, region, interpolate, group):
@@ -476,9 +492,9 @@ def _custom_nonbonded(force, region, interpolate, group):
         out.addPerBondParameter(name + "1")
     for name in names:
         out.addPerBondParameter(name + "2")
-    _copy_globals(out, force)
+    _copy_globals(out, force, interpolate)
     for i in range(force.getNumTabulatedFunctions()):
-        out.addTabulatedFunction(force.getTabulatedFunctionName(i), force.getTabulatedFunction(i).Copy())
+        out.addTabulatedFunction(force.getTabulatedFunctionName(i), copy.deepcopy(force.getTabulatedFunction(i)))
     excluded = set()
     for i in range(force.getNumExclusions()):
         a, b = force.getExclusionParticles(i)
@@ -491,9 +507,15 @@ def _custom_nonbonded(force, region, interpolate, group):
         for b in particles[x + 1:]:
             if (a, b) in excluded:
                 continue
-            if groups and not any((a in s1 and b in s2) or (a in s2 and b in s1) for s1, s2 in groups):
-                continue
-            out.addBond([a, b], params[a] + params[b])
+            if not groups:
+                out.addBond([a, b], params[a] + params[b])
+            # OpenMM computes a pair once for every interaction group that holds it, with the
+            # particle from the group's first set as particle 1.
+            for s1, s2 in groups:
+                if a in s1 and b in s2:
+                    out.addBond([a, b], params[a] + params[b])
+                elif b in s1 and a in s2:
+                    out.addBond([b, a], params[b] + params[a])
     return _finish(out, force, interpolate, group) if out.getNumBonds() else None
 
 
@@ -526,6 +548,16 @@ def _handler(force):
 # ----------------------------------------------------------------------------------------------
 # createMixedSystem
 # ----------------------------------------------------------------------------------------------
+
+def _groups_in_use(system):
+    """Force groups of every force, including NonbondedForce's separate reciprocal-space group."""
+    used = set()
+    for force in system.getForces():
+        used.add(force.getForceGroup())
+        if isinstance(force, openmm.NonbondedForce) and force.getReciprocalSpaceForceGroup() >= 0:
+            used.add(force.getReciprocalSpaceForceGroup())
+    return used
+
 
 def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, removeConstraints=False,
                       correctionGroup=None, usesDoublePrecision=False, modelArgs=None):
@@ -640,7 +672,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                     raise ValueError(f"createMixedSystem: a {type(force).__name__} of the System already uses the global "
                                      f"parameter '{LAMBDA_PARAMETER}'. Rename it.")
 
-    used = {force.getForceGroup() for force in system.getForces()}
+    used = _groups_in_use(system)
     if correctionGroup is None:
         free = [g for g in range(32) if g not in used]
         if not free:
@@ -673,8 +705,8 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         if handler is None:
             continue
         correction = handler(force, region, interpolate, correctionGroup)
-        if correction is not None:
-            mixed.addForce(correction)
+        for f in correction if isinstance(correction, list) else [correction] if correction is not None else []:
+            mixed.addForce(f)
     ml = MLForce(regionModel, mlAtoms)
     ml.setUsesPeriodicBoundaryConditions(periodic)
     ml.setUsesDoublePrecision(usesDoublePrecision)
@@ -744,5 +776,5 @@ def mtsGroups(system, correctionGroup, innerSteps):
     """
     if int(innerSteps) < 1:
         raise ValueError("mtsGroups: innerSteps must be at least 1")
-    groups = sorted({force.getForceGroup() for force in system.getForces()} - {correctionGroup})
+    groups = sorted(_groups_in_use(system) - {correctionGroup})
     return [(correctionGroup, 1)] + [(g, int(innerSteps)) for g in groups]

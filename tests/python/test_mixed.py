@@ -492,3 +492,114 @@ def test_ani1x_by_name(pxylene):
     e_ani = region_model_energy(ANI1x(elements), pos[atoms])
     assert e_ani == pytest.approx(-815870, rel=1e-3)  # includes the atomic self energies
     assert energy(context(ani, crd, cpu), {7}) == pytest.approx(e_ani - e_region, abs=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# CustomNonbondedForce details: tabulated functions, interaction groups (overlapping, asymmetric)
+
+class Zero(torch.nn.Module):
+    def forward(self, positions):
+        return (positions * 0.0).sum()
+
+
+def small_custom_system(expression, groups=()):
+    rng = np.random.default_rng(5)
+    pos = rng.uniform(0, 0.8, size=(6, 3))
+    system = openmm.System()
+    topology = app.Topology()
+    residue = topology.addResidue("MOL", topology.addChain())
+    for i in range(6):
+        system.addParticle(12.0)
+        topology.addAtom(f"C{i}", app.element.carbon, residue)
+    force = openmm.CustomNonbondedForce(expression)
+    force.addPerParticleParameter("a")
+    force.addPerParticleParameter("b")
+    force.addTabulatedFunction("tab", openmm.Continuous1DFunction(np.linspace(1.0, 3.0, 30) ** 2, 0.0, 2.0))
+    for i in range(6):
+        force.addParticle([0.5 + 0.3 * i, -0.2 * i])
+    force.addExclusion(0, 4)
+    for s1, s2 in groups:
+        force.addInteractionGroup(s1, s2)
+    system.addForce(force)
+    return topology, system, pos
+
+
+@pytest.mark.parametrize("groups", [(), (([0, 1], [2, 3, 5]), ([0], [2, 3]), ([2], [0, 1]))])
+def test_custom_nonbonded_tabulated_and_interaction_groups(groups):
+    """Zero model, so the mixed System at lambda = 1 is the MM System without the region's pairs:
+    the same force with every region pair excluded (OpenMM's own bookkeeping)."""
+    expression = "a1*tab(r) + b2*r; "  # asymmetric in particles 1 and 2, with a tabulated function
+    topology, system, pos = small_custom_system(expression, groups)
+    region = [0, 1, 2, 3]
+    mixed = openmmhybrid.createMixedSystem(topology, system, region, Zero())
+    reference = openmm.XmlSerializer.clone(system)
+    force = reference.getForce(0)
+    excluded = {tuple(sorted(force.getExclusionParticles(i))) for i in range(force.getNumExclusions())}
+    for x, a in enumerate(region):
+        for b in region[x + 1:]:
+            if (a, b) not in excluded:
+                force.addExclusion(a, b)
+    platform = openmm.Platform.getPlatformByName("Reference")
+    c_mixed = openmm.Context(mixed, openmm.VerletIntegrator(0.001), platform)
+    c_ref = openmm.Context(reference, openmm.VerletIntegrator(0.001), platform)
+    c_mm = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    for c in (c_mixed, c_ref, c_mm):
+        c.setPositions(pos)
+    assert abs(energy(c_mm) - energy(c_ref)) > 0.1  # the region's pairs matter
+    assert energy(c_mixed) == pytest.approx(energy(c_ref), rel=1e-10, abs=1e-10)
+    np.testing.assert_allclose(forces(c_mixed), forces(c_ref), rtol=1e-9, atol=1e-9)
+
+
+def test_reciprocal_space_group_and_existing_lambda(pxylene):
+    prm, crd, system = pxylene
+    system = openmm.XmlSerializer.clone(system)
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    nb.setReciprocalSpaceForceGroup(1)
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP())
+    group = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
+    assert group == 2  # 0 (MM) and 1 (PME reciprocal space) are taken
+    assert sorted(openmmhybrid.mtsGroups(mixed, group, 2)) == [(0, 2), (1, 2), (2, 1)]
+    # A global parameter named lambda_interpolate in the MM System only clashes when interpolating.
+    extra = openmm.CustomBondForce("0*lambda_interpolate*r")
+    extra.addGlobalParameter("lambda_interpolate", 0.3)
+    extra.addBond(atoms[0], atoms[1])
+    system.addForce(extra)
+    openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP())
+    with pytest.raises(ValueError, match="already uses the global parameter 'lambda_interpolate'"):
+        openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP(), interpolate=True)
+
+
+def test_model_registry_and_torchscript_file(pxylene, tmp_path, monkeypatch):
+    prm, crd, system = pxylene
+    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    calls = []
+
+    def factory(topology, region, scale=1.0):
+        calls.append((len(region), scale))
+        return PairMLP()
+
+    openmmhybrid.models.registerModel("Toy-Pair", factory)
+    assert "toy-pair" in openmmhybrid.models.availableModels()
+    by_name = openmmhybrid.createMixedSystem(prm.topology, system, atoms, "toy-pair", modelArgs={"scale": 2.0},
+                                             usesDoublePrecision=True, correctionGroup=4)
+    assert calls == [(18, 2.0)]
+    path = tmp_path / "pair.pt"
+    torch.jit.save(torch.jit.script(PairMLP()), str(path))
+    by_file = openmmhybrid.createMixedSystem(prm.topology, system, atoms, str(path), usesDoublePrecision=True,
+                                             correctionGroup=4)
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    assert energy(context(by_file, crd, cpu), {4}) == pytest.approx(energy(context(by_name, crd, cpu), {4}), rel=1e-12)
+
+    # A backend in another package, found through the 'openmmhybrid.models' entry point group.
+    class EntryPoint:
+        name = "from-entry-point"
+
+        def load(self):
+            return factory
+
+    monkeypatch.setattr(openmmhybrid.models, "_entry_points_loaded", False)
+    monkeypatch.setattr(openmmhybrid.models.importlib.metadata, "entry_points",
+                        lambda group: [EntryPoint()] if group == "openmmhybrid.models" else [])
+    openmmhybrid.models.createModel("from-entry-point", prm.topology, atoms)
+    assert len(calls) == 2
