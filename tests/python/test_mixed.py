@@ -605,3 +605,58 @@ def test_model_registry_and_torchscript_file(pxylene, tmp_path, monkeypatch):
                         lambda group: [EntryPoint()] if group == "openmmhybrid.models" else [])
     openmmhybrid.models.createModel("from-entry-point", prm.topology, atoms)
     assert len(calls) == 2
+
+
+def test_bonded_classes_cancel_inside_the_region():
+    """CMAP, RB and custom bonded terms wholly inside the region are subtracted exactly: with a
+    zero model the mixed System's energy and forces are those of the terms that leave the region."""
+    rng = np.random.default_rng(11)
+    n = 8
+    pos = rng.uniform(0, 0.6, size=(n, 3))
+    system = openmm.System()
+    topology = app.Topology()
+    residue = topology.addResidue("MOL", topology.addChain())
+    for i in range(n):
+        system.addParticle(12.0)
+        topology.addAtom(f"C{i}", app.element.carbon, residue)
+    cmap = openmm.CMAPTorsionForce()
+    grid = 12
+    phi, psi = np.meshgrid(np.arange(grid) * 2 * np.pi / grid, np.arange(grid) * 2 * np.pi / grid, indexing="ij")
+    cmap.addMap(grid, (3 * np.cos(phi) * np.sin(2 * psi) + np.cos(psi)).T.ravel().tolist())
+    cmap.addTorsion(0, 0, 1, 2, 3, 1, 2, 3, 4)
+    cmap.addTorsion(0, 3, 4, 5, 6, 4, 5, 6, 7)
+    rb = openmm.RBTorsionForce()
+    rb.addTorsion(0, 1, 2, 3, 1.0, -2.0, 0.5, 0.3, -0.1, 0.05)
+    rb.addTorsion(4, 5, 6, 7, 0.2, 1.0, -0.5, 0.3, 0.1, 0.0)
+    angle = openmm.CustomAngleForce("k*(theta-t0)^2; t0=1.9")
+    angle.addPerAngleParameter("k")
+    angle.addAngle(0, 1, 2, [40.0])
+    angle.addAngle(3, 4, 5, [30.0])
+    compound = openmm.CustomCompoundBondForce(3, "w*f(distance(p1,p2)) + angle(p1,p2,p3)")
+    compound.addPerBondParameter("w")
+    compound.addTabulatedFunction("f", openmm.Continuous1DFunction(np.linspace(0, 1, 20) ** 3, 0.0, 2.0))
+    compound.addBond([0, 1, 2], [2.0])
+    compound.addBond([2, 3, 4], [1.5])
+    for force in (cmap, rb, angle, compound):
+        system.addForce(force)
+    platform = openmm.Platform.getPlatformByName("Reference")
+
+    def evaluate(s):
+        c = openmm.Context(s, openmm.VerletIntegrator(0.001), platform)
+        c.setPositions(pos)
+        return energy(c), forces(c)
+
+    # Region = everything: nothing is left.
+    e, f = evaluate(openmmhybrid.createMixedSystem(topology, system, list(range(n)), Zero()))
+    assert abs(e) < 1e-10 and np.abs(f).max() < 1e-9
+    # Region = atoms 0-3: the terms within it cancel; the rest equals a System of only those.
+    e, f = evaluate(openmmhybrid.createMixedSystem(topology, system, [0, 1, 2, 3], Zero(), interpolate=True))
+    outside = openmm.XmlSerializer.clone(system)
+    outside.getForce(0).setTorsionParameters(0, 0, 0, 1, 2, 3, 1, 2, 3, 4)  # keep: it reaches atom 4
+    outside.getForce(1).setTorsionParameters(0, 0, 1, 2, 3, 0, 0, 0, 0, 0, 0)
+    outside.getForce(2).setAngleParameters(0, 0, 1, 2, [0.0])
+    outside.getForce(3).setBondParameters(0, [0, 1, 2], [0.0])
+    e_outside, f_outside = evaluate(outside)
+    e_compound_angle = float(np.arccos(np.dot(pos[0] - pos[1], pos[2] - pos[1]) /
+                                       (np.linalg.norm(pos[0] - pos[1]) * np.linalg.norm(pos[2] - pos[1]))))
+    assert e == pytest.approx(e_outside - e_compound_angle, abs=1e-9)
