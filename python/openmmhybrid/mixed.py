@@ -44,7 +44,6 @@ pairs use its energy expression, exclusions, interaction groups, cutoff and swit
 Long-range dispersion corrections are constants of the particle types and stay in the MM part.
 """
 import copy
-import inspect
 import math
 import numbers
 import os
@@ -55,7 +54,7 @@ import openmm.unit as unit
 import torch
 
 from . import models as _models
-from .mlforce import MLForce
+from .mlforce import MLForce, _script, _strip_units
 
 __all__ = ["createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER"]
 
@@ -204,26 +203,6 @@ class _Scaled(torch.nn.Module):
         return lambda_interpolate.to(energy.dtype) * energy
 
 
-def _quiet_script(module):
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
-        if isinstance(module, torch.jit.ScriptModule):
-            return module
-        try:
-            return torch.jit.script(module)
-        except Exception as error:
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
-            raise ValueError(f"createMixedSystem: could not convert the model ({type(module).__name__}) to TorchScript: "
-                             f"{reason}. Make it scriptable or pass a TorchScript file.") from error
-
-
-def _forward_arguments(module):
-    """Names of forward()'s arguments after self, for a ScriptModule or an nn.Module."""
-    if isinstance(module, torch.jit.ScriptModule):
-        return [a.name for a in module.forward.schema.arguments[1:]]
-    return list(inspect.signature(module.forward).parameters)
-
-
 def _resolve_model(model, topology, mlAtoms, modelArgs):
     """A torch module for the region from a name, a file or a module."""
     if isinstance(model, (str, os.PathLike)):
@@ -249,9 +228,8 @@ def _resolve_model(model, topology, mlAtoms, modelArgs):
 
 def _region_model(module, periodic, interpolate):
     """Adapt module to what MLForce passes: (positions[, box][, lambda_interpolate])."""
-    arguments = _forward_arguments(module)
-    takesBox = len(arguments) >= 2
-    scripted = _quiet_script(module)
+    scripted = _script(module, "createMixedSystem")
+    takesBox = len(scripted.forward.schema.arguments) >= 3  # self, positions, box
     if not periodic:
         return _Scaled(scripted) if interpolate else scripted
     if interpolate:
@@ -520,7 +498,7 @@ def _custom_nonbonded(force, region, interpolate, group):
 
 
 def _value(x):
-    return x.value_in_unit_system(unit.md_unit_system) if unit.is_quantity(x) else float(x)
+    return float(_strip_units(x))
 
 
 _HANDLERS = [
@@ -693,8 +671,6 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     # The model, checked before the System is copied.
     module = _resolve_model(model, topology, mlAtoms, modelArgs)
     periodic = system.usesPeriodicBoundaryConditions()
-    if not isinstance(module, torch.jit.ScriptModule) and not isinstance(module, torch.nn.Module):
-        raise TypeError("createMixedSystem: the model factory did not return a torch.nn.Module")
     regionModel = _region_model(module, periodic, interpolate)
 
     mixed = openmm.XmlSerializer.clone(system)

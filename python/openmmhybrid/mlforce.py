@@ -28,32 +28,34 @@ def _atom_list(atoms):
     return result
 
 
-def _model_bytes(model):
-    """The bytes of a TorchScript archive for a ScriptModule or nn.Module (scripted here)."""
+def _script(model, who="MLForce"):
+    """A ScriptModule for a ScriptModule or an nn.Module (scripted here); errors name ``who``."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return model
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"{who}: model must be a path to a TorchScript file, a torch.nn.Module or a "
+                        f"torch.jit.ScriptModule, not {type(model).__name__}")
     # TorchScript is the format the C++ kernels load; torch marks its Python entry points as
     # deprecated, which says nothing about this use, so that warning is not passed on.
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
-        return _script_and_save(model)
-
-
-def _script_and_save(model):
-    if isinstance(model, torch.jit.ScriptModule):
-        scripted = model
-    elif isinstance(model, torch.nn.Module):
         try:
-            scripted = torch.jit.script(model)
+            return torch.jit.script(model)
         except Exception as error:
             reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__).rstrip(".")
             raise ValueError(
-                f"MLForce: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
+                f"{who}: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
                 f"{reason}. Make the module scriptable (type annotations, no Python-only "
                 "constructs) or pass a TorchScript file.") from error
-    else:
-        raise TypeError(f"MLForce: model must be a path to a TorchScript file, a torch.nn.Module or a "
-                        f"torch.jit.ScriptModule, not {type(model).__name__}")
+
+
+def _model_bytes(model):
+    """The bytes of a TorchScript archive for a ScriptModule or nn.Module (scripted here)."""
+    scripted = _script(model)
     buffer = io.BytesIO()
-    torch.jit.save(scripted, buffer)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
+        torch.jit.save(scripted, buffer)
     return buffer.getvalue()
 
 
