@@ -8,6 +8,8 @@ and provides:
 - :func:`createMixedSystem`: an ML/MM System from an MM System (mechanical embedding, optional
   lambda interpolation, the correction in its own force group for multiple time steps), with
   :func:`selectAtoms`, :func:`interpolationEnergies` and :func:`mtsGroups`.
+- :class:`MTSIntegrator` and :class:`MTSLangevinIntegrator`: native multiple-time-step integrators
+  (drop-in for OpenMM's Python ones), and :func:`createMTSIntegrator` for mixed Systems.
 - :mod:`openmmhybrid.models`: models by name (``'ani1x'``) and the registry for new ones.
 
 This build is bound to the OpenMM and torch versions in :data:`build_info`.
@@ -18,10 +20,12 @@ import openmm  # noqa: F401
 from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
 from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
+from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator
 from . import models
 
 load_plugins()
 
 __all__ = ["MLForce", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
+           "MTSIntegrator", "MTSLangevinIntegrator", "createMTSIntegrator",
            "models", "build_info", "plugin_directory"]
 __version__ = "0.1.0"

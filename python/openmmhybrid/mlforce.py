@@ -232,6 +232,12 @@ class MLForce(openmm.Force):
         """The properties set with :meth:`setProperty`, as a dict."""
         return dict(_core.getProperties(self))
 
+    def getNumModelCalls(self, context):
+        """How many times the model has been evaluated in ``context`` (an :class:`openmm.Context`
+        whose System holds this force).  With a multiple-time-step integrator it shows that the ML
+        force runs only on the outer steps."""
+        return _core.getNumModelCalls(self, context)
+
     @staticmethod
     def getSupportedProperties():
         """The property names :meth:`setProperty` accepts."""

@@ -7,6 +7,7 @@
  * SWIG's runtime and act on it.
  */
 #include "openmmhybrid/MLForce.h"
+#include "openmmhybrid/MTSIntegrator.h"
 #include "openmm/OpenMMException.h"
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -16,16 +17,63 @@
 namespace py = pybind11;
 using namespace OpenMMHybrid;
 using OpenMM::Force;
+using OpenMM::Integrator;
+
+static swig_type_info* swigType(const char* name) {
+    swig_type_info* type = SWIG_TypeQuery(name);
+    if (type == nullptr)
+        throw std::runtime_error(std::string("openmmhybrid: OpenMM's SWIG type '") + name + "' was not found; import openmm first "
+                                 "(and build openmm-hybrid with a SWIG runtime compatible with OpenMM's, SWIG >= 4.4).");
+    return type;
+}
 
 static swig_type_info* forceType() {
-    static swig_type_info* type = nullptr;
-    if (type == nullptr) {
-        type = SWIG_TypeQuery("OpenMM::Force *");
-        if (type == nullptr)
-            throw std::runtime_error("openmmhybrid: OpenMM's SWIG type 'OpenMM::Force *' was not found; import openmm first "
-                                     "(and build openmm-hybrid with a SWIG runtime compatible with OpenMM's, SWIG >= 4.4).");
-    }
+    static swig_type_info* type = swigType("OpenMM::Force *");
     return type;
+}
+
+static swig_type_info* integratorType() {
+    static swig_type_info* type = swigType("OpenMM::Integrator *");
+    return type;
+}
+
+static swig_type_info* contextType() {
+    static swig_type_info* type = swigType("OpenMM::Context *");
+    return type;
+}
+
+static const OpenMM::Context& asContext(py::handle obj) {
+    void* ptr = nullptr;
+    if (!SWIG_IsOK(SWIG_ConvertPtr(obj.ptr(), &ptr, contextType(), 0)) || ptr == nullptr)
+        throw py::type_error("expected an openmm.Context, got " + std::string(py::str(py::type::of(obj))));
+    return *reinterpret_cast<OpenMM::Context*>(ptr);
+}
+
+/** The C++ integrator behind an openmm.Integrator Python object, cast to T (nullptr if it is not one). */
+template <class T>
+static T* asIntegratorOrNull(py::handle obj) {
+    void* ptr = nullptr;
+    if (!SWIG_IsOK(SWIG_ConvertPtr(obj.ptr(), &ptr, integratorType(), 0)))
+        return nullptr;
+    return dynamic_cast<T*>(reinterpret_cast<Integrator*>(ptr));
+}
+
+template <class T>
+static T& asIntegrator(py::handle obj, const char* expected) {
+    T* integrator = asIntegratorOrNull<T>(obj);
+    if (integrator == nullptr)
+        throw py::type_error(std::string("expected an openmmhybrid.") + expected + ", got " + std::string(py::str(py::type::of(obj))));
+    return *integrator;
+}
+
+/** Wrap a new integrator as an owning SWIG object (an openmm.Integrator). */
+static py::object wrapOwnedIntegrator(Integrator* integrator) {
+    PyObject* obj = SWIG_NewPointerObj(integrator, integratorType(), SWIG_POINTER_OWN);
+    if (obj == nullptr) {
+        delete integrator;
+        throw py::error_already_set();
+    }
+    return py::reinterpret_steal<py::object>(obj);
 }
 
 /** The C++ Force behind an openmm.Force Python object, or nullptr if it is not one. */
@@ -103,4 +151,30 @@ PYBIND11_MODULE(_openmmhybrid, m) {
     m.def("setProperty", [](py::handle f, const std::string& name, const std::string& value) { asMLForce(f).setProperty(name, value); });
     m.def("getProperties", [](py::handle f) { return asMLForce(f).getProperties(); });
     m.def("getSupportedProperties", &MLForce::getSupportedProperties);
+    m.def("getNumModelCalls", [](py::handle f, py::handle context) { return asMLForce(f).getNumModelCalls(asContext(context)); });
+
+    // Multiple-time-step integrators.
+    using Groups = std::vector<std::pair<int, int>>;
+    m.def("MTSIntegrator_create", [](double dt, const Groups& groups) {
+        return wrapOwnedIntegrator(new MTSIntegrator(dt, groups));
+    }, py::arg("dt"), py::arg("groups"), "Create an MTSIntegrator; returns an owning openmm.Integrator.");
+    m.def("MTSLangevinIntegrator_create", [](double temperature, double friction, double dt, const Groups& groups) {
+        return wrapOwnedIntegrator(new MTSLangevinIntegrator(temperature, friction, dt, groups));
+    }, py::arg("temperature"), py::arg("friction"), py::arg("dt"), py::arg("groups"),
+       "Create an MTSLangevinIntegrator; returns an owning openmm.Integrator.");
+    m.def("isMTSIntegrator", [](py::handle obj) { return asIntegratorOrNull<MTSIntegrator>(obj) != nullptr; });
+    m.def("isMTSLangevinIntegrator", [](py::handle obj) { return asIntegratorOrNull<MTSLangevinIntegrator>(obj) != nullptr; });
+    m.def("MTS_getGroups", [](py::handle obj) {
+        return asIntegrator<MultipleTimeStepIntegrator>(obj, "MTSIntegrator or MTSLangevinIntegrator").getGroups();
+    });
+    m.def("MTS_getTemperature", [](py::handle obj) { return asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").getTemperature(); });
+    m.def("MTS_setTemperature", [](py::handle obj, double t) { asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").setTemperature(t); });
+    m.def("MTS_getFriction", [](py::handle obj) { return asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").getFriction(); });
+    m.def("MTS_setFriction", [](py::handle obj, double f) { asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").setFriction(f); });
+    m.def("MTS_getRandomNumberSeed", [](py::handle obj) {
+        return asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").getRandomNumberSeed();
+    });
+    m.def("MTS_setRandomNumberSeed", [](py::handle obj, int seed) {
+        asIntegrator<MTSLangevinIntegrator>(obj, "MTSLangevinIntegrator").setRandomNumberSeed(seed);
+    });
 }

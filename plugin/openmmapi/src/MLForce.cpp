@@ -174,6 +174,10 @@ const map<string, string>& MLForce::getProperties() const {
     return properties;
 }
 
+long long MLForce::getNumModelCalls(const Context& context) const {
+    return dynamic_cast<const MLForceImpl&>(getImplInContext(context)).getNumModelCalls();
+}
+
 ForceImpl* MLForce::createImpl() const {
     return new MLForceImpl(*this);
 }

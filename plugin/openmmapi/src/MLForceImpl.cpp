@@ -29,8 +29,10 @@ void MLForceImpl::initialize(ContextImpl& context) {
 }
 
 double MLForceImpl::calcForcesAndEnergy(ContextImpl& context, bool includeForces, bool includeEnergy, int groups) {
-    if ((groups & (1 << owner.getForceGroup())) != 0)
+    if ((groups & (1 << owner.getForceGroup())) != 0) {
+        numModelCalls++;
         return kernel.getAs<CalcMLForceKernel>().execute(context, includeForces, includeEnergy);
+    }
     return 0.0;
 }
 

@@ -4,6 +4,7 @@
 /* openmm-hybrid: fast hybrid ML/MM molecular dynamics for OpenMM.
  * MLForce: a PyTorch (TorchScript) model evaluated on a subset of the System's particles. */
 
+#include "openmm/Context.h"
 #include "openmm/Force.h"
 #include <iosfwd>
 #include <map>
@@ -125,6 +126,12 @@ public:
     const std::map<std::string, std::string>& getProperties() const;
     /** The names setProperty() accepts. */
     static std::vector<std::string> getSupportedProperties();
+    /**
+     * How many times the model has been evaluated in a Context that contains this force (every
+     * energy or force computation that includes the force's group calls it once).  Useful to check
+     * that a multiple-time-step integrator evaluates the ML force only on the outer steps.
+     */
+    long long getNumModelCalls(const OpenMM::Context& context) const;
 protected:
     OpenMM::ForceImpl* createImpl() const;
 private:

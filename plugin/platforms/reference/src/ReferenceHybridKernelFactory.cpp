@@ -2,6 +2,7 @@
  * (the CPU platform derives from the Reference platform and shares its position and force arrays).
  * OpenMM calls registerKernelFactories() when this plugin library is loaded. */
 #include "ReferenceMLForceKernel.h"
+#include "ReferenceMTSStepKernel.h"
 #include "openmm/KernelFactory.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/windowsExport.h"
@@ -16,6 +17,8 @@ public:
     KernelImpl* createKernelImpl(std::string name, const Platform& platform, ContextImpl& context) const {
         if (name == CalcMLForceKernel::Name())
             return new ReferenceCalcMLForceKernel(name, platform);
+        if (name == IntegrateMTSStepKernel::Name())
+            return new ReferenceIntegrateMTSStepKernel(name, platform);
         throw OpenMMException("openmm-hybrid: the Reference plugin has no kernel named '" + name + "'.");
     }
 };
@@ -27,7 +30,10 @@ extern "C" OPENMM_EXPORT void registerPlatforms() {
 extern "C" OPENMM_EXPORT void registerKernelFactories() {
     for (int i = 0; i < Platform::getNumPlatforms(); i++) {
         Platform& platform = Platform::getPlatform(i);
-        if (dynamic_cast<ReferencePlatform*>(&platform) != nullptr)
+        if (dynamic_cast<ReferencePlatform*>(&platform) != nullptr) {
+            // The platform owns (and deletes) one factory per registration.
             platform.registerKernelFactory(CalcMLForceKernel::Name(), new ReferenceHybridKernelFactory());
+            platform.registerKernelFactory(IntegrateMTSStepKernel::Name(), new ReferenceHybridKernelFactory());
+        }
     }
 }

@@ -23,7 +23,12 @@ public:
     double calcForcesAndEnergy(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy, int groups);
     std::map<std::string, double> getDefaultParameters();
     std::vector<std::string> getKernelNames();
+    /** The number of model evaluations in this Context so far. */
+    long long getNumModelCalls() const {
+        return numModelCalls;
+    }
 private:
+    long long numModelCalls = 0;
     const MLForce& owner;
     OpenMM::Kernel kernel;
 };

@@ -1,0 +1,199 @@
+#include "ReferenceMTSStepKernel.h"
+#include "openmmhybrid/internal/Philox.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/internal/OSRngSeed.h"
+#include "openmm/internal/ThreadPool.h"
+#include "openmm/reference/ReferenceConstraints.h"
+#include "openmm/reference/ReferencePlatform.h"
+#include "openmm/reference/ReferenceVirtualSites.h"
+#include "openmm/reference/SimTKOpenMMRealType.h"
+#include <cmath>
+#include <istream>
+#include <ostream>
+
+using namespace OpenMMHybrid;
+using namespace OpenMM;
+using namespace std;
+
+namespace {
+
+ReferencePlatform::PlatformData& platformData(ContextImpl& context) {
+    return *reinterpret_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
+}
+
+/**
+ * Run body(start, end) over [0, n) split across the platform's threads (in one piece for small n,
+ * where waking the threads costs more than the loop).  Each particle's update depends only on
+ * that particle, so the result does not depend on the number of threads.
+ */
+template <class Body>
+void parallelFor(ThreadPool& threads, int n, const Body& body) {
+    int numThreads = threads.getNumThreads();
+    if (numThreads <= 1 || n < 4096) {
+        body(0, n);
+        return;
+    }
+    threads.execute([&](ThreadPool& pool, int thread) {
+        body((int) ((long long) n * thread / numThreads), (int) ((long long) n * (thread + 1) / numThreads));
+    });
+    threads.waitForThreads();
+}
+
+const uint32_t checkpointVersion = 1;
+
+} // namespace
+
+void ReferenceIntegrateMTSStepKernel::initialize(const System& system, const MultipleTimeStepIntegrator& integrator) {
+    int numParticles = system.getNumParticles();
+    masses.resize(numParticles);
+    inverseMasses.resize(numParticles);
+    for (int i = 0; i < numParticles; i++) {
+        masses[i] = system.getParticleMass(i);
+        inverseMasses[i] = (masses[i] == 0.0 ? 0.0 : 1.0 / masses[i]);
+        hasVirtualSites |= system.isVirtualSite(i);
+    }
+    hasConstraints = system.getNumConstraints() > 0;
+    levelForces.assign(integrator.getLevels().size(), vector<Vec3>(numParticles));
+    oldPositions.resize(numParticles);
+    unconstrained.resize(numParticles);
+    int requested = integrator.getThermostat().randomSeed;
+    seed = (uint32_t) (requested != 0 ? requested : osrngseed());
+    noiseIndex = 0;
+}
+
+void ReferenceIntegrateMTSStepKernel::computeLevelForces(ContextImpl& context, int level, int groupMask) {
+    context.calcForcesAndEnergy(true, false, groupMask);
+    levelForces[level] = *platformData(context).forces;
+}
+
+void ReferenceIntegrateMTSStepKernel::kick(ContextImpl& context, const vector<double>& coefficients) {
+    vector<Vec3>& v = *platformData(context).velocities;
+    vector<int> active;
+    for (int k = 0; k < (int) coefficients.size(); k++)
+        if (coefficients[k] != 0.0)
+            active.push_back(k);
+    parallelFor(platformData(context).threads, (int) v.size(), [&](int start, int end) {
+        for (int i = start; i < end; i++) {
+            if (inverseMasses[i] == 0.0)
+                continue;
+            Vec3 dv;
+            for (int k : active)
+                dv += levelForces[k][i] * coefficients[k];
+            v[i] += dv * inverseMasses[i];
+        }
+    });
+}
+
+void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt, const MTSThermostat& thermostat, double tolerance) {
+    ReferencePlatform::PlatformData& data = platformData(context);
+    vector<Vec3>& x = *data.positions;
+    vector<Vec3>& v = *data.velocities;
+    int n = (int) x.size();
+    if (hasConstraints)
+        oldPositions = x;
+    if (!thermostat.enabled) {
+        parallelFor(data.threads, n, [&](int start, int end) {
+            for (int i = start; i < end; i++)
+                if (masses[i] != 0.0)
+                    x[i] += v[i] * dt;
+        });
+    }
+    else {
+        // x += v dt/2; v = a v + b sqrt(kT/m) R; x += v dt/2
+        double a = exp(-thermostat.friction * dt), b = sqrt(1.0 - a * a), kT = BOLTZ * thermostat.temperature;
+        uint64_t index = noiseIndex++;
+        uint64_t key = seed;
+        parallelFor(data.threads, n, [&](int start, int end) {
+            double noise[3];
+            for (int i = start; i < end; i++) {
+                if (masses[i] == 0.0)
+                    continue;
+                x[i] += v[i] * (0.5 * dt);
+                philox::gaussian3(key, index, (uint32_t) i, noise);
+                double scale = b * sqrt(kT * inverseMasses[i]);
+                v[i] = v[i] * a + Vec3(noise[0], noise[1], noise[2]) * scale;
+                x[i] += v[i] * (0.5 * dt);
+            }
+        });
+    }
+    if (hasConstraints) {
+        // Constrain the positions and add the constraint displacement to the velocities, then
+        // remove the velocity components along the constraints (as openmm.MTSIntegrator does).
+        unconstrained = x;
+        data.constraints->apply(oldPositions, x, inverseMasses, tolerance);
+        double invDt = 1.0 / dt;
+        parallelFor(data.threads, n, [&](int start, int end) {
+            for (int i = start; i < end; i++)
+                if (masses[i] != 0.0)
+                    v[i] += (x[i] - unconstrained[i]) * invDt;
+        });
+        data.constraints->applyToVelocities(x, v, inverseMasses, tolerance);
+    }
+    if (hasVirtualSites)
+        data.virtualSites->computePositions(context.getSystem(), x, data.periodicBoxVectors);
+}
+
+void ReferenceIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
+    ReferencePlatform::PlatformData& data = platformData(context);
+    const vector<MTSLevel>& levels = integrator.getLevels();
+    int numLevels = (int) levels.size();
+    int innerSubsteps = levels.back().substeps;
+    double dt = integrator.getStepSize();
+    double innerDt = dt / innerSubsteps;
+    double tolerance = integrator.getConstraintTolerance();
+    MTSThermostat thermostat = integrator.getThermostat();
+
+    // Opening half kicks of every level, with the forces kept from the last step if still valid.
+    vector<double> coefficients(numLevels);
+    for (int k = 0; k < numLevels; k++) {
+        if (!forcesValid)
+            computeLevelForces(context, k, levels[k].groupMask);
+        coefficients[k] = 0.5 * dt / levels[k].substeps;
+    }
+    kick(context, coefficients);
+
+    // Inner steps.  After each, every level whose substep ends here is evaluated once: inside the
+    // step its closing and the next opening half kick use the same forces (one full kick); at the
+    // end of the step only the closing half kick is applied and the forces are kept.
+    for (int j = 1; j <= innerSubsteps; j++) {
+        innerStep(context, innerDt, thermostat, tolerance);
+        bool last = (j == innerSubsteps);
+        for (int k = 0; k < numLevels; k++) {
+            coefficients[k] = 0.0;
+            if (j % (innerSubsteps / levels[k].substeps) == 0) {
+                computeLevelForces(context, k, levels[k].groupMask);
+                coefficients[k] = (last ? 0.5 : 1.0) * dt / levels[k].substeps;
+            }
+        }
+        kick(context, coefficients);
+    }
+    if (hasConstraints)
+        data.constraints->applyToVelocities(*data.positions, *data.velocities, inverseMasses, tolerance);
+    data.time += dt;
+    data.stepCount++;
+}
+
+double ReferenceIntegrateMTSStepKernel::computeKineticEnergy(ContextImpl& context, const MultipleTimeStepIntegrator& integrator) {
+    const vector<Vec3>& v = *platformData(context).velocities;
+    double energy = 0.0;
+    for (int i = 0; i < (int) v.size(); i++)
+        if (masses[i] != 0.0)
+            energy += masses[i] * v[i].dot(v[i]);
+    return 0.5 * energy;
+}
+
+void ReferenceIntegrateMTSStepKernel::createCheckpoint(ContextImpl& context, ostream& stream) const {
+    stream.write((const char*) &checkpointVersion, sizeof(checkpointVersion));
+    stream.write((const char*) &seed, sizeof(seed));
+    stream.write((const char*) &noiseIndex, sizeof(noiseIndex));
+}
+
+void ReferenceIntegrateMTSStepKernel::loadCheckpoint(ContextImpl& context, istream& stream) {
+    uint32_t version = 0;
+    stream.read((char*) &version, sizeof(version));
+    if (!stream || version != checkpointVersion)
+        throw OpenMMException("MTS integrator: the checkpoint holds no MTS integrator state this version can read "
+                              "(it was written by another integrator or another version of openmm-hybrid).");
+    stream.read((char*) &seed, sizeof(seed));
+    stream.read((char*) &noiseIndex, sizeof(noiseIndex));
+}
