@@ -1,0 +1,2 @@
+#define PLATFORM_NAME "CPU"
+#include "TestMTSIntegrator.h"

@@ -1,0 +1,2 @@
+#define PLATFORM_NAME "Reference"
+#include "TestMTSIntegrator.h"
