@@ -14,7 +14,7 @@ DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cm
 # and lark.  mdtraj: selection strings.  parmed, openmmml: independent references in the tests.
 # pymbar, matplotlib: the free-energy example.
 
-.PHONY: demo test bench build clean free-energy
+.PHONY: demo test bench build clean free-energy mts-drift
 
 $(VENV)/.deps-installed: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: build
 bench: build
 	$(PY) benchmarks/bench_mlforce_overhead.py
 	$(PY) benchmarks/bench_ani1x.py
+	$(PY) benchmarks/bench_mts.py
+
+# NVE energy drift against the outer step, with a figure (about 10 min, 2 cores)
+mts-drift: build
+	$(PY) benchmarks/bench_mts_drift.py --plot docs/mts_drift.png
 
 # MM -> ML/MM (ANI-1x) correction to p-xylene's hydration free energy, MBAR (about 20 min, 2 cores)
 free-energy: build
