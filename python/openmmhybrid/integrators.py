@@ -208,10 +208,13 @@ def createMTSIntegrator(system, dt, innerSteps, temperature=None, friction=1.0 /
     correctionGroup : int, optional
         The force group of the ML correction; by default the group of the System's MLForce.
 
-    Recommended settings (``docs/benchmarks.md`` has the drift table behind them): with HBonds
-    constraints, an MM step of 1 fs and an outer step of 2-4 fs (``dt=4*femtoseconds,
-    innerSteps=4``).  The ML correction is smooth compared with the bonded MM terms, so the
-    outer step is limited by resonance with the fastest MM motions, not by the correction.
+    Recommended settings (the NVE drift table in ``docs/benchmarks.md``, p-xylene/ANI-1x in
+    water): for constant-energy runs, the ML correction every 2 fs over MM steps of 0.5-1 fs
+    (``dt=2*femtoseconds, innerSteps=2`` to ``4``); the energy then behaves as with every force at
+    the MM step.  With a Langevin thermostat, up to ``dt=4*femtoseconds, innerSteps=4``: the
+    correction's fast part (ML minus MM bond stretching of the region) then heats by 0.02-0.05
+    kT/ns per degree of freedom, which the thermostat absorbs.  6 fs and more is unsafe (8 fs
+    diverged).
 
     Returns
     -------
