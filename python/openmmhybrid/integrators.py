@@ -37,8 +37,6 @@ def _create(who, factory, *args):
 class _MultipleTimeStep(openmm.Integrator):
     """Shared methods of the native MTS integrators."""
 
-    _kind = ""
-
     def getGroups(self):
         """The (force group, substeps) pairs as given to the constructor."""
         return [tuple(g) for g in _core.MTS_getGroups(self)]
@@ -99,8 +97,6 @@ class MTSIntegrator(_MultipleTimeStep):
     >>> integrator = MTSIntegrator(4*femtoseconds, [(1, 1), (0, 4)])   # group 1 every 4 fs, group 0 every 1 fs
     """
 
-    _kind = "MTSIntegrator"
-
     def __init__(self, dt, groups):
         handle = _create("MTSIntegrator", _core.MTSIntegrator_create, float(_strip_units(dt)),
                          _group_list(groups, "MTSIntegrator"))
@@ -134,8 +130,6 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
     counter-based generator (Philox4x32-10) keyed by the random seed, so a trajectory does not
     depend on the number of threads, and a checkpoint restores the stream exactly.
     """
-
-    _kind = "MTSLangevinIntegrator"
 
     def __init__(self, temperature, friction, dt, groups):
         handle = _create("MTSLangevinIntegrator", _core.MTSLangevinIntegrator_create,
