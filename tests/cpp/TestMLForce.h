@@ -12,6 +12,7 @@
 #include "openmm/System.h"
 #include "openmm/VerletIntegrator.h"
 #include "openmm/internal/AssertionUtilities.h"
+#include "TestUtilities.h"
 #include "openmm/serialization/XmlSerializer.h"
 #include <cmath>
 #include <iostream>
@@ -66,21 +67,6 @@ static System* makeSystem(int n) {
     for (int i = 0; i < n; i++)
         system->addParticle(1.0);
     return system;
-}
-
-/** Runs code and checks that it throws an OpenMMException whose message contains expected. */
-template <class F>
-static void assertThrows(F code, const string& expected) {
-    try {
-        code();
-    }
-    catch (const OpenMMException& e) {
-        string message = e.what();
-        if (message.find(expected) == string::npos)
-            throw OpenMMException("expected an error containing '" + expected + "', got: " + message);
-        return;
-    }
-    throw OpenMMException("expected an error containing '" + expected + "', but nothing was thrown");
 }
 
 static void testEnergyAndForces(bool useDouble) {

@@ -11,6 +11,7 @@
 #include "openmm/State.h"
 #include "openmm/System.h"
 #include "openmm/internal/AssertionUtilities.h"
+#include "TestUtilities.h"
 #include "openmm/serialization/XmlSerializer.h"
 #include <cmath>
 #include <iostream>
@@ -25,20 +26,6 @@ using namespace std;
 
 static Platform& platform() {
     return Platform::getPlatformByName(PLATFORM_NAME);
-}
-
-template <class F>
-static void assertThrows(F code, const string& expected) {
-    try {
-        code();
-    }
-    catch (const OpenMMException& e) {
-        string message = e.what();
-        if (message.find(expected) == string::npos)
-            throw OpenMMException("expected an error containing '" + expected + "', got: " + message);
-        return;
-    }
-    throw OpenMMException("expected an error containing '" + expected + "', got none");
 }
 
 /** Known-answer vectors of Philox4x32-10 from Random123 (kat_vectors). */

@@ -2,6 +2,8 @@ import os
 import sys
 
 import openmm
+import openmm.app as app
+import openmm.unit as unit
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -23,3 +25,14 @@ def platform(request):
 @pytest.fixture
 def data_dir():
     return DATA
+
+
+def amber(name, prmtop, inpcrd, **kwargs):
+    """(prmtop, inpcrd, System) for a shipped input in examples/data/<name>: PME 0.9 nm, HBonds
+    unless kwargs say otherwise."""
+    folder = os.path.join(DATA, name)
+    prm = app.AmberPrmtopFile(os.path.join(folder, prmtop))
+    crd = app.AmberInpcrdFile(os.path.join(folder, inpcrd))
+    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+    options.update(kwargs)
+    return prm, crd, prm.createSystem(**options)

@@ -13,20 +13,11 @@ import torch
 
 import openmmhybrid
 from openmmhybrid.mixed import ONE_4PI_EPS0
-from conftest import DATA
+from conftest import DATA, amber
 from models import PairMLP
 
 LAMBDA = "lambda_interpolate"
 KJ = unit.kilojoule_per_mole
-
-
-def amber(name, prmtop, inpcrd, **kwargs):
-    folder = os.path.join(DATA, name)
-    prm = app.AmberPrmtopFile(os.path.join(folder, prmtop))
-    crd = app.AmberInpcrdFile(os.path.join(folder, inpcrd))
-    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    options.update(kwargs)
-    return prm, crd, prm.createSystem(**options)
 
 
 @pytest.fixture(scope="module")

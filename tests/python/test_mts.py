@@ -6,7 +6,6 @@ serialization and checkpoints, and bad input.
 """
 import copy
 import math
-import os
 
 import numpy as np
 import openmm
@@ -15,21 +14,12 @@ import openmm.unit as unit
 import pytest
 
 import openmmhybrid
-from conftest import DATA
+from conftest import amber
 
 FS = unit.femtoseconds
 KJ = unit.kilojoule_per_mole
 REFERENCE = openmm.Platform.getPlatformByName("Reference")
 CPU = openmm.Platform.getPlatformByName("CPU")
-
-
-def amber(name, prmtop, inpcrd, **kwargs):
-    folder = os.path.join(DATA, name)
-    prm = app.AmberPrmtopFile(os.path.join(folder, prmtop))
-    crd = app.AmberInpcrdFile(os.path.join(folder, inpcrd))
-    options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    options.update(kwargs)
-    return prm, crd, prm.createSystem(**options)
 
 
 def split_groups(system):
