@@ -68,17 +68,17 @@ void ReferenceIntegrateMTSStepKernel::computeLevelForces(ContextImpl& context, i
 
 void ReferenceIntegrateMTSStepKernel::kick(ContextImpl& context, const vector<double>& coefficients) {
     vector<Vec3>& v = *platformData(context).velocities;
-    vector<int> active;
+    int active[32], numActive = 0;  // at most one level per force group
     for (int k = 0; k < (int) coefficients.size(); k++)
         if (coefficients[k] != 0.0)
-            active.push_back(k);
+            active[numActive++] = k;
     parallelFor(platformData(context).threads, (int) v.size(), [&](int start, int end) {
         for (int i = start; i < end; i++) {
             if (inverseMasses[i] == 0.0)
                 continue;
             Vec3 dv;
-            for (int k : active)
-                dv += levelForces[k][i] * coefficients[k];
+            for (int a = 0; a < numActive; a++)
+                dv += levelForces[active[a]][i] * coefficients[active[a]];
             v[i] += dv * inverseMasses[i];
         }
     });
