@@ -293,9 +293,7 @@ static void testBadInput() {
 }
 
 int main() {
-    try {
-        Platform::loadPluginsFromDirectory(OPENMM_PLUGIN_DIR);
-        Platform::loadPluginLibrary(HYBRID_PLUGIN);
+    return runTests([] {
         testEnergyAndForces(true);
         testEnergyAndForces(false);
         testPeriodicRegionSplitAcrossBox();
@@ -304,11 +302,5 @@ int main() {
         testForceGroupsAndMM();
         testSerialization();
         testBadInput();
-    }
-    catch (const exception& e) {
-        cout << "exception: " << e.what() << endl;
-        return 1;
-    }
-    cout << "Done" << endl;
-    return 0;
+    });
 }

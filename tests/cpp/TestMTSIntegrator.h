@@ -190,18 +190,10 @@ static void testBadInput() {
 }
 
 int main() {
-    try {
-        Platform::loadPluginsFromDirectory(OPENMM_PLUGIN_DIR);
-        Platform::loadPluginLibrary(HYBRID_PLUGIN);
+    return runTests([] {
         testPhilox();
         testMatchesHandWrittenRespa();
         testSerialization();
         testBadInput();
-    }
-    catch (const exception& e) {
-        cout << "exception: " << e.what() << endl;
-        return 1;
-    }
-    cout << "Done" << endl;
-    return 0;
+    });
 }
