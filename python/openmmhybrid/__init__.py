@@ -6,10 +6,13 @@ and provides:
 - :class:`MLForce`: a PyTorch model evaluated on a subset of atoms (the ML region) inside an OpenMM
   Context, on the Reference and CPU platforms.  It is a real :class:`openmm.Force`.
 - :func:`createMixedSystem`: an ML/MM System from an MM System (mechanical embedding, optional
-  lambda interpolation, the correction in its own force group for multiple time steps), with
+  lambda interpolation, the correction in its own force group for multiple time steps) or
+  electrostatic embedding, with
   :func:`selectAtoms`, :func:`interpolationEnergies` and :func:`mtsGroups`.
 - :class:`MTSIntegrator` and :class:`MTSLangevinIntegrator`: native multiple-time-step integrators
   (drop-in for OpenMM's Python ones), and :func:`createMTSIntegrator` for mixed Systems.
+- :mod:`openmmhybrid.embedding`: electrostatic embedding terms (fixed-charge Coulomb, Thole
+  polarization) for ``createMixedSystem(..., embedding='electrostatic')``.
 - :mod:`openmmhybrid.models`: models by name (``'ani1x'``) and the registry for new ones.
 
 This build is bound to the OpenMM and torch versions in :data:`build_info`.
@@ -22,10 +25,11 @@ from .mlforce import MLForce
 from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
 from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator
 from . import models
+from . import embedding
 
 load_plugins()
 
 __all__ = ["MLForce", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
            "MTSIntegrator", "MTSLangevinIntegrator", "createMTSIntegrator",
-           "models", "build_info", "plugin_directory"]
+           "models", "embedding", "build_info", "plugin_directory"]
 __version__ = "0.1.0"

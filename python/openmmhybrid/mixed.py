@@ -237,6 +237,138 @@ def _region_model(module, periodic, interpolate):
     return scripted if takesBox else _DropBox(scripted)
 
 
+class _EmbeddedNoBox(torch.nn.Module):
+    """Non-periodic force, embedding model written in the periodic form: a zero box is passed."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor) -> torch.Tensor:
+        box = torch.zeros((3, 3), dtype=positions.dtype, device=positions.device)
+        return self.model(positions, box, mm_positions, mm_charges, mm_mask)
+
+
+class _EmbeddedScaled(torch.nn.Module):
+    """Periodic embedding model, energy times lambda."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions: torch.Tensor, box: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor, lambda_interpolate: torch.Tensor) -> torch.Tensor:
+        energy = self.model(positions, box, mm_positions, mm_charges, mm_mask)
+        return lambda_interpolate.to(energy.dtype) * energy
+
+
+class _EmbeddedScaledNoBox(torch.nn.Module):
+    """Non-periodic embedding model, energy times lambda."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor, lambda_interpolate: torch.Tensor) -> torch.Tensor:
+        energy = self.model(positions, mm_positions, mm_charges, mm_mask)
+        return lambda_interpolate.to(energy.dtype) * energy
+
+
+def _takes_environment(scripted):
+    names = [a.name for a in scripted.forward.schema.arguments[1:]]
+    return "mm_positions" in names or len(names) >= 4
+
+
+def _embedding_terms(terms, topology, mlAtoms, charges, cutoff, switchDistance):
+    """The embedding term modules from names or modules."""
+    from . import embedding as _embedding
+    if terms is None:
+        terms = ["coulomb", "polarization"]
+    if isinstance(terms, (str, torch.nn.Module)):
+        terms = [terms]
+    atoms = list(topology.atoms())
+    result = []
+    for term in terms:
+        if isinstance(term, torch.nn.Module):
+            result.append(term)
+        elif term == "coulomb":
+            result.append(_embedding.FixedChargeCoupling([charges[i] for i in mlAtoms], cutoff, switchDistance))
+        elif term == "polarization":
+            numbers = []
+            for i in mlAtoms:
+                element = atoms[i].element
+                if element is None:
+                    raise ValueError(f"createMixedSystem: ML atom {i} ({atoms[i].name}) has no element in the topology, "
+                                     "which the polarization term needs.")
+                numbers.append(element.atomic_number)
+            result.append(_embedding.TholePolarization(numbers, cutoff, switchDistance))
+        else:
+            raise ValueError(f"createMixedSystem: unknown embedding term {term!r}; use 'coulomb', 'polarization' or a "
+                             "torch.nn.Module with forward(positions, mm_positions, mm_charges, mm_mask)")
+    return result
+
+
+def _embedded_model(module, periodic, interpolate, terms):
+    """Adapt a region model to what an embedding MLForce passes:
+    (positions[, box], mm_positions, mm_charges, mm_mask[, lambda_interpolate])."""
+    from .embedding import EmbeddedModel
+    scripted = _script(module, "createMixedSystem")
+    numArgs = len(scripted.forward.schema.arguments) - 1
+    if _takes_environment(scripted):
+        expected = 5 if periodic else 4
+        if numArgs != expected:
+            raise ValueError(f"createMixedSystem: the embedding model's forward() takes {numArgs} arguments, but a "
+                             f"{'periodic' if periodic else 'non-periodic'} System passes {expected}: (positions, "
+                             f"{'box, ' if periodic else ''}mm_positions, mm_charges, mm_mask).")
+        model = scripted
+    else:
+        model = EmbeddedModel(scripted, terms, modelTakesBox=numArgs >= 2)
+        if not periodic:
+            model = _EmbeddedNoBox(model)
+    if interpolate:
+        model = _EmbeddedScaled(model) if periodic else _EmbeddedScaledNoBox(model)
+    return model
+
+
+def _remove_region_charges(force, region):
+    """Zero the region's charges in a NonbondedForce, and the charge products of its exceptions
+    that involve the region (Lennard-Jones is kept)."""
+    for i in region:
+        charge, sigma, epsilon = force.getParticleParameters(i)
+        force.setParticleParameters(i, 0.0, sigma, epsilon)
+    for i in range(force.getNumExceptions()):
+        a, b, chargeProd, sigma, epsilon = force.getExceptionParameters(i)
+        if a in region or b in region:
+            force.setExceptionParameters(i, a, b, 0.0, sigma, epsilon)
+
+
+def _region_electrostatics(force, region, group):
+    """``-lambda * X`` with ``X = E_elec(all charges) - E_elec(region charges removed)``: the whole MM
+    electrostatic energy of the region's charges (region-region and region-environment; direct,
+    reciprocal, self and neutralizing-background terms), as a CustomCVForce over two
+    electrostatics-only copies of the NonbondedForce."""
+    full = openmm.XmlSerializer.clone(force)
+    for i in range(full.getNumParticles()):
+        charge, sigma, epsilon = full.getParticleParameters(i)
+        full.setParticleParameters(i, charge, 1.0, 0.0)
+    for i in range(full.getNumExceptions()):
+        a, b, chargeProd, sigma, epsilon = full.getExceptionParameters(i)
+        full.setExceptionParameters(i, a, b, chargeProd, 1.0, 0.0)
+    full.setUseDispersionCorrection(False)
+    full.setForceGroup(0)
+    full.setReciprocalSpaceForceGroup(-1)
+    environment = openmm.XmlSerializer.clone(full)
+    _remove_region_charges(environment, region)
+    out = openmm.CustomCVForce(f"{LAMBDA_PARAMETER}*(environment-full)")
+    out.addCollectiveVariable("full", full)
+    out.addCollectiveVariable("environment", environment)
+    _finish(out, force, True, group, periodic=None)
+    out.setName("ML/MM correction: MM electrostatics of the region's charges (NonbondedForce, electrostatic embedding)")
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # MM energy of the region
 # ----------------------------------------------------------------------------------------------
@@ -381,8 +513,9 @@ def _switch(cutoff, switchDistance):
     return f"(1-step(r-{switchDistance!r})*(10*{x}^3-15*{x}^4+6*{x}^5))"
 
 
-def _nonbonded(force, region, interpolate, group):
-    """The region's internal pairs of a NonbondedForce as a CustomBondForce."""
+def _nonbonded(force, region, interpolate, group, includeCoulomb=True):
+    """The region's internal pairs of a NonbondedForce as a CustomBondForce (Lennard-Jones only
+    when ``includeCoulomb`` is false: electrostatic embedding removes the region's charges separately)."""
     for i in range(force.getNumParticleParameterOffsets()):
         if force.getParticleParameterOffset(i)[1] in region:
             raise NotImplementedError("createMixedSystem: the NonbondedForce has a particle parameter offset on ML atom "
@@ -415,7 +548,11 @@ def _nonbonded(force, region, interpolate, group):
             lj = f"{lj}*{_switch(cutoff, _value(force.getSwitchingDistance()))}"
     # Ordinary pairs use the force's cutoff, switch and reaction field; exceptions are plain Coulomb
     # and LJ in OpenMM, with periodic images only if the force says so.
-    ordinary = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={coulomb}; lj={lj}")
+    if not includeCoulomb:
+        coulombTerm = plainCoulomb = "0"
+    else:
+        coulombTerm = coulomb
+    ordinary = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={coulombTerm}; lj={lj}")
     excepted = openmm.CustomBondForce(f"{_scale(interpolate)}*(coulomb+lj); coulomb={plainCoulomb}; lj={plainLJ}")
     for out in (ordinary, excepted):
         for name in ("chargeProd", "sigma", "epsilon"):
@@ -431,12 +568,12 @@ def _nonbonded(force, region, interpolate, group):
         for b in particles[x + 1:]:
             if (a, b) in exceptions:
                 chargeProd, sigma, epsilon = exceptions[(a, b)]
-                if chargeProd == 0 and epsilon == 0:
+                if (chargeProd == 0 or not includeCoulomb) and epsilon == 0:
                     continue
                 excepted.addBond(a, b, [chargeProd, sigma, epsilon])
             else:
                 (qa, sa, ea), (qb, sb, eb) = params[a], params[b]
-                if qa * qb == 0 and ea * eb == 0:
+                if (qa * qb == 0 or not includeCoulomb) and ea * eb == 0:
                     continue
                 ordinary.addBond(a, b, [qa * qb, 0.5 * (sa + sb), math.sqrt(ea * eb)])
     result = []
@@ -538,7 +675,8 @@ def _groups_in_use(system):
 
 
 def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, removeConstraints=False,
-                      correctionGroup=None, usesDoublePrecision=False, modelArgs=None):
+                      correctionGroup=None, usesDoublePrecision=False, modelArgs=None, embedding="mechanical",
+                      cutoff=1.0 * unit.nanometer, embeddingTerms=None, switchDistance="default"):
     """A new ML/MM System: the MM ``system`` plus ``lambda * (E_ML(region) - E_MM,region)``.
 
     The input System is not changed.  All its forces, constraints and virtual sites are kept as
@@ -574,6 +712,22 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         Hand the model float64 positions (default float32).
     modelArgs : dict, optional
         Keyword arguments for a model given by name.
+    embedding : 'mechanical' or 'electrostatic'
+        Mechanical embedding (the default) keeps every ML-MM interaction at the MM level.
+        Electrostatic embedding hands the model the MM point charges within ``cutoff`` of the
+        region (see :mod:`openmmhybrid.embedding`): the region's charges then take no part in MM
+        electrostatics, ML-MM Lennard-Jones stays MM, and the embedding energy is added.  See
+        ``docs/embedding.md`` for the construction and the lambda path.
+    cutoff : float or Quantity
+        The embedding cutoff (default 1 nm); electrostatic embedding only.
+    embeddingTerms : sequence, optional
+        The embedding energy added to a vacuum model: ``'coulomb'`` (the region's MM charges
+        coupled to the MM charges, :class:`~openmmhybrid.embedding.FixedChargeCoupling`),
+        ``'polarization'`` (:class:`~openmmhybrid.embedding.TholePolarization`) or modules
+        ``forward(positions, mm_positions, mm_charges, mm_mask)``.  Default: both named terms.
+        Ignored when ``model`` itself follows the embedding contract (it takes ``mm_positions``).
+    switchDistance : float, Quantity, None or 'default'
+        Where the named terms' switch starts (default: cutoff - 0.2 nm); None for a hard cutoff.
 
     Returns
     -------
@@ -588,6 +742,9 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     NotImplementedError
         A force class whose region energy cannot be separated (the message names the class).
     """
+    if embedding not in ("mechanical", "electrostatic"):
+        raise ValueError(f"createMixedSystem: embedding must be 'mechanical' or 'electrostatic', not {embedding!r}")
+    electrostatic = embedding == "electrostatic"
     numParticles = system.getNumParticles()
     if topology.getNumAtoms() != numParticles:
         raise ValueError(f"createMixedSystem: the topology has {topology.getNumAtoms()} atoms but the System has "
@@ -668,22 +825,58 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                               "The region probably cuts through a molecule or residue; the ML model sees a region whose "
                               "charge state is ill defined.", stacklevel=2)
 
+    # Electrostatic embedding: the charges, the cutoff and what the MM side must allow.
+    if electrostatic:
+        from .embedding import systemCharges
+        cutoffValue = float(_strip_units(cutoff))
+        if not cutoffValue > 0 or not math.isfinite(cutoffValue):
+            raise ValueError(f"createMixedSystem: the embedding cutoff must be a positive distance, not {cutoff}")
+        charges = systemCharges(system)
+        for force in system.getForces():
+            if isinstance(force, openmm.NonbondedForce) and (force.getNumParticleParameterOffsets() or
+                                                             force.getNumExceptionParameterOffsets()):
+                raise NotImplementedError("createMixedSystem: electrostatic embedding does not support a NonbondedForce "
+                                          "with particle or exception parameter offsets.")
+        crossing = sorted({(min(a.index, b.index), max(a.index, b.index)) for a, b in topology.bonds()
+                           if (a.index in mlSet) != (b.index in mlSet)})
+        if crossing:
+            warnings.warn(f"createMixedSystem: {len(crossing)} bond(s) cross the ML/MM boundary (e.g. atoms {crossing[0]}). "
+                          "Electrostatic embedding has no link atoms or charge redistribution: the MM charges next to the "
+                          "cut sit right beside the region and the model sees them. Prefer a region of whole molecules.",
+                          stacklevel=2)
+
     # The model, checked before the System is copied.
     module = _resolve_model(model, topology, mlAtoms, modelArgs)
     periodic = system.usesPeriodicBoundaryConditions()
-    regionModel = _region_model(module, periodic, interpolate)
+    if electrostatic:
+        terms = _embedding_terms(embeddingTerms, topology, mlAtoms, charges, cutoffValue, switchDistance)
+        regionModel = _embedded_model(module, periodic, interpolate, terms)
+    else:
+        regionModel = _region_model(module, periodic, interpolate)
 
     mixed = openmm.XmlSerializer.clone(system)
     for i in reversed(removed):
         mixed.removeConstraint(i)
-    for force in system.getForces():
+    corrections = []
+    for index, force in enumerate(system.getForces()):
         handler = _handler(force)
         if handler is None:
             continue
-        correction = handler(force, region, interpolate, correctionGroup)
-        for f in correction if isinstance(correction, list) else [correction] if correction is not None else []:
-            mixed.addForce(f)
+        if electrostatic and isinstance(force, openmm.NonbondedForce):
+            correction = _nonbonded(force, region, interpolate, correctionGroup, includeCoulomb=False)
+            if interpolate:
+                # The MM System stays whole; the correction removes the region's charges at lambda = 1.
+                correction.append(_region_electrostatics(force, region, correctionGroup))
+            else:
+                _remove_region_charges(mixed.getForce(index), region)
+        else:
+            correction = handler(force, region, interpolate, correctionGroup)
+        corrections += correction if isinstance(correction, list) else [correction] if correction is not None else []
+    for f in corrections:
+        mixed.addForce(f)
     ml = MLForce(regionModel, mlAtoms)
+    if electrostatic:
+        ml.setEmbedding(cutoffValue, charges)
     ml.setUsesPeriodicBoundaryConditions(periodic)
     ml.setUsesDoublePrecision(usesDoublePrecision)
     if interpolate:

@@ -84,6 +84,18 @@ class MLForce(openmm.Force):
     - returns the energy in kJ/mol (a one-element tensor), or ``(energy, forces)`` with forces
       ``[n, 3]`` in kJ/mol/nm when :meth:`setOutputsForces` is on.
 
+    With electrostatic embedding (:meth:`setEmbedding`) the model also receives the MM point
+    charges around the region::
+
+        forward(positions[, box], mm_positions, mm_charges, mm_mask[, p1, ...]) -> energy
+
+    - ``mm_positions``: ``[capacity, 3]`` nm, each charged particle outside the region that lies
+      within the cutoff of any ML atom, imaged next to the region (never re-image them);
+    - ``mm_charges``: ``[capacity]`` in e; ``mm_mask``: ``[capacity]`` bool, true for real entries.
+      Padding entries have zero charge, a false mask and distinct positions far outside the cutoff.
+      The gradient with respect to ``mm_positions`` becomes forces on those particles.
+      :mod:`openmmhybrid.embedding` has ready-made embedding energies.
+
     Inputs are float32 unless :meth:`setUsesDoublePrecision` is on.  Every problem (bad atom
     indices, unreadable model, wrong signature or output, non-finite energy) raises
     :class:`openmm.OpenMMException` (or ``TypeError``/``ValueError``) with a message that says what
@@ -231,6 +243,51 @@ class MLForce(openmm.Force):
     def getProperties(self):
         """The properties set with :meth:`setProperty`, as a dict."""
         return dict(_core.getProperties(self))
+
+    def setEmbedding(self, cutoff, charges):
+        """Turn on electrostatic embedding.
+
+        Parameters
+        ----------
+        cutoff : float or openmm.unit.Quantity
+            A particle enters the environment when it is within this distance (nm) of any ML atom.
+        charges : sequence of float or Quantity
+            One charge (e) per particle of the System, usually the NonbondedForce's charges
+            (:func:`openmmhybrid.embedding.systemCharges`).  ML atoms' entries are ignored;
+            particles with zero charge are never passed to the model.
+        """
+        if unit.is_quantity(charges):
+            charges = charges.value_in_unit(unit.elementary_charge)
+        values = [float(_strip_units(q)) for q in charges]
+        _core.setEmbedding(self, float(_strip_units(cutoff)), values)
+
+    def usesEmbedding(self):
+        """Whether electrostatic embedding is on."""
+        return _core.usesEmbedding(self)
+
+    def getEmbeddingCutoff(self):
+        """The embedding cutoff as a Quantity in nm (0 nm when embedding is off)."""
+        return _core.getEmbeddingCutoff(self) * unit.nanometer
+
+    def getEmbeddingCharges(self):
+        """The per-particle embedding charges (plain floats, e)."""
+        return list(_core.getEmbeddingCharges(self))
+
+    def setEmbeddingCapacity(self, capacity):
+        """The initial size of the environment arrays (0: from the first evaluation, +25%)."""
+        _core.setEmbeddingCapacity(self, int(capacity))
+
+    def getEmbeddingCapacity(self):
+        """The initial capacity set with :meth:`setEmbeddingCapacity`."""
+        return _core.getEmbeddingCapacity(self)
+
+    def getNumEnvironmentAtoms(self, context):
+        """The number of MM particles the model saw at the last evaluation in ``context``."""
+        return _core.getNumEnvironmentAtoms(self, context)
+
+    def getEnvironmentCapacity(self, context):
+        """The current size of the environment arrays in ``context`` (it grows when needed)."""
+        return _core.getEnvironmentCapacity(self, context)
 
     def getNumModelCalls(self, context):
         """How many times the model has been evaluated in ``context`` (an :class:`openmm.Context`

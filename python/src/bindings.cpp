@@ -151,6 +151,14 @@ PYBIND11_MODULE(_openmmhybrid, m) {
     m.def("setProperty", [](py::handle f, const std::string& name, const std::string& value) { asMLForce(f).setProperty(name, value); });
     m.def("getProperties", [](py::handle f) { return asMLForce(f).getProperties(); });
     m.def("getSupportedProperties", &MLForce::getSupportedProperties);
+    m.def("setEmbedding", [](py::handle f, double cutoff, const std::vector<double>& charges) { asMLForce(f).setEmbedding(cutoff, charges); });
+    m.def("usesEmbedding", [](py::handle f) { return asMLForce(f).usesEmbedding(); });
+    m.def("getEmbeddingCutoff", [](py::handle f) { return asMLForce(f).getEmbeddingCutoff(); });
+    m.def("getEmbeddingCharges", [](py::handle f) { return asMLForce(f).getEmbeddingCharges(); });
+    m.def("setEmbeddingCapacity", [](py::handle f, int c) { asMLForce(f).setEmbeddingCapacity(c); });
+    m.def("getEmbeddingCapacity", [](py::handle f) { return asMLForce(f).getEmbeddingCapacity(); });
+    m.def("getNumEnvironmentAtoms", [](py::handle f, py::handle context) { return asMLForce(f).getNumEnvironmentAtoms(asContext(context)); });
+    m.def("getEnvironmentCapacity", [](py::handle f, py::handle context) { return asMLForce(f).getEnvironmentCapacity(asContext(context)); });
     m.def("getNumModelCalls", [](py::handle f, py::handle context) { return asMLForce(f).getNumModelCalls(asContext(context)); });
 
     // Multiple-time-step integrators.

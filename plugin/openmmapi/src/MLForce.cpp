@@ -3,6 +3,7 @@
 #include "openmmhybrid/internal/TorchModel.h"
 #include "openmm/OpenMMException.h"
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iterator>
 #include <set>
@@ -172,6 +173,50 @@ void MLForce::setProperty(const string& name, const string& value) {
 
 const map<string, string>& MLForce::getProperties() const {
     return properties;
+}
+
+void MLForce::setEmbedding(double cutoff, const vector<double>& charges) {
+    if (!(cutoff > 0.0) || !std::isfinite(cutoff))
+        throw OpenMMException("MLForce: the embedding cutoff must be a positive distance in nm, not " + to_string(cutoff) +
+                              ". Typical values are 0.8 to 1.2 nm.");
+    if (charges.empty())
+        throw OpenMMException("MLForce: setEmbedding() needs one charge per particle of the System (for example the charges of "
+                              "its NonbondedForce), but the list is empty.");
+    for (int i = 0; i < (int) charges.size(); i++)
+        if (!std::isfinite(charges[i]))
+            throw OpenMMException("MLForce: the embedding charge of particle " + to_string(i) + " is not finite.");
+    embeddingCutoff = cutoff;
+    embeddingCharges = charges;
+}
+
+bool MLForce::usesEmbedding() const {
+    return embeddingCutoff > 0.0;
+}
+
+double MLForce::getEmbeddingCutoff() const {
+    return embeddingCutoff;
+}
+
+const vector<double>& MLForce::getEmbeddingCharges() const {
+    return embeddingCharges;
+}
+
+void MLForce::setEmbeddingCapacity(int capacity) {
+    if (capacity < 0)
+        throw OpenMMException("MLForce: the embedding capacity must be 0 (automatic) or positive, not " + to_string(capacity) + ".");
+    embeddingCapacity = capacity;
+}
+
+int MLForce::getEmbeddingCapacity() const {
+    return embeddingCapacity;
+}
+
+int MLForce::getNumEnvironmentAtoms(const Context& context) const {
+    return dynamic_cast<const MLForceImpl&>(getImplInContext(context)).getNumEnvironmentAtoms();
+}
+
+int MLForce::getEnvironmentCapacity(const Context& context) const {
+    return dynamic_cast<const MLForceImpl&>(getImplInContext(context)).getEnvironmentCapacity();
 }
 
 long long MLForce::getNumModelCalls(const Context& context) const {

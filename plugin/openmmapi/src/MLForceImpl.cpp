@@ -19,6 +19,21 @@ void MLForceImpl::initialize(ContextImpl& context) {
             throw OpenMMException("MLForce: atom index " + to_string(atoms[i]) + " (entry " + to_string(i) +
                                   " of the ML atom list) is out of range: the System has " + to_string(numParticles) +
                                   " particles (indices 0 to " + to_string(numParticles - 1) + ").");
+    if (owner.usesEmbedding()) {
+        if ((int) owner.getEmbeddingCharges().size() != numParticles)
+            throw OpenMMException("MLForce: electrostatic embedding has " + to_string(owner.getEmbeddingCharges().size()) +
+                                  " charges, but the System has " + to_string(numParticles) +
+                                  " particles. Pass one charge per particle to setEmbedding().");
+        if (owner.getOutputsForces())
+            throw OpenMMException("MLForce: electrostatic embedding cannot be combined with setOutputsForces(True): the forces on "
+                                  "the MM atoms come from the gradient of the energy with respect to mm_positions. Let the model "
+                                  "return the energy alone.");
+        if (owner.usesPeriodicBoundaryConditions() != system.usesPeriodicBoundaryConditions())
+            throw OpenMMException(string("MLForce: electrostatic embedding needs the force's periodicity to match the System's (the System ") +
+                                  (system.usesPeriodicBoundaryConditions() ? "is" : "is not") +
+                                  " periodic). Call setUsesPeriodicBoundaryConditions(" +
+                                  (system.usesPeriodicBoundaryConditions() ? "True" : "False") + ").");
+    }
     const Platform& platform = context.getPlatform();
     if (!platform.supportsKernels({CalcMLForceKernel::Name()}))
         throw OpenMMException("MLForce is not available on the " + platform.getName() +
@@ -45,4 +60,12 @@ map<string, double> MLForceImpl::getDefaultParameters() {
 
 vector<string> MLForceImpl::getKernelNames() {
     return {CalcMLForceKernel::Name()};
+}
+
+int MLForceImpl::getNumEnvironmentAtoms() const {
+    return kernel.getAs<CalcMLForceKernel>().getNumEnvironmentAtoms();
+}
+
+int MLForceImpl::getEnvironmentCapacity() const {
+    return kernel.getAs<CalcMLForceKernel>().getEnvironmentCapacity();
 }

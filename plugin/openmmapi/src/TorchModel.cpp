@@ -50,8 +50,9 @@ void checkSignature(const torch::jit::Module& module, const vector<string>& inpu
         msg << ") takes " << numArgs << " argument" << (numArgs == 1 ? "" : "s") << ", but the force passes " << numPassed << ": (";
         for (int i = 0; i < numPassed; i++)
             msg << (i > 0 ? ", " : "") << inputNames[i];
-        msg << "). Positions come first, then the box if setUsesPeriodicBoundaryConditions(True), then one scalar per "
-               "global parameter (addGlobalParameter). Change the force's settings or the model so they agree.";
+        msg << "). Positions come first, then the box if setUsesPeriodicBoundaryConditions(True), then mm_positions, "
+               "mm_charges and mm_mask if setEmbedding() is on, then one scalar per global parameter (addGlobalParameter). "
+               "Change the force's settings or the model so they agree.";
         throw OpenMMException(msg.str());
     }
     for (int i = 0; i < numPassed; i++) {

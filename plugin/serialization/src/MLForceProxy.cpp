@@ -3,6 +3,7 @@
 #include "openmm/OpenMMException.h"
 #include "openmm/serialization/SerializationNode.h"
 #include <cstdint>
+#include <cstring>
 #include <sstream>
 
 using namespace OpenMMHybrid;
@@ -64,7 +65,7 @@ MLForceProxy::MLForceProxy() : SerializationProxy("MLForce") {
 }
 
 void MLForceProxy::serialize(const void* object, SerializationNode& node) const {
-    node.setIntProperty("version", 1);
+    node.setIntProperty("version", 2);
     const MLForce& force = *reinterpret_cast<const MLForce*>(object);
     node.setStringProperty("name", force.getName());
     node.setIntProperty("forceGroup", force.getForceGroup());
@@ -84,14 +85,28 @@ void MLForceProxy::serialize(const void* object, SerializationNode& node) const 
     SerializationNode& props = node.createChildNode("Properties");
     for (auto& p : force.getProperties())
         props.createChildNode("Property").setStringProperty("name", p.first).setStringProperty("value", p.second);
+    if (force.usesEmbedding()) {
+        // The charges as the base64 of their IEEE 754 little-endian bytes: exact and compact.
+        const vector<double>& charges = force.getEmbeddingCharges();
+        string bytes(charges.size() * sizeof(double), '\0');
+        for (size_t i = 0; i < charges.size(); i++) {
+            uint64_t v;
+            memcpy(&v, &charges[i], sizeof(v));
+            for (size_t b = 0; b < sizeof(double); b++)
+                bytes[i * sizeof(double) + b] = (char) ((v >> (8 * b)) & 0xFF);
+        }
+        node.createChildNode("Embedding").setDoubleProperty("cutoff", force.getEmbeddingCutoff())
+            .setIntProperty("capacity", force.getEmbeddingCapacity()).setIntProperty("numCharges", charges.size())
+            .setStringProperty("charges", encodeBase64(bytes));
+    }
     node.createChildNode("Model").setStringProperty("encoding", "base64").setStringProperty("data", encodeBase64(force.getModelData()));
 }
 
 void* MLForceProxy::deserialize(const SerializationNode& node) const {
     int version = node.getIntProperty("version");
-    if (version != 1)
+    if (version < 1 || version > 2)
         throw OpenMMException("MLForce: unsupported serialization version " + to_string(version) +
-                              "; this build of openmm-hybrid reads version 1. Update openmm-hybrid.");
+                              "; this build of openmm-hybrid reads versions 1 and 2. Update openmm-hybrid.");
     vector<int> atoms;
     for (const SerializationNode& a : node.getChildNode("Atoms").getChildren())
         atoms.push_back(a.getIntProperty("index"));
@@ -113,6 +128,24 @@ void* MLForceProxy::deserialize(const SerializationNode& node) const {
             force->addEnergyParameterDerivative(p.getStringProperty("name"));
         for (const SerializationNode& p : node.getChildNode("Properties").getChildren())
             force->setProperty(p.getStringProperty("name"), p.getStringProperty("value"));
+        for (const SerializationNode& e : node.getChildren()) {
+            if (e.getName() != "Embedding")
+                continue;
+            string bytes = decodeBase64(e.getStringProperty("charges"));
+            size_t n = e.getIntProperty("numCharges");
+            if (bytes.size() != n * sizeof(double))
+                throw OpenMMException("MLForce: the serialized embedding charges are corrupt (" + to_string(bytes.size()) +
+                                      " bytes for " + to_string(n) + " charges).");
+            vector<double> charges(n);
+            for (size_t i = 0; i < n; i++) {
+                uint64_t v = 0;
+                for (size_t b = 0; b < sizeof(double); b++)
+                    v |= (uint64_t) (uint8_t) bytes[i * sizeof(double) + b] << (8 * b);
+                memcpy(&charges[i], &v, sizeof(v));
+            }
+            force->setEmbedding(e.getDoubleProperty("cutoff"), charges);
+            force->setEmbeddingCapacity(e.getIntProperty("capacity", 0));
+        }
     }
     catch (...) {
         delete force;

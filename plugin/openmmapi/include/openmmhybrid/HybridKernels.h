@@ -38,6 +38,14 @@ public:
      * @return the energy in kJ/mol
      */
     virtual double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy) = 0;
+    /** With electrostatic embedding: the number of environment atoms at the last evaluation. */
+    virtual int getNumEnvironmentAtoms() const {
+        return 0;
+    }
+    /** With electrostatic embedding: the current capacity of the environment arrays. */
+    virtual int getEnvironmentCapacity() const {
+        return 0;
+    }
 };
 
 /**

@@ -29,6 +29,22 @@ namespace OpenMMHybrid {
  * - energy: a scalar (or one-element) floating point tensor in kJ/mol.
  * - forces (only with setOutputsForces(true)): tensor [n, 3] in kJ/mol/nm.
  *
+ * With electrostatic embedding (setEmbedding()) the model also receives the MM environment:
+ *
+ *     forward(positions[, box], mm_positions, mm_charges, mm_mask[, p1, p2, ...]) -> energy
+ *
+ * - mm_positions: tensor [capacity, 3] in nm: every particle outside the ML region with a nonzero
+ *   embedding charge that lies within the embedding cutoff of at least one ML atom, imaged next to
+ *   the region (the image nearest the region's centre), in increasing particle index.
+ * - mm_charges: tensor [capacity] in elementary charges.
+ * - mm_mask: bool tensor [capacity], true for real entries.
+ * Entries past the real ones are padding: zero charge, false mask, and distinct positions far
+ * outside the cutoff.  The capacity grows (with one message on stderr) when the environment
+ * outgrows it; atoms are never dropped.  The gradient of the energy with respect to mm_positions
+ * is applied as forces on those particles.  With periodic boundary conditions every evaluation
+ * checks that 2 x cutoff + the region's extent (its diameter about the centre of its bounding box)
+ * is smaller than the shortest box width, so that no MM atom has two images within the cutoff.
+ *
  * All inputs have the dtype chosen with setUsesDoublePrecision() (float32 by default, matching the
  * weights of most models).  Forces are -dE/dpositions by autograd unless the model outputs them.
  * Derivatives of the energy with respect to global parameters (addEnergyParameterDerivative) come
@@ -127,6 +143,34 @@ public:
     /** The names setProperty() accepts. */
     static std::vector<std::string> getSupportedProperties();
     /**
+     * Turn on electrostatic embedding: every evaluation also hands the model the MM point charges
+     * around the region (see the class documentation for the extra forward() arguments).
+     *
+     * @param cutoff   the embedding cutoff in nm (> 0): a particle is in the environment when it is
+     *                 within this distance of any ML atom
+     * @param charges  one charge (e) per particle of the System, usually the NonbondedForce charges;
+     *                 the entries of ML atoms are ignored, and particles with zero charge are never
+     *                 passed.  The size is checked against the System when a Context is created.
+     */
+    void setEmbedding(double cutoff, const std::vector<double>& charges);
+    /** Whether electrostatic embedding is on. */
+    bool usesEmbedding() const;
+    /** The embedding cutoff in nm (0 when embedding is off). */
+    double getEmbeddingCutoff() const;
+    /** The per-particle embedding charges (e); empty when embedding is off. */
+    const std::vector<double>& getEmbeddingCharges() const;
+    /**
+     * Set the initial capacity of the environment arrays.  0 (the default) sizes them from the
+     * first evaluation, with 25% headroom.  They grow when needed either way.
+     */
+    void setEmbeddingCapacity(int capacity);
+    /** The initial capacity set with setEmbeddingCapacity() (0: automatic). */
+    int getEmbeddingCapacity() const;
+    /** The number of environment atoms at the last evaluation in a Context (0 before the first). */
+    int getNumEnvironmentAtoms(const OpenMM::Context& context) const;
+    /** The current capacity of the environment arrays in a Context (0 before the first evaluation). */
+    int getEnvironmentCapacity(const OpenMM::Context& context) const;
+    /**
      * How many times the model has been evaluated in a Context that contains this force (every
      * energy or force computation that includes the force's group calls it once).  Useful to check
      * that a multiple-time-step integrator evaluates the ML force only on the outer steps.
@@ -142,6 +186,9 @@ private:
     std::string file, modelData;
     std::vector<int> atoms;
     bool periodic, outputsForces, useDouble;
+    double embeddingCutoff = 0.0;
+    int embeddingCapacity = 0;
+    std::vector<double> embeddingCharges;
     std::vector<GlobalParameterInfo> globalParameters;
     std::vector<std::string> energyParameterDerivatives;
     std::map<std::string, std::string> properties;

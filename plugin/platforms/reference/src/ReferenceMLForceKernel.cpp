@@ -5,6 +5,7 @@
 #include "openmm/reference/ReferencePlatform.h"
 #include <torch/autograd.h>
 #include <cmath>
+#include <iostream>
 
 using namespace OpenMMHybrid;
 using namespace OpenMM;
@@ -36,6 +37,27 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
         inputs.push_back(box);
         inputNames.push_back("box");
     }
+    embedding = force.usesEmbedding();
+    envAtoms.clear();
+    capacity = 0;
+    if (embedding) {
+        cutoff = force.getEmbeddingCutoff();
+        charges = force.getEmbeddingCharges();
+        vector<bool> isML(system.getNumParticles(), false);
+        for (int a : atoms)
+            isML[a] = true;
+        vector<int> candidates;
+        for (int i = 0; i < system.getNumParticles(); i++)
+            if (!isML[i] && charges[i] != 0.0)
+                candidates.push_back(i);
+        search.initialize(candidates, cutoff);
+        mmInput = inputs.size();
+        for (const char* name : {"mm_positions", "mm_charges", "mm_mask"}) {
+            inputs.push_back(torch::Tensor());
+            inputNames.push_back(name);
+        }
+        allocateEnvironment(force.getEmbeddingCapacity());
+    }
     parameters.clear();
     parameterNames.clear();
     derivativeIndex.clear();
@@ -56,6 +78,8 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
     gradInputs.clear();
     if (!outputsForces)
         gradInputs.push_back(positions);
+    if (embedding)
+        gradInputs.push_back(mmPositions);
     for (int j : derivativeIndex)
         gradInputs.push_back(parameters[j]);
     TorchModel::checkSignature(module, inputNames);
@@ -65,6 +89,7 @@ void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
     const vector<Vec3>& pos = *getData(context).positions;
     int numAtoms = atoms.size();
     Vec3 origin = pos[atoms[0]];
+    regionPositions.resize(embedding ? numAtoms : 0);
     const Vec3* boxVectors = getData(context).periodicBoxVectors;
     auto write = [&](auto* out) {
         for (int i = 0; i < numAtoms; i++) {
@@ -79,6 +104,8 @@ void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
             }
             for (int k = 0; k < 3; k++)
                 out[3 * i + k] = r[k];
+            if (embedding)
+                regionPositions[i] = r;
         }
         if (periodic) {
             auto* b = static_cast<decltype(out)>(box.data_ptr());
@@ -91,6 +118,57 @@ void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
         write(positions.data_ptr<double>());
     else
         write(positions.data_ptr<float>());
+}
+
+void ReferenceCalcMLForceKernel::allocateEnvironment(int newCapacity) {
+    torch::TensorOptions options = torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
+    capacity = newCapacity;
+    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(true));
+    mmCharges = torch::zeros({capacity}, options);
+    mmMask = torch::zeros({capacity}, torch::TensorOptions().dtype(torch::kBool));
+    inputs[mmInput] = mmPositions;
+    inputs[mmInput + 1] = mmCharges;
+    inputs[mmInput + 2] = mmMask;
+    if (!gradInputs.empty())
+        gradInputs[outputsForces ? 0 : 1] = mmPositions;
+}
+
+void ReferenceCalcMLForceKernel::gatherEnvironment(ContextImpl& context) {
+    ReferencePlatform::PlatformData& data = getData(context);
+    search.find(regionPositions, *data.positions, periodic ? data.periodicBoxVectors : nullptr, envAtoms, envPositions);
+    int count = envAtoms.size();
+    if (count > capacity) {
+        // 25% headroom, rounded up to a multiple of 64.
+        int grown = ((count + count / 4 + 63) / 64) * 64;
+        if (capacity > 0)
+            std::cerr << "openmm-hybrid: MLForce: the embedding environment has " << count << " atoms, more than the capacity of "
+                      << capacity << "; growing it to " << grown << " (setEmbeddingCapacity() sets the initial size)." << std::endl;
+        allocateEnvironment(grown);
+    }
+    // Padding: zero charge, false mask, distinct points on a line far outside the cutoff.
+    Vec3 center = search.getCenter();
+    double far = search.getRadius() + 2 * cutoff + 1.0;
+    auto write = [&](auto* pos, auto* q) {
+        for (int i = 0; i < count; i++) {
+            for (int k = 0; k < 3; k++)
+                pos[3 * i + k] = envPositions[i][k];
+            q[i] = charges[envAtoms[i]];
+        }
+        for (int i = count; i < capacity; i++) {
+            pos[3 * i] = center[0] + far + 0.05 * (i - count);
+            pos[3 * i + 1] = center[1];
+            pos[3 * i + 2] = center[2];
+            q[i] = 0;
+        }
+    };
+    torch::NoGradGuard noGrad;
+    if (useDouble)
+        write(mmPositions.data_ptr<double>(), mmCharges.data_ptr<double>());
+    else
+        write(mmPositions.data_ptr<float>(), mmCharges.data_ptr<float>());
+    bool* mask = mmMask.data_ptr<bool>();
+    for (int i = 0; i < capacity; i++)
+        mask[i] = (i < count);
 }
 
 template <class T>
@@ -108,6 +186,8 @@ void ReferenceCalcMLForceKernel::addForces(const torch::Tensor& gradient, double
 
 double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, bool includeEnergy) {
     gatherPositions(context);
+    if (embedding)
+        gatherEnvironment(context);
     for (int i = 0; i < (int) parameters.size(); i++) {
         torch::NoGradGuard noGrad;
         parameters[i].fill_(context.getParameter(parameterNames[i]));
@@ -171,7 +251,22 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
                 addForces<float>(g.contiguous(), -1.0, forces);
         }
     }
-    else {
+    if (embedding) {
+        torch::Tensor g = grads[next++];
+        if (g.defined()) {
+            g = g.to(torch::kFloat64).contiguous();
+            const double* gm = g.data_ptr<double>();
+            int count = envAtoms.size();
+            for (int i = 0; i < 3 * count; i++)
+                if (!std::isfinite(gm[i]))
+                    throw OpenMMException("MLForce: the model gave a non-finite force on environment atom " + to_string(envAtoms[i / 3]) +
+                                          ". Check the embedding model (a 1/r at r = 0?) and the positions.");
+            for (int i = 0; i < count; i++)
+                for (int k = 0; k < 3; k++)
+                    forces[envAtoms[i]][k] -= gm[3 * i + k];
+        }
+    }
+    if (outputsForces) {
         torch::Tensor f = modelForces.detach().contiguous();
         if (f.scalar_type() == torch::kFloat64)
             addForces<double>(f, 1.0, forces);

@@ -2,6 +2,7 @@
 #define OPENMMHYBRID_REFERENCEMLFORCEKERNEL_H_
 
 #include "openmmhybrid/HybridKernels.h"
+#include "EnvironmentSearch.h"
 #include <torch/script.h>
 #include <string>
 #include <vector>
@@ -11,7 +12,9 @@ namespace OpenMMHybrid {
 /**
  * MLForce on the Reference and CPU platforms.  Positions are read straight from the platform's
  * position array into a preallocated input tensor (only the region's atoms, so the cost does not
- * grow with the size of the System); forces are added into the platform's force array.
+ * grow with the size of the System); forces are added into the platform's force array.  With
+ * electrostatic embedding, EnvironmentSearch finds the MM point charges around the region each
+ * evaluation and the gradient with respect to their positions is added as forces on them.
  */
 class ReferenceCalcMLForceKernel : public CalcMLForceKernel {
 public:
@@ -19,8 +22,16 @@ public:
     }
     void initialize(const OpenMM::System& system, const MLForce& force);
     double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy);
+    int getNumEnvironmentAtoms() const {
+        return envAtoms.size();
+    }
+    int getEnvironmentCapacity() const {
+        return capacity;
+    }
 private:
     void gatherPositions(OpenMM::ContextImpl& context);
+    void gatherEnvironment(OpenMM::ContextImpl& context);
+    void allocateEnvironment(int newCapacity);
     template <class T>
     void addForces(const torch::Tensor& gradient, double sign, std::vector<OpenMM::Vec3>& forces);
     torch::jit::Module module;
@@ -30,6 +41,15 @@ private:
     std::vector<torch::Tensor> parameters;
     std::vector<std::string> parameterNames;
     std::vector<int> derivativeIndex;  // indices into parameters, one per requested derivative
+    // Electrostatic embedding.
+    bool embedding = false;
+    double cutoff = 0;
+    int capacity = 0, mmInput = 0;  // capacity of the environment tensors; their index in inputs
+    std::vector<double> charges;
+    std::vector<OpenMM::Vec3> regionPositions, envPositions;
+    std::vector<int> envAtoms;
+    EnvironmentSearch search;
+    torch::Tensor mmPositions, mmCharges, mmMask;
     std::vector<torch::jit::IValue> inputs;
     std::vector<torch::Tensor> gradInputs;  // what autograd differentiates: positions and/or parameters
 };

@@ -27,6 +27,10 @@ public:
     long long getNumModelCalls() const {
         return numModelCalls;
     }
+    /** The number of environment atoms at the last evaluation (electrostatic embedding). */
+    int getNumEnvironmentAtoms() const;
+    /** The current capacity of the environment arrays. */
+    int getEnvironmentCapacity() const;
 private:
     long long numModelCalls = 0;
     const MLForce& owner;

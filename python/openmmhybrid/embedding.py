@@ -1,0 +1,289 @@
+"""Electrostatic embedding: energies between the ML region and the MM point charges around it.
+
+With :meth:`MLForce.setEmbedding <openmmhybrid.MLForce.setEmbedding>` every evaluation hands the
+model the MM environment: each charged particle within the cutoff of any ML atom, imaged next to
+the region.  The model contract for embedding models is::
+
+    forward(positions, box, mm_positions, mm_charges, mm_mask) -> energy     (periodic System)
+    forward(positions, mm_positions, mm_charges, mm_mask) -> energy          (non-periodic)
+
+positions ``[n, 3]`` nm, box ``[3, 3]`` nm, mm_positions ``[capacity, 3]`` nm, mm_charges
+``[capacity]`` e, mm_mask ``[capacity]`` bool; energy in kJ/mol.  The region's atomic numbers and
+total charge are fixed when the model is built.  Padding entries (mask false) have zero charge and
+lie far outside the cutoff; do not re-image mm_positions.
+
+This module ships embedding *terms*, TorchScript-compatible modules with the signature
+``forward(positions, mm_positions, mm_charges, mm_mask) -> energy``, and :class:`EmbeddedModel`,
+which adds them to any ML model::
+
+    E = E_ML(region) + sum of E_term(region, MM charges)
+
+- :class:`FixedChargeCoupling`: Coulomb between fixed charges on the ML atoms (their MM charges,
+  or charges a model predicts) and the MM charges, switched smoothly to zero at the cutoff.  With
+  the MM charges this is nothing but a truncated Coulomb sum: it reproduces what mechanical
+  embedding already had (up to the truncation), and adds no new physics.
+- :class:`TholePolarization`: induced dipoles on the ML atoms in the field of the MM charges,
+  with Thole-damped dipole-dipole coupling inside the region (van Duijnen and Swart, J. Phys. Chem.
+  A 102, 2399 (1998), exponential model).  This is the new physics: the region is polarized by its
+  environment and the environment feels the induced dipoles.
+
+Comparing energies with mechanical embedding demonstrates the terms; it does not validate them.
+"""
+import math
+
+import openmm
+import openmm.unit as unit
+import torch
+
+__all__ = ["FixedChargeCoupling", "TholePolarization", "EmbeddedModel", "systemCharges", "VDS98_POLARIZABILITIES",
+           "VDS98_DAMPING", "COULOMB_CONSTANT"]
+
+#: 1/(4 pi eps0) in kJ nm / (mol e^2), OpenMM's value.
+COULOMB_CONSTANT = 138.935456
+
+_BOHR_NM = 0.0529177210903
+
+#: Atomic polarizabilities of the exponential Thole model of P. Th. van Duijnen and M. Swart,
+#: "Molecular and Atomic Polarizabilities: Thole's Model Revisited", J. Phys. Chem. A 102, 2399-2407
+#: (1998), doi:10.1021/jp980221f, Table 7, in atomic units (bohr^3), by atomic number.
+VDS98_POLARIZABILITIES = {1: 2.7927, 6: 8.6959, 7: 6.5565, 8: 5.7494, 9: 2.6175, 16: 16.6984, 17: 16.1979,
+                          35: 23.5714, 53: 36.9880}
+
+#: The screening factor a of the same exponential model.
+VDS98_DAMPING = 2.1304
+
+_SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl", 35: "Br", 53: "I"}
+
+
+def _nm(x):
+    return float(x.value_in_unit(unit.nanometer)) if unit.is_quantity(x) else float(x)
+
+
+def _switch_distance(cutoff, switchDistance):
+    if switchDistance is None:
+        return None
+    if isinstance(switchDistance, str):
+        if switchDistance != "default":
+            raise ValueError(f"switchDistance must be a distance, None or 'default', not {switchDistance!r}")
+        return max(0.0, cutoff - 0.2)
+    value = _nm(switchDistance)
+    if not 0 <= value < cutoff:
+        raise ValueError(f"the switching distance ({value} nm) must be at least 0 and smaller than the cutoff ({cutoff} nm)")
+    return value
+
+
+def _check_cutoff(cutoff, who):
+    value = _nm(cutoff)
+    if not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{who}: the cutoff must be a positive distance, not {cutoff}")
+    return value
+
+
+def systemCharges(system):
+    """The charge (e) of every particle from the System's NonbondedForce.
+
+    Raises
+    ------
+    ValueError
+        If the System has no NonbondedForce (there are no point charges to embed in), or more than one.
+    """
+    forces = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)]
+    if not forces:
+        raise ValueError("electrostatic embedding needs the MM charges, but the System has no NonbondedForce. Build the "
+                         "System with a force field that has charges, or use mechanical embedding.")
+    if len(forces) > 1:
+        raise ValueError("electrostatic embedding: the System has more than one NonbondedForce; which charges to embed in "
+                         "is ambiguous.")
+    force = forces[0]
+    return [force.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in range(system.getNumParticles())]
+
+
+class _ConstantCharges(torch.nn.Module):
+    def __init__(self, charges):
+        super().__init__()
+        self.register_buffer("charges", torch.tensor([float(q) for q in charges], dtype=torch.float64))
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        return self.charges
+
+
+@torch.jit.script
+def _switch(r: torch.Tensor, cutoff: float, switchDistance: float, useSwitch: bool) -> torch.Tensor:
+    """1 below switchDistance, 1 - 10x^3 + 15x^4 - 6x^5 up to the cutoff, 0 beyond (C2); a hard
+    step at the cutoff when useSwitch is false."""
+    inside = (r < cutoff).to(r.dtype)
+    if not useSwitch:
+        return inside
+    x = ((r - switchDistance) / (cutoff - switchDistance)).clamp(0.0, 1.0)
+    return (1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)) * inside
+
+
+class FixedChargeCoupling(torch.nn.Module):
+    """Coulomb energy between charges on the ML atoms and the MM charges, switched off at the cutoff.
+
+    ``E = k_e sum_i sum_j q_i Q_j S(r_ij) / r_ij`` over ML atoms i and environment atoms j, with
+    ``S`` = 1 below ``switchDistance`` and the quintic switch ``1 - 10x^3 + 15x^4 - 6x^5`` up to
+    ``cutoff`` (continuous energy, forces and their derivatives at the cutoff).  Without a switch
+    (``switchDistance=None``) it is the plain truncated Coulomb sum.
+
+    Parameters
+    ----------
+    charges : sequence of float, or torch.nn.Module
+        The ML atoms' charges (e), e.g. their MM charges; or a module ``forward(positions) -> [n]``
+        that predicts them from the region's positions (then the charges respond to the geometry).
+    cutoff : float or Quantity
+        The cutoff (nm); use the MLForce's embedding cutoff.
+    switchDistance : float, Quantity, None or 'default'
+        Where the switch starts (nm); ``'default'`` is ``cutoff - 0.2 nm``; None: no switch.
+    """
+
+    def __init__(self, charges, cutoff, switchDistance="default"):
+        super().__init__()
+        self.cutoff = _check_cutoff(cutoff, "FixedChargeCoupling")
+        switch = _switch_distance(self.cutoff, switchDistance)
+        self.useSwitch = switch is not None
+        self.switchDistance = switch if switch is not None else self.cutoff
+        self.coulombConstant = COULOMB_CONSTANT
+        self.chargeModel = charges if isinstance(charges, torch.nn.Module) else _ConstantCharges(charges)
+
+    def forward(self, positions: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor) -> torch.Tensor:
+        x = positions.to(torch.float64)
+        y = mm_positions.to(torch.float64)
+        q = self.chargeModel(positions).to(torch.float64)
+        Q = torch.where(mm_mask, mm_charges.to(torch.float64), torch.zeros_like(mm_charges, dtype=torch.float64))
+        r = torch.linalg.norm(x.unsqueeze(1) - y.unsqueeze(0), dim=2)
+        s = _switch(r, self.cutoff, self.switchDistance, self.useSwitch)
+        energy = self.coulombConstant * (q.unsqueeze(1) * Q.unsqueeze(0) * s / r).sum()
+        return energy.to(positions.dtype)
+
+
+class TholePolarization(torch.nn.Module):
+    """Induced dipoles on the ML atoms in the field of the MM charges, Thole-damped inside the region.
+
+    Each ML atom i carries a point polarizability ``alpha_i``.  The induced dipoles solve, in
+    closed form (one linear solve of size 3n, exact and differentiable)::
+
+        mu_i = alpha_i (F_i + sum_{j != i} T_ij mu_j)      E_pol = -1/2 k_e sum_i mu_i . F_i
+
+    where ``F_i`` is the field of the MM charges at atom i (of the switched potential
+    ``Q_j S(r)/r``, so it vanishes smoothly at the cutoff) and ``T_ij`` the dipole field tensor
+    with van Duijnen and Swart's exponential damping: ``v = a r / (alpha_i alpha_j)^(1/6)``,
+    ``lambda3 = 1 - (1 + v + v^2/2) exp(-v)``, ``lambda5 = lambda3 - v^3/6 exp(-v)``,
+    ``T = 3 lambda5 r r^T / r^5 - lambda3 I / r^3``.  The MM field is not damped.  ``E_pol`` is
+    the induction energy (the field energy minus the cost of polarizing); MM atoms feel the
+    induced dipoles through its gradient.
+
+    Parameters
+    ----------
+    atomicNumbers : sequence of int
+        The ML atoms' atomic numbers.
+    cutoff, switchDistance :
+        As for :class:`FixedChargeCoupling`.
+    polarizabilities : dict, optional
+        Atomic number -> polarizability in nm^3, overriding the published values.
+    damping : float
+        The screening factor a (default 2.1304, the value fitted with the published set).
+
+    Parameters default to P. Th. van Duijnen and M. Swart, J. Phys. Chem. A 102, 2399 (1998)
+    (H, C, N, O, F, S, Cl, Br, I).  An element outside that set raises ``ValueError``.
+    """
+
+    def __init__(self, atomicNumbers, cutoff, switchDistance="default", polarizabilities=None, damping=VDS98_DAMPING):
+        super().__init__()
+        self.cutoff = _check_cutoff(cutoff, "TholePolarization")
+        switch = _switch_distance(self.cutoff, switchDistance)
+        self.useSwitch = switch is not None
+        self.switchDistance = switch if switch is not None else self.cutoff
+        table = {z: a * _BOHR_NM**3 for z, a in VDS98_POLARIZABILITIES.items()}
+        table.update({int(z): float(a) for z, a in (polarizabilities or {}).items()})
+        alphas = []
+        for i, z in enumerate(atomicNumbers):
+            z = int(z)
+            if z not in table:
+                covered = ", ".join(_SYMBOLS.get(k, str(k)) for k in sorted(table))
+                raise ValueError(f"TholePolarization: ML atom {i} has atomic number {z}, which has no polarizability in "
+                                 f"the van Duijnen-Swart set (it covers {covered}). Pass polarizabilities={{{z}: alpha_nm3}}.")
+            if not table[z] > 0:
+                raise ValueError(f"TholePolarization: the polarizability of atomic number {z} must be positive")
+            alphas.append(table[z])
+        if not alphas:
+            raise ValueError("TholePolarization: the region has no atoms")
+        self.register_buffer("alpha", torch.tensor(alphas, dtype=torch.float64))
+        self.damping = float(damping)
+        self.coulombConstant = COULOMB_CONSTANT
+
+    def forward(self, positions: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor) -> torch.Tensor:
+        x = positions.to(torch.float64)
+        y = mm_positions.to(torch.float64)
+        Q = torch.where(mm_mask, mm_charges.to(torch.float64), torch.zeros_like(mm_charges, dtype=torch.float64))
+        n = x.shape[0]
+        # Field of the switched MM potential phi = sum_j Q_j S(r)/r at each ML atom: F = -grad phi.
+        d = x.unsqueeze(1) - y.unsqueeze(0)                      # [n, m, 3]
+        r = torch.linalg.norm(d, dim=2)                          # [n, m]
+        if self.useSwitch:
+            t = ((r - self.switchDistance) / (self.cutoff - self.switchDistance)).clamp(0.0, 1.0)
+            inside = (r < self.cutoff).to(r.dtype)
+            s = (1.0 - t * t * t * (10.0 - 15.0 * t + 6.0 * t * t)) * inside
+            ds = -30.0 * t * t * (1.0 - t) * (1.0 - t) / (self.cutoff - self.switchDistance) * inside
+        else:
+            s = (r < self.cutoff).to(r.dtype)
+            ds = torch.zeros_like(r)
+        # -d/dr (S/r) = S/r^2 - S'/r, along d/r.
+        radial = Q.unsqueeze(0) * (s / (r * r) - ds / r) / r      # [n, m]
+        field = (radial.unsqueeze(2) * d).sum(1)                  # [n, 3]
+        # Damped dipole-dipole coupling inside the region.
+        eye = torch.eye(3, dtype=torch.float64, device=x.device)
+        dij = x.unsqueeze(1) - x.unsqueeze(0)                     # [n, n, 3]
+        offDiagonal = ~torch.eye(n, dtype=torch.bool, device=x.device)
+        rij = torch.linalg.norm(dij + torch.eye(n, dtype=torch.float64, device=x.device).unsqueeze(2), dim=2)
+        v = self.damping * rij / (self.alpha.unsqueeze(1) * self.alpha.unsqueeze(0)) ** (1.0 / 6.0)
+        ev = torch.exp(-v)
+        l3 = 1.0 - (1.0 + v + 0.5 * v * v) * ev
+        l5 = l3 - v * v * v / 6.0 * ev
+        r3 = rij ** 3
+        T = (3.0 * (l5 / (r3 * rij * rij)).unsqueeze(2).unsqueeze(3) * dij.unsqueeze(3) * dij.unsqueeze(2)
+             - (l3 / r3).unsqueeze(2).unsqueeze(3) * eye)        # [n, n, 3, 3]
+        T = T * offDiagonal.to(T.dtype).unsqueeze(2).unsqueeze(3)
+        A = torch.diag_embed((1.0 / self.alpha).repeat_interleave(3)) - T.permute(0, 2, 1, 3).reshape(3 * n, 3 * n)
+        mu = torch.linalg.solve(A, field.reshape(3 * n, 1))
+        energy = -0.5 * self.coulombConstant * (mu.reshape(-1) * field.reshape(-1)).sum()
+        return energy.to(positions.dtype)
+
+
+class EmbeddedModel(torch.nn.Module):
+    """An ML model plus embedding terms, following the embedding contract (periodic form).
+
+    ``forward(positions, box, mm_positions, mm_charges, mm_mask) = model(positions[, box]) +
+    sum(term(positions, mm_positions, mm_charges, mm_mask))``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The ML model of the region in vacuum: ``forward(positions)`` or ``forward(positions, box)``
+        (``modelTakesBox`` says which).
+    terms : sequence of torch.nn.Module
+        Embedding terms such as :class:`FixedChargeCoupling` and :class:`TholePolarization`.
+    """
+
+    def __init__(self, model, terms, modelTakesBox=False):
+        super().__init__()
+        self.model = model if modelTakesBox else _IgnoreBox(model)
+        self.terms = torch.nn.ModuleList(list(terms))
+
+    def forward(self, positions: torch.Tensor, box: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
+                mm_mask: torch.Tensor) -> torch.Tensor:
+        energy = self.model(positions, box)
+        for term in self.terms:
+            energy = energy + term(positions, mm_positions, mm_charges, mm_mask).to(energy.dtype)
+        return energy
+
+
+class _IgnoreBox(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
+        return self.model(positions)
