@@ -227,13 +227,15 @@ def test_hard_cutoff_coupling_equals_openmm_coulomb(pxylene, platform):
     assert energy == pytest.approx(reference, rel=1e-9)
 
 
-def test_triclinic_box_environment_is_the_minimum_image(platform):
+@pytest.mark.parametrize("case", ["small region", "large region (cell grid)", "non-periodic"])
+def test_triclinic_box_environment_is_the_minimum_image(platform, case):
     """Random charges in a skewed box: the environment and the energy match a brute force over all
-    27 neighbouring images."""
+    27 neighbouring images.  The large region spans several grid cells of the search."""
     rng = np.random.default_rng(7)
-    box = np.array([[4.0, 0, 0], [1.3, 3.8, 0], [-1.1, 1.2, 3.9]])
-    n, m = 6, 1500
-    region = np.array([2.0, 1.5, 1.0]) + 0.15 * rng.standard_normal((n, 3))
+    scale, n, spread, cutoff = (1.0, 6, 0.15, 1.0) if case != "large region (cell grid)" else (2.0, 60, 0.6, 0.7)
+    box = scale * np.array([[4.0, 0, 0], [1.3, 3.8, 0], [-1.1, 1.2, 3.9]])
+    m = int(1500 * scale**3)
+    region = scale * np.array([2.0, 1.5, 1.0]) + spread * rng.standard_normal((n, 3))
     frac = rng.random((m, 3))
     others = frac @ box
     pos = np.vstack([region, others])
@@ -243,16 +245,37 @@ def test_triclinic_box_environment_is_the_minimum_image(platform):
     system = openmm.System()
     for _ in range(n + m):
         system.addParticle(1.0)
-    system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*v) for v in box])
+    periodic = case != "non-periodic"
+    if periodic:
+        system.setDefaultPeriodicBoxVectors(*[openmm.Vec3(*v) for v in box])
     mlCharges = charges[:n]
-    force = MLForce(EmbeddedModel(Zero(), [FixedChargeCoupling(mlCharges, 1.0, 0.7)]), ml,
-                    usesPeriodicBoundaryConditions=True, usesDoublePrecision=True)
-    force.setEmbedding(1.0, charges)
+    model = EmbeddedModel(Zero(), [FixedChargeCoupling(mlCharges, cutoff, 0.7 * cutoff)])
+    force = MLForce(model if periodic else _NoBox(model), ml, usesPeriodicBoundaryConditions=periodic,
+                    usesDoublePrecision=True)
+    force.setEmbedding(cutoff, charges)
     system.addForce(force)
     energy, forces, context = evaluate(system, pos, platform)
-    expected = coupling_reference(pos, ml, mlCharges, charges, 1.0, 0.7, box)
+    expected = coupling_reference(pos, ml, mlCharges, charges, cutoff, 0.7 * cutoff, box if periodic else None)
     assert energy == pytest.approx(expected, rel=1e-9)
-    assert force.getNumEnvironmentAtoms(context) == len(environment(pos, ml, charges, 1.0, box)) > 50
+    count = len(environment(pos, ml, charges, cutoff, box if periodic else None))
+    assert force.getNumEnvironmentAtoms(context) == count > 50
+
+
+def test_environment_does_not_depend_on_the_thread_count(pxylene):
+    topology, system, ml, pos, box = pxylene
+    charges = systemCharges(system)
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    results = []
+    for threads in ("1", "2", "3"):
+        force = embedding_force(system, ml, [FixedChargeCoupling([charges[i] for i in ml], 1.0)])
+        context = openmm.Context(bare_system(system, force, box), openmm.VerletIntegrator(0.001), cpu, {"Threads": threads})
+        context.setPositions(pos)
+        state = context.getState(getEnergy=True, getForces=True)
+        results.append((state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                        state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)))
+    for energy, forces in results[1:]:
+        assert energy == results[0][0]
+        assert np.array_equal(forces, results[0][1])
 
 
 def test_forces_on_ml_and_mm_atoms_match_finite_differences(pxylene, platform):

@@ -8,6 +8,7 @@
  * region either. */
 
 #include "openmm/Vec3.h"
+#include "openmm/internal/ThreadPool.h"
 #include <vector>
 
 namespace OpenMMHybrid {
@@ -26,12 +27,13 @@ public:
      * @param region     the ML atoms' positions, already whole (imaged next to each other)
      * @param positions  all particles' positions
      * @param box        the periodic box vectors (OpenMM's reduced form), or nullptr
+     * @param threads    the platform's threads, which share the pass over the candidates
      * @param atoms      out: the particles within the cutoff of any ML atom
      * @param imaged     out: their positions, imaged next to the region
      * Throws OpenMMException if the box is too small for a unique image (see MLForce).
      */
     void find(const std::vector<OpenMM::Vec3>& region, const std::vector<OpenMM::Vec3>& positions, const OpenMM::Vec3* box,
-              std::vector<int>& atoms, std::vector<OpenMM::Vec3>& imaged);
+              OpenMM::ThreadPool& threads, std::vector<int>& atoms, std::vector<OpenMM::Vec3>& imaged);
     /** The centre of the region's bounding box at the last find(). */
     const OpenMM::Vec3& getCenter() const {
         return center;
@@ -48,6 +50,7 @@ private:
     int cells[3] = {1, 1, 1};
     std::vector<int> cellStart, cellAtoms;
     std::vector<OpenMM::Vec3> sorted;  // ML positions in cell order
+    std::vector<std::vector<int>> hits;  // per thread: candidates within radius + cutoff of the centre
 };
 
 } // namespace OpenMMHybrid

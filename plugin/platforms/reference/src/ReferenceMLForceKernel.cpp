@@ -135,7 +135,7 @@ void ReferenceCalcMLForceKernel::allocateEnvironment(int newCapacity) {
 
 void ReferenceCalcMLForceKernel::gatherEnvironment(ContextImpl& context) {
     ReferencePlatform::PlatformData& data = getData(context);
-    search.find(regionPositions, *data.positions, periodic ? data.periodicBoxVectors : nullptr, envAtoms, envPositions);
+    search.find(regionPositions, *data.positions, periodic ? data.periodicBoxVectors : nullptr, data.threads, envAtoms, envPositions);
     int count = envAtoms.size();
     if (count > capacity) {
         // 25% headroom, rounded up to a multiple of 64.

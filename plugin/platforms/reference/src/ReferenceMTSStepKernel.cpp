@@ -1,4 +1,5 @@
 #include "ReferenceMTSStepKernel.h"
+#include "ParallelFor.h"
 #include "openmmhybrid/internal/Philox.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/OSRngSeed.h"
@@ -19,24 +20,6 @@ namespace {
 
 ReferencePlatform::PlatformData& platformData(ContextImpl& context) {
     return *reinterpret_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
-}
-
-/**
- * Run body(start, end) over [0, n) split across the platform's threads (in one piece for small n,
- * where waking the threads costs more than the loop).  Each particle's update depends only on
- * that particle, so the result does not depend on the number of threads.
- */
-template <class Body>
-void parallelFor(ThreadPool& threads, int n, const Body& body) {
-    int numThreads = threads.getNumThreads();
-    if (numThreads <= 1 || n < 4096) {
-        body(0, n);
-        return;
-    }
-    threads.execute([&](ThreadPool& pool, int thread) {
-        body((int) ((long long) n * thread / numThreads), (int) ((long long) n * (thread + 1) / numThreads));
-    });
-    threads.waitForThreads();
 }
 
 const uint32_t checkpointVersion = 1;
@@ -72,7 +55,7 @@ void ReferenceIntegrateMTSStepKernel::kick(ContextImpl& context, const vector<do
     for (int k = 0; k < (int) coefficients.size(); k++)
         if (coefficients[k] != 0.0)
             active[numActive++] = k;
-    parallelFor(platformData(context).threads, (int) v.size(), [&](int start, int end) {
+    parallelFor(platformData(context).threads, (int) v.size(), [&](int start, int end, int) {
         for (int i = start; i < end; i++) {
             if (inverseMasses[i] == 0.0)
                 continue;
@@ -92,7 +75,7 @@ void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt,
     if (hasConstraints)
         oldPositions = x;
     if (!thermostat.enabled) {
-        parallelFor(data.threads, n, [&](int start, int end) {
+        parallelFor(data.threads, n, [&](int start, int end, int) {
             for (int i = start; i < end; i++)
                 if (masses[i] != 0.0)
                     x[i] += v[i] * dt;
@@ -103,7 +86,7 @@ void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt,
         double a = exp(-thermostat.friction * dt), b = sqrt(1.0 - a * a), kT = BOLTZ * thermostat.temperature;
         uint64_t index = noiseIndex++;
         uint64_t key = seed;
-        parallelFor(data.threads, n, [&](int start, int end) {
+        parallelFor(data.threads, n, [&](int start, int end, int) {
             double noise[3];
             for (int i = start; i < end; i++) {
                 if (masses[i] == 0.0)
@@ -122,7 +105,7 @@ void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt,
         unconstrained = x;
         data.constraints->apply(oldPositions, x, inverseMasses, tolerance);
         double invDt = 1.0 / dt;
-        parallelFor(data.threads, n, [&](int start, int end) {
+        parallelFor(data.threads, n, [&](int start, int end, int) {
             for (int i = start; i < end; i++)
                 if (masses[i] != 0.0)
                     v[i] += (x[i] - unconstrained[i]) * invDt;
