@@ -14,7 +14,7 @@ DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cm
 # and lark.  mdtraj: selection strings.  parmed, openmmml: independent references in the tests.
 # pymbar, matplotlib: the free-energy example.
 
-.PHONY: demo test bench build clean free-energy mts-drift
+.PHONY: demo test bench build clean free-energy mts-drift embedding
 
 $(VENV)/.deps-installed: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,10 +36,16 @@ bench: build
 	$(PY) benchmarks/bench_mlforce_overhead.py
 	$(PY) benchmarks/bench_ani1x.py
 	$(PY) benchmarks/bench_mts.py
+	$(PY) benchmarks/bench_embedding.py
 
 # NVE energy drift against the outer step, with a figure (about 10 min, 2 cores)
 mts-drift: build
 	$(PY) benchmarks/bench_mts_drift.py --plot docs/mts_drift.png
+
+# p-xylene with ANI-1x and electrostatic embedding in water and in the T4L pocket (about 3 min)
+embedding: build
+	$(PY) examples/embedding_pxylene.py --steps 500 --interval 25 --out embedding-output \
+	    --markdown docs/embedding_demo.md --plot docs/embedding.png
 
 # MM -> ML/MM (ANI-1x) correction to p-xylene's hydration free energy, MBAR (about 20 min, 2 cores)
 free-energy: build
