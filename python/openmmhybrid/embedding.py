@@ -306,7 +306,8 @@ class EmbeddedModel(torch.nn.Module):
 
     def __init__(self, model, terms, modelTakesBox=False):
         super().__init__()
-        self.model = model if modelTakesBox else _IgnoreBox(model)
+        from .mixed import _DropBox
+        self.model = model if modelTakesBox else _DropBox(model)
         self.terms = torch.nn.ModuleList(list(terms))
 
     def forward(self, positions: torch.Tensor, box: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
@@ -316,11 +317,3 @@ class EmbeddedModel(torch.nn.Module):
             energy = energy + term(positions, mm_positions, mm_charges, mm_mask).to(energy.dtype)
         return energy
 
-
-class _IgnoreBox(torch.nn.Module):
-    def __init__(self, model):
-        super().__init__()
-        self.model = model
-
-    def forward(self, positions: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
-        return self.model(positions)

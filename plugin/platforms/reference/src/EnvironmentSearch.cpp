@@ -64,7 +64,7 @@ void EnvironmentSearch::find(const vector<Vec3>& region, const vector<Vec3>& pos
         return min(cells[k] - 1, max(0, (int) floor((r[k] - low[k]) * invCell[k])));
     };
     cellStart.assign(numCells + 1, 0);
-    vector<int> cellIndex(region.size());
+    cellIndex.resize(region.size());
     for (int i = 0; i < (int) region.size(); i++) {
         cellIndex[i] = (cellOf(region[i], 2) * cells[1] + cellOf(region[i], 1)) * cells[0] + cellOf(region[i], 0);
         cellStart[cellIndex[i] + 1]++;
@@ -72,7 +72,7 @@ void EnvironmentSearch::find(const vector<Vec3>& region, const vector<Vec3>& pos
     for (int c = 0; c < numCells; c++)
         cellStart[c + 1] += cellStart[c];
     sorted.resize(region.size());
-    vector<int> fill(cellStart.begin(), cellStart.end() - 1);
+    fill.assign(cellStart.begin(), cellStart.end() - 1);
     for (int i = 0; i < (int) region.size(); i++)
         sorted[fill[cellIndex[i]]++] = region[i];
 

@@ -48,7 +48,7 @@ private:
     OpenMM::Vec3 center, low;
     double radius = 0;
     int cells[3] = {1, 1, 1};
-    std::vector<int> cellStart, cellAtoms;
+    std::vector<int> cellStart, cellIndex, fill;  // kept between calls so that find() does not allocate
     std::vector<OpenMM::Vec3> sorted;  // ML positions in cell order
     std::vector<std::vector<int>> hits;  // per thread: candidates within radius + cutoff of the centre
 };

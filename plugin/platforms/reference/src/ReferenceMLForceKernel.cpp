@@ -254,16 +254,21 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
     if (embedding) {
         torch::Tensor g = grads[next++];
         if (g.defined()) {
-            g = g.to(torch::kFloat64).contiguous();
-            const double* gm = g.data_ptr<double>();
-            int count = envAtoms.size();
-            for (int i = 0; i < 3 * count; i++)
-                if (!std::isfinite(gm[i]))
-                    throw OpenMMException("MLForce: the model gave a non-finite force on environment atom " + to_string(envAtoms[i / 3]) +
-                                          ". Check the embedding model (a 1/r at r = 0?) and the positions.");
-            for (int i = 0; i < count; i++)
-                for (int k = 0; k < 3; k++)
-                    forces[envAtoms[i]][k] -= gm[3 * i + k];
+            auto scatter = [&](const auto* gm) {
+                int count = envAtoms.size();
+                for (int i = 0; i < 3 * count; i++)
+                    if (!std::isfinite((double) gm[i]))
+                        throw OpenMMException("MLForce: the model gave a non-finite force on environment atom " + to_string(envAtoms[i / 3]) +
+                                              ". Check the embedding model (a 1/r at r = 0?) and the positions.");
+                for (int i = 0; i < count; i++)
+                    for (int k = 0; k < 3; k++)
+                        forces[envAtoms[i]][k] -= gm[3 * i + k];
+            };
+            g = g.contiguous();
+            if (useDouble)
+                scatter(g.data_ptr<double>());
+            else
+                scatter(g.data_ptr<float>());
         }
     }
     if (outputsForces) {
