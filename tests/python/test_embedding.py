@@ -5,13 +5,11 @@ Independent references: NumPy brute-force sums over every MM charge at its true 
 (searched over all 27 neighbouring images), a NumPy self-consistent iteration for the induced
 dipoles, OpenMM's own CustomNonbondedForce, and finite differences of the energy.
 """
-import io
 import itertools
 import math
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import pytest
 import torch
