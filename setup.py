@@ -59,11 +59,13 @@ setup(
     ext_modules=[CMakeExtension("openmmhybrid._openmmhybrid")],
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
-    install_requires=["openmm>=8.6,<8.7", "torch", "numpy"],
+    install_requires=["openmm>=8.6,<8.7", "torch", "numpy", "tomli; python_version<'3.11'"],
+    entry_points={"console_scripts": ["openmm-hybrid = openmmhybrid.cli:main"]},
     extras_require={
         "ani": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark"],
         "selection": ["mdtraj"],
         "freeenergy": ["pymbar>=4", "matplotlib"],
+        "cli": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark", "mdtraj", "matplotlib"],
     },
     zip_safe=False,
 )

@@ -107,6 +107,13 @@ def atomicNumbers(topology, atoms):
 
 def _ani1x(topology, atoms, **kwargs):
     from .ani import ANI1x
+    topologyAtoms = list(topology.atoms())
+    for i in atoms:
+        atom = topologyAtoms[i]
+        if atom.element is not None and atom.element.symbol not in ("H", "C", "N", "O"):
+            raise ValueError(f"ML atom {i} ({atom.name} of residue {atom.residue.name} {atom.residue.id}) is "
+                             f"{atom.element.symbol}; ANI-1x covers only H, C, N and O. Leave it out of the ML region "
+                             "or choose a model that covers it.")
     return ANI1x(atomicNumbers(topology, atoms), **kwargs)
 
 

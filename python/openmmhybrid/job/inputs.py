@@ -1,0 +1,197 @@
+"""Read a run's inputs into an OpenMM topology, MM System and coordinates, and pick the ML region.
+
+Everything here is quick and runs before any long work, so bad input stops a run at once.
+"""
+import os
+
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+
+from .config import ConfigError
+
+__all__ = ["Inputs", "readInputs", "selectRegion"]
+
+
+class Inputs:
+    """What the run starts from: ``topology``, ``system`` (MM), ``positions``, ``box`` (vectors or
+    None), ``velocities`` (or None) and ``description`` (one line)."""
+
+    def __init__(self, topology, system, positions, box, velocities, description):
+        self.topology, self.system, self.positions = topology, system, positions
+        self.box, self.velocities, self.description = box, velocities, description
+
+
+def _need(path, what):
+    if not os.path.isfile(path):
+        raise ConfigError(f"the {what} file '{path}' does not exist")
+
+
+def _constraints(config):
+    return {"none": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds, "HAngles": app.HAngles}[config["constraints"]]
+
+
+def _first_line(error):
+    text = str(error).strip() or type(error).__name__
+    return " ".join(text.split())
+
+
+def readInputs(config):
+    """Build :class:`Inputs` from the config's input settings; raises ConfigError with one line."""
+    if config["prmtop"] is not None:
+        return _amber(config)
+    if config["system"] is not None:
+        return _serialized(config)
+    if config["pdb"] is not None:
+        return _pdb_forcefield(config)
+    return _sdf(config)
+
+
+def _check_count(topology, numCoordinates, topologyFile, coordinatesFile):
+    if topology.getNumAtoms() != numCoordinates:
+        raise ConfigError(f"'{os.path.basename(topologyFile)}' has {topology.getNumAtoms()} atoms but "
+                          f"'{os.path.basename(coordinatesFile)}' has {numCoordinates} coordinates; they must describe "
+                          "the same system")
+
+
+def _amber(config):
+    _need(config["prmtop"], "prmtop")
+    _need(config["inpcrd"], "inpcrd")
+    try:
+        prmtop = app.AmberPrmtopFile(config["prmtop"])
+    except Exception as error:
+        raise ConfigError(f"cannot read the prmtop '{config['prmtop']}': {_first_line(error)}") from None
+    try:
+        inpcrd = app.AmberInpcrdFile(config["inpcrd"])
+    except Exception as error:
+        raise ConfigError(f"cannot read the inpcrd '{config['inpcrd']}': {_first_line(error)}") from None
+    _check_count(prmtop.topology, len(inpcrd.positions), config["prmtop"], config["inpcrd"])
+    box = inpcrd.boxVectors
+    if box is not None:
+        prmtop.topology.setPeriodicBoxVectors(box)
+    method = app.PME if box is not None else app.NoCutoff
+    kwargs = dict(nonbondedMethod=method, constraints=_constraints(config))
+    if box is not None:
+        kwargs["nonbondedCutoff"] = config["nonbonded_cutoff"]
+    system = prmtop.createSystem(**kwargs)
+    velocities = inpcrd.velocities if getattr(inpcrd, "velocities", None) is not None else None
+    return Inputs(prmtop.topology, system, inpcrd.positions, box, velocities,
+                  f"Amber {os.path.basename(config['prmtop'])} + {os.path.basename(config['inpcrd'])}")
+
+
+def _read_pdb(path):
+    _need(path, "pdb")
+    try:
+        return app.PDBFile(path)
+    except Exception as error:
+        raise ConfigError(f"cannot read the PDB file '{path}': {_first_line(error)}") from None
+
+
+def _pdb_forcefield(config):
+    pdb = _read_pdb(config["pdb"])
+    try:
+        forcefield = app.ForceField(*config["forcefield"])
+    except Exception as error:
+        raise ConfigError(f"cannot load the force field {config['forcefield']}: {_first_line(error)} "
+                          "(give files that exist or names OpenMM ships, e.g. amber14-all.xml)") from None
+    box = pdb.topology.getPeriodicBoxVectors()
+    kwargs = dict(nonbondedMethod=app.PME if box is not None else app.NoCutoff, constraints=_constraints(config))
+    if box is not None:
+        kwargs["nonbondedCutoff"] = config["nonbonded_cutoff"]
+    try:
+        system = forcefield.createSystem(pdb.topology, **kwargs)
+    except Exception as error:
+        raise ConfigError(f"the force field does not cover '{os.path.basename(config['pdb'])}': {_first_line(error)}") \
+            from None
+    return Inputs(pdb.topology, system, pdb.positions, box, None,
+                  f"{os.path.basename(config['pdb'])} + {', '.join(os.path.basename(f) for f in config['forcefield'])}")
+
+
+def _serialized(config):
+    _need(config["system"], "system")
+    _need(config["state"], "state")
+    pdb = _read_pdb(config["pdb"])
+    try:
+        with open(config["system"]) as f:
+            system = openmm.XmlSerializer.deserialize(f.read())
+    except Exception as error:
+        raise ConfigError(f"cannot read the serialized System '{config['system']}': {_first_line(error)}") from None
+    if not isinstance(system, openmm.System):
+        raise ConfigError(f"'{config['system']}' holds a {type(system).__name__}, not a System")
+    try:
+        with open(config["state"]) as f:
+            state = openmm.XmlSerializer.deserialize(f.read())
+    except Exception as error:
+        raise ConfigError(f"cannot read the serialized State '{config['state']}': {_first_line(error)}") from None
+    if not isinstance(state, openmm.State):
+        raise ConfigError(f"'{config['state']}' holds a {type(state).__name__}, not a State")
+    positions = state.getPositions()
+    _check_count(pdb.topology, system.getNumParticles(), config["pdb"], config["system"])
+    _check_count(pdb.topology, len(positions), config["pdb"], config["state"])
+    box = state.getPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
+    if box is not None:
+        pdb.topology.setPeriodicBoxVectors(box)
+    try:
+        velocities = state.getVelocities()
+    except Exception:
+        velocities = None
+    return Inputs(pdb.topology, system, positions, box, velocities,
+                  f"serialized {os.path.basename(config['system'])} + {os.path.basename(config['state'])}")
+
+
+def openffAvailable():
+    """Whether openff-toolkit can be imported (it is not on PyPI; conda-forge has it)."""
+    try:
+        import openff.toolkit  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+OPENFF_MISSING = ("a ligand SDF needs openff-toolkit, which is not installed (it is not on PyPI: conda install -c "
+                  "conda-forge openff-toolkit); or parametrize the ligand elsewhere and give prmtop+inpcrd or "
+                  "pdb+forcefield")
+
+
+def _sdf(config):
+    """A ligand alone, in vacuum, from an SDF and a SMIRNOFF force field (openff-toolkit)."""
+    _need(config["sdf"], "sdf")
+    if not openffAvailable():
+        raise ConfigError(OPENFF_MISSING)
+    from openff.toolkit import ForceField, Molecule
+    try:
+        molecule = Molecule.from_file(config["sdf"], allow_undefined_stereo=True)
+    except Exception as error:
+        raise ConfigError(f"openff-toolkit cannot read '{config['sdf']}': {_first_line(error)}") from None
+    if isinstance(molecule, list):
+        raise ConfigError(f"'{config['sdf']}' holds {len(molecule)} molecules; give one ligand")
+    if not molecule.conformers:
+        raise ConfigError(f"'{config['sdf']}' has no 3D coordinates")
+    try:
+        forcefield = ForceField(config["smirnoff"])
+        offTopology = molecule.to_topology()
+        system = forcefield.create_openmm_system(offTopology)
+    except Exception as error:
+        raise ConfigError(f"SMIRNOFF '{config['smirnoff']}' cannot parametrize the ligand: {_first_line(error)}") \
+            from None
+    topology = offTopology.to_openmm()
+    coordinates = molecule.conformers[0].m_as("nanometer")
+    positions = [openmm.Vec3(*map(float, xyz)) for xyz in coordinates] * unit.nanometer
+    return Inputs(topology, system, positions, None, None,
+                  f"{os.path.basename(config['sdf'])} with {config['smirnoff']} (vacuum)")
+
+
+def selectRegion(config, topology):
+    """The ML region's atom indices from ``region``, ``residue`` or ``atoms`` (all atoms for an SDF
+    ligand with none given); ConfigError when it matches nothing."""
+    from ..mixed import selectAtoms
+    try:
+        if config["region"] is not None:
+            return selectAtoms(topology, selection=config["region"])
+        if config["residue"] is not None:
+            return selectAtoms(topology, residueName=config["residue"])
+        if config["atoms"] is not None:
+            return selectAtoms(topology, indices=config["atoms"])
+    except ValueError as error:
+        raise ConfigError(str(error).replace("selectAtoms: ", "ML region: ")) from None
+    return list(range(topology.getNumAtoms()))

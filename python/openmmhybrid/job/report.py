@@ -1,0 +1,113 @@
+"""The end-of-run report: ``report.md`` with PNG plots of the energy components, the temperature and
+the ligand RMSD over time, read back from the run's ``energies.csv`` and ``run.json``."""
+import csv
+import json
+import math
+import os
+
+import numpy as np
+
+__all__ = ["writeReport", "readEnergies"]
+
+
+def readEnergies(path):
+    """The columns of a run's ``energies.csv`` as {header: numpy array} (empty cells are NaN)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    header, rows = rows[0], [r for r in rows[1:] if r]
+    return {name: np.array([float(r[i]) if r[i] != "" else math.nan for r in rows]) for i, name in enumerate(header)}
+
+
+def _stats(values):
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return "n/a", "n/a", "n/a"
+    return f"{finite.mean():.2f}", f"{finite.std():.2f}", f"{finite[-1]:.2f}"
+
+
+def writeReport(folder):
+    """Write ``report.md`` and its PNG plots into ``folder`` (a run's output); returns the report's path."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = readEnergies(os.path.join(folder, "energies.csv"))
+    with open(os.path.join(folder, "run.json")) as f:
+        record = json.load(f)
+    settings, segments = record["settings"], record.get("segments", [])
+    summary = record.get("summary", {})
+    t = data["time (ps)"]
+    electrostatic = np.isfinite(data["embedding (kJ/mol)"]).any()
+
+    components = [("ML (kJ/mol)", "ML region (model)"), ("MM (kJ/mol)", "MM"), ("potential (kJ/mol)", "potential")]
+    if electrostatic:
+        components.insert(1, ("embedding (kJ/mol)", "ML-MM electrostatic embedding"))
+    fig, axes = plt.subplots(len(components), 1, figsize=(7, 1.9 * len(components) + 0.6), sharex=True)
+    for ax, (column, label) in zip(np.atleast_1d(axes), components):
+        ax.plot(t, data[column], lw=1)
+        ax.set_ylabel("kJ/mol")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.ticklabel_format(axis="y", useOffset=True, style="plain")
+    np.atleast_1d(axes)[-1].set_xlabel("time (ps)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "energies.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.plot(t, data["temperature (K)"], lw=1)
+    target = settings.get("temperature", "")
+    try:
+        ax.axhline(float(str(target).split()[0]), color="gray", ls="--", lw=0.8, label=f"thermostat {target}")
+        ax.legend(fontsize=8)
+    except ValueError:
+        pass
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("temperature (K)")
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "temperature.png"), dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 2.6))
+    ax.plot(t, data["ligand RMSD (A)"], lw=1)
+    ax.set_xlabel("time (ps)")
+    ax.set_ylabel("ML-region RMSD (Å)")
+    ax.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, "rmsd.png"), dpi=110)
+    plt.close(fig)
+
+    steps = int(data["step"][-1]) if data["step"].size else 0
+    lines = ["# openmm-hybrid run report", ""]
+    lines += ["| setting | value |", "|---|---|"]
+    lines += [f"| input | {summary.get('input', '')} |",
+              f"| atoms (ML region) | {summary.get('atoms', '?')} ({summary.get('ml_atoms', '?')}) |",
+              f"| model, embedding | {settings['model']}, {settings['embedding']} |",
+              f"| lambda | {settings['lambda']} |",
+              f"| time step | {settings['timestep']}" + (f", {settings['inner_steps']} MM steps inside (MTS)"
+                                                          if settings["inner_steps"] > 1 else "") + " |",
+              f"| temperature, pressure | {settings['temperature']}, {settings['pressure'] or 'constant volume'} |",
+              f"| steps recorded | {steps} ({t[-1] if t.size else 0:.2f} ps) |"]
+    for segment in segments:
+        lines.append(f"| run {segment['first_step']}-{segment['last_step']} | {segment['ns_per_day']:.3g} ns/day on "
+                     f"{segment['platform']} ({segment['machine']}), {segment['wall_seconds']:.0f} s, "
+                     f"{segment['date']} |")
+    lines += ["", "| quantity | mean | std | last |", "|---|---|---|---|"]
+    for column in ["potential (kJ/mol)", "ML (kJ/mol)", "embedding (kJ/mol)", "MM (kJ/mol)", "kinetic (kJ/mol)",
+                   "temperature (K)", "ligand RMSD (A)", "volume (nm^3)"]:
+        if np.isfinite(data[column]).any():
+            lines.append(f"| {column} | " + " | ".join(_stats(data[column])) + " |")
+    lines += ["", "The potential is ML + " + ("embedding + " if electrostatic else "") + "MM: ML is the model's energy "
+              "of the region" + (", embedding the ML-MM electrostatics the model adds" if electrostatic else
+                                  " (with mechanical embedding the ML-MM coupling is part of MM)")
+              + ", MM the force field without the region's internal terms.  The RMSD is that of the region's heavy "
+              "atoms from the starting structure after superposing the protein's C-alpha atoms (the region itself "
+              "when there is no protein).",
+              "", "## Energy components", "", "![energy components](energies.png)",
+              "", "## Temperature", "", "![temperature](temperature.png)",
+              "", "## ML-region RMSD", "", "![ligand RMSD](rmsd.png)", "",
+              "Files: `trajectory.dcd` (view with `start.pdb` as topology), `energies.csv`, `checkpoint.chk` "
+              "(continue with `--resume`), `final_state.xml`, `run.json` (settings and timings)."]
+    path = os.path.join(folder, "report.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path

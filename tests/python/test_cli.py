@@ -1,0 +1,434 @@
+"""The `openmm-hybrid` command: an end-to-end run, bad input, resuming, the report, the openff path.
+
+The runs are p-xylene (ANI-1x) in water for a few steps.  Expected numbers come from independent
+computations: torchani's own ANI-1x for the ML column, the kinetic energy and the degrees of
+freedom for the temperature, mdtraj for the trajectory.
+"""
+import csv
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+import pytest
+import torch
+
+from conftest import DATA, ROOT
+from openmmhybrid.cli import main
+from openmmhybrid.job import ConfigError, loadConfig, templateConfig
+from openmmhybrid.job.inputs import OPENFF_MISSING, openffAvailable
+from openmmhybrid.job.reporting import kabschRmsd, truncateCsv, truncateDcd
+
+PXYLENE = os.path.join(ROOT, "examples", "configs", "pxylene_water.toml")
+PRMTOP = os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop")
+INPCRD = os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd")
+
+FAST = ["--minimize", "false", "--progress", "false", "--seed", "11"]
+
+
+def run_cli(args, capsys):
+    status = main(args)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    return rows[0], rows[1:]
+
+
+def dcd_frames(path, topology):
+    import mdtraj
+    return mdtraj.load_dcd(path, top=mdtraj.Topology.from_openmm(topology))
+
+
+@pytest.fixture(scope="module")
+def pxylene_topology():
+    return app.AmberPrmtopFile(PRMTOP).topology
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("cli") / "run")
+    status = main(["run", PXYLENE, "--steps", "20", "--report-interval", "5", "--trajectory-interval", "10",
+                   "--checkpoint-interval", "10", "--minimize-iterations", "20", "--progress", "true",
+                   "--seed", "5", "--output", out])
+    return status, out
+
+
+def test_run_writes_every_output(finished_run, pxylene_topology):
+    status, out = finished_run
+    assert status == 0
+    for name in ("trajectory.dcd", "energies.csv", "checkpoint.chk", "start.pdb", "run.json", "final_state.xml",
+                 "report.md", "energies.png", "temperature.png", "rmsd.png"):
+        assert os.path.getsize(os.path.join(out, name)) > 0, name
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    assert [int(r[0]) for r in rows] == [5, 10, 15, 20]
+    assert header[:6] == ["step", "time (ps)", "potential (kJ/mol)", "ML (kJ/mol)", "embedding (kJ/mol)", "MM (kJ/mol)"]
+    trajectory = dcd_frames(os.path.join(out, "trajectory.dcd"), pxylene_topology)
+    assert trajectory.n_frames == 2 and trajectory.n_atoms == 3180
+    report = open(os.path.join(out, "report.md")).read()
+    for image in ("energies.png", "temperature.png", "rmsd.png"):
+        assert f"]({image})" in report
+
+
+def test_csv_columns_match_independent_numbers(finished_run):
+    """ML = torchani's ANI-1x of the region at the final positions; potential = ML + MM;
+    temperature = 2 KE / (dof R) with dof counted here; total = potential + kinetic."""
+    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
+    _, out = finished_run
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    last = dict(zip(header, rows[-1]))
+    state = openmm.XmlSerializer.deserialize(open(os.path.join(out, "final_state.xml")).read())
+    prmtop = app.AmberPrmtopFile(PRMTOP)
+    region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    numbers = [a.element.atomic_number for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    xyz = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
+    reference = torchani_ani1x(periodic_table_index=True).double()
+    hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
+    assert float(last["ML (kJ/mol)"]) == pytest.approx(hartree * HARTREE_TO_KJ_PER_MOL, abs=0.05)  # float32 model
+    assert float(last["potential (kJ/mol)"]) == pytest.approx(float(last["ML (kJ/mol)"]) + float(last["MM (kJ/mol)"]),
+                                                                abs=1e-4)
+    assert last["embedding (kJ/mol)"] == ""  # mechanical embedding
+    kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
+    assert float(last["kinetic (kJ/mol)"]) == pytest.approx(kinetic, rel=1e-6)
+    system = prmtop.createSystem(nonbondedMethod=app.PME, constraints=app.HBonds)
+    dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
+    R = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
+    assert float(last["temperature (K)"]) == pytest.approx(2 * kinetic / (dof * R), rel=1e-5)
+    assert float(last["total (kJ/mol)"]) == pytest.approx(float(last["potential (kJ/mol)"]) + kinetic, abs=1e-3)
+    assert 0 < float(last["ligand RMSD (A)"]) < 2.0
+    assert float(last["volume (nm^3)"]) == pytest.approx(state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3))
+
+
+def test_python_dash_m_and_console_script(tmp_path):
+    """`python -m openmmhybrid` and the installed `openmm-hybrid` script are the same command."""
+    out = subprocess.run([sys.executable, "-m", "openmmhybrid", "run", PXYLENE, "--dry-run", "--output",
+                          str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "18 atoms, model ani1x" in out.stdout and "dry run" in out.stdout
+    assert not (tmp_path / "x").exists()
+    script = shutil.which("openmm-hybrid", path=os.path.dirname(sys.executable))
+    assert script is not None, "the console script openmm-hybrid is not installed next to python"
+    out = subprocess.run([script, "template"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and "[dynamics]" in out.stdout
+
+
+def test_template_is_a_valid_config(tmp_path):
+    """Every default written by `openmm-hybrid template` reads back as the same setting."""
+    path = tmp_path / "t.toml"
+    path.write_text(templateConfig() + f'\n# input\n')
+    with pytest.raises(ConfigError, match="no input"):
+        loadConfig(path)
+    config = loadConfig(path, {"prmtop": PRMTOP, "inpcrd": INPCRD, "residue": "TMP"})
+    assert config["timestep"] == 2 * unit.femtosecond
+    assert config["temperature"] == 300 * unit.kelvin
+    assert config["steps"] == 5000 and config["model"] == "ani1x" and config["embedding"] == "mechanical"
+
+
+def test_units_in_strings_and_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(f'prmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\natoms = "0-17"\n'
+                    '[dynamics]\ntimestep = "0.004 ps"\ntemperature = "310 K"\n')
+    config = loadConfig(path, {"friction": "0.5/ps", "embedding_cutoff": "12 A", "pressure": "1 atm"})
+    assert config["timestep"].value_in_unit(unit.femtosecond) == pytest.approx(4.0)
+    assert config["temperature"].value_in_unit(unit.kelvin) == pytest.approx(310.0)
+    assert config["friction"].value_in_unit(unit.picosecond ** -1) == pytest.approx(0.5)
+    assert config["embedding_cutoff"].value_in_unit(unit.nanometer) == pytest.approx(1.2)
+    assert config["pressure"].value_in_unit(unit.bar) == pytest.approx(1.01325)
+    assert config["atoms"] == list(range(18))
+
+
+def test_electrostatic_embedding_splits_the_energy(tmp_path):
+    """With electrostatic embedding the CSV has an embedding column, and ML + embedding + MM is the
+    potential; the ML column is the vacuum model."""
+    out = str(tmp_path / "es")
+    assert main(["run", PXYLENE, "--embedding", "electrostatic", "--steps", "4", "--report-interval", "2",
+                 "--trajectory-interval", "0", "--report", "false", "--output", out] + FAST) == 0
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    for row in rows:
+        r = dict(zip(header, row))
+        embedding = float(r["embedding (kJ/mol)"])
+        assert -200 < embedding < 0  # p-xylene's fixed-charge + polarization coupling to water
+        assert float(r["potential (kJ/mol)"]) == pytest.approx(
+            float(r["ML (kJ/mol)"]) + embedding + float(r["MM (kJ/mol)"]), abs=1e-4)
+    assert not os.path.exists(os.path.join(out, "trajectory.dcd"))
+
+
+def test_mts_lambda_and_barostat(tmp_path):
+    """Multiple time steps, a lambda between 0 and 1, and a barostat run; the ML column scales with lambda."""
+    out = str(tmp_path / "mts")
+    assert main(["run", PXYLENE, "--inner-steps", "2", "--timestep", "2", "--lambda", "0.5", "--pressure", "1",
+                 "--barostat-interval", "2", "--steps", "4", "--report-interval", "2", "--report", "false",
+                 "--output", out] + FAST) == 0
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    r = dict(zip(header, rows[-1]))
+    assert -420000 < float(r["ML (kJ/mol)"]) < -400000  # half of ANI-1x's ~ -816000 kJ/mol
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2, before any long work
+# ---------------------------------------------------------------------------------------------
+
+def write(tmp_path, text, name="bad.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = f'[input]\nprmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\n[ml]\nresidue = "TMP"\n'
+
+
+@pytest.mark.parametrize("text, flags, message", [
+    (GOOD + "[dynamics]\ntempreature = 300\n", [], "unknown key 'tempreature' in \\[dynamics\\]"
+                                                  ".* did you mean 'temperature'"),
+    (GOOD + "steps = 10\n", [], "'steps' belongs in \\[dynamics\\], not \\[ml\\]"),
+    (GOOD, ["--timestep", "2 kg"], "timestep: unknown unit 'kg'"),
+    (GOOD, ["--temperature", "hot"], "temperature: cannot read 'hot' as a quantity"),
+    (GOOD, ["--steps", "-5"], "steps must be at least 0"),
+    (GOOD, ["--embedding", "polarizable"], "embedding must be one of mechanical, electrostatic"),
+    (GOOD, ["--lambda", "1.5"], "lambda must be between 0 and 1"),
+    (GOOD, ["--region", "resname TMP"], "give the ML region one way, not region and residue"),
+    (GOOD.replace("pxylene_water.inpcrd", "missing.inpcrd"), [], "the inpcrd file '.*missing.inpcrd' does not exist"),
+    (GOOD, ["--model", "models/none.pt"], "the model file '.*none.pt' does not exist"),
+    (GOOD, ["--model", "mace"], "No ML model is registered under the name 'mace'"),
+    (GOOD.replace('"TMP"', '"LIG"'), [], "ML region: no residue is named 'LIG'"),
+    (GOOD.replace('residue = "TMP"', 'region = "resname LIG"'), [], "ML region: the selection 'resname LIG' matches "
+                                                                      "no atom"),
+    (GOOD.replace('residue = "TMP"', 'atoms = [0, 1, 5000]'), [], "ML atom index 5000 is out of range: the System has 3180 particles"),
+    (GOOD.replace('residue = "TMP"', 'atoms = [0, 1, 1]'), [], "ML atom index 1 appears more than once"),
+    (GOOD.replace("pxylene_water.inpcrd", "../alanine-dipeptide-water/alanine-dipeptide.inpcrd"), [],
+     "'pxylene_water.prmtop' has 3180 atoms but 'alanine-dipeptide.inpcrd' has .* coordinates"),
+    (GOOD, ["--precision", "double"], "precision applies to the CUDA and OpenCL platforms"),
+    (GOOD, ["--resume"], "--resume: there is no checkpoint"),
+    ("", [], "no input: give prmtop\\+inpcrd"),
+    (GOOD, ["--sdf", "x.sdf"], "give one input, not prmtop and sdf"),
+])
+def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
+    config = write(tmp_path, text)
+    status, out, err = run_cli(["run", config, "--output", str(tmp_path / "o")] + flags, capsys)
+    assert status == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("openmm-hybrid: error: ")
+    import re
+    assert re.search(message, lines[0]), lines[0]
+    assert not os.path.exists(tmp_path / "o" / "trajectory.dcd")
+
+
+def test_platform_that_is_not_here(tmp_path, capsys):
+    here = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    absent = [p for p in ("OpenCL", "CUDA") if p not in here]
+    if not absent:
+        pytest.skip("both OpenCL and CUDA exist on this machine: no absent platform to ask for")
+    status, _, err = run_cli(["run", write(tmp_path, GOOD), "--platform", absent[0]], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert f"the {absent[0]} platform is not available here (available: " in err and "CPU" in err
+
+
+def test_element_the_model_does_not_cover(tmp_path, capsys):
+    """A sulfur of the T4L complex in the ANI-1x region: named, with the fix."""
+    folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
+    config = write(tmp_path, f'[input]\nprmtop = "{folder}/complex.prmtop"\ninpcrd = "{folder}/complex.inpcrd"\n'
+                             '[ml]\nregion = "resname TMP or (resid 0 and element S)"\n')
+    status, _, err = run_cli(["run", config, "--dry-run"], capsys)
+    assert status == 2
+    assert err.count("\n") == 1
+    assert "is S; ANI-1x covers only H, C, N and O. Leave it out of the ML region" in err
+    assert "SD of residue MET 1" in err
+
+
+def test_model_with_the_wrong_signature(tmp_path, capsys):
+    class Wrong(torch.nn.Module):
+        def forward(self, positions, box, charges, extra):
+            return positions.sum()
+
+    path = str(tmp_path / "wrong.pt")
+    torch.jit.script(Wrong()).save(path)
+    status, _, err = run_cli(["run", write(tmp_path, GOOD), "--model", path, "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "wrong.pt" in err or "forward" in err
+
+
+def test_model_file_that_is_not_torchscript(tmp_path, capsys):
+    path = tmp_path / "notes.pt"
+    path.write_text("not a model")
+    status, _, err = run_cli(["run", write(tmp_path, GOOD), "--model", str(path), "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "is not a TorchScript file" in err
+
+
+def test_missing_config_file_and_bad_toml(tmp_path, capsys):
+    status, _, err = run_cli(["run", str(tmp_path / "nope.toml")], capsys)
+    assert status == 2 and "the config file '" in err and "does not exist" in err
+    status, _, err = run_cli(["run", write(tmp_path, "steps = = 3\n")], capsys)
+    assert status == 2 and "is not valid TOML" in err and err.count("\n") == 1
+
+
+def test_resume_refuses_changed_settings(tmp_path, capsys):
+    out = str(tmp_path / "o")
+    config = write(tmp_path, GOOD)
+    common = ["run", config, "--trajectory-interval", "0", "--report", "false", "--output", out] + FAST
+    assert main(common + ["--steps", "2"]) == 0
+    status, _, err = run_cli(common + ["--resume", "--steps", "4", "--timestep", "1"], capsys)
+    assert status == 2
+    assert main(common + ["--resume", "--steps", "4", "--timestep", "2"]) == 0  # the same value, written differently
+    assert "--resume: 'timestep' was '2 fs' for the checkpointed run and is now '1 fs'" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# Resume
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("inner", ["1", "2"], ids=["langevin-middle", "native-mts"])
+def test_resume_gives_the_uninterrupted_trajectory(tmp_path, pxylene_topology, inner):
+    """Reference platform, fixed seed: 10 steps + resume to 20 == 20 steps, bit for bit."""
+    common = ["run", PXYLENE, "--platform", "Reference", "--inner-steps", inner, "--report-interval", "5",
+              "--trajectory-interval", "5", "--checkpoint-interval", "10", "--report", "false"] + FAST
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert main(common + ["--steps", "20", "--output", whole]) == 0
+    assert main(common + ["--steps", "10", "--output", parts]) == 0
+    assert main(common + ["--steps", "20", "--output", parts, "--resume"]) == 0
+    assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(parts, "energies.csv"))
+    a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
+    b = dcd_frames(os.path.join(parts, "trajectory.dcd"), pxylene_topology)
+    assert a.n_frames == b.n_frames == 4
+    assert np.array_equal(a.xyz, b.xyz)
+    assert not np.array_equal(a.xyz[0], a.xyz[-1])
+    sa = openmm.XmlSerializer.deserialize(open(os.path.join(whole, "final_state.xml")).read())
+    sb = openmm.XmlSerializer.deserialize(open(os.path.join(parts, "final_state.xml")).read())
+    assert np.array_equal(sa.getPositions(asNumpy=True)._value, sb.getPositions(asNumpy=True)._value)
+    assert np.array_equal(sa.getVelocities(asNumpy=True)._value, sb.getVelocities(asNumpy=True)._value)
+    assert sb.getStepCount() == 20
+
+
+def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, pxylene_topology):
+    """Outputs written after the last checkpoint (a killed run) are cut back before continuing."""
+    common = ["run", PXYLENE, "--platform", "Reference", "--report-interval", "5", "--trajectory-interval", "5",
+              "--checkpoint-interval", "10", "--report", "false"] + FAST
+    whole, crashed = str(tmp_path / "whole"), str(tmp_path / "crashed")
+    assert main(common + ["--steps", "20", "--output", whole]) == 0
+    assert main(common + ["--steps", "10", "--output", crashed]) == 0
+    saved = open(os.path.join(crashed, "checkpoint.chk"), "rb").read()
+    assert main(common + ["--steps", "15", "--output", crashed, "--resume"]) == 0
+    open(os.path.join(crashed, "checkpoint.chk"), "wb").write(saved)  # as if killed between step 10 and 15
+    assert main(common + ["--steps", "20", "--output", crashed, "--resume"]) == 0
+    assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(crashed, "energies.csv"))
+    a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
+    b = dcd_frames(os.path.join(crashed, "trajectory.dcd"), pxylene_topology)
+    assert np.array_equal(a.xyz, b.xyz)
+
+
+def test_truncate_dcd_and_csv(tmp_path, pxylene_topology):
+    path = str(tmp_path / "t.dcd")
+    positions = np.random.default_rng(1).random((3180, 3))
+    with open(path, "wb") as f:
+        dcd = app.DCDFile(f, pxylene_topology, 0.002, 0, 5)
+        for k in range(6):
+            dcd.writeModel((positions + k) * unit.nanometer, periodicBoxVectors=np.eye(3) * 3.2 * unit.nanometer)
+    truncateDcd(path, 4)
+    frames = dcd_frames(path, pxylene_topology)
+    assert frames.n_frames == 4
+    np.testing.assert_allclose(frames.xyz[3], positions + 3, atol=1e-5)
+    with open(path, "r+b") as f:  # and OpenMM can keep appending
+        dcd = app.DCDFile(f, pxylene_topology, 0.002, 0, 5, append=True)
+        dcd.writeModel((positions + 9) * unit.nanometer, periodicBoxVectors=np.eye(3) * 3.2 * unit.nanometer)
+    frames = dcd_frames(path, pxylene_topology)
+    assert frames.n_frames == 5
+    np.testing.assert_allclose(frames.xyz[4], positions + 9, atol=1e-5)
+    table = tmp_path / "e.csv"
+    table.write_text("step,x\n5,a\n10,b\n15,c\n")
+    truncateCsv(str(table), 10)
+    assert table.read_text().splitlines() == ["step,x", "5,a", "10,b"]
+
+
+def test_kabsch_rmsd():
+    rng = np.random.default_rng(3)
+    reference = rng.random((10, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    moved = reference @ q.T + [1.0, -2.0, 0.5]
+    assert kabschRmsd(reference, moved, list(range(10)), list(range(10))) == pytest.approx(0.0, abs=1e-12)
+    shifted = moved.copy()
+    shifted[7:] += [0.3, 0.0, 0.0]  # the "ligand" moves 0.3 relative to the fitted "protein"
+    assert kabschRmsd(reference, shifted, list(range(7)), [7, 8, 9]) == pytest.approx(0.3, abs=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# Other inputs
+# ---------------------------------------------------------------------------------------------
+
+def test_serialized_system_input(tmp_path, capsys):
+    """A serialized System + State + PDB topology gives the same start energy as the Amber input."""
+    prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
+    system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                 constraints=app.HBonds)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(inpcrd.positions)
+    context.setPeriodicBoxVectors(*inpcrd.boxVectors)
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    (tmp_path / "state.xml").write_text(openmm.XmlSerializer.serialize(context.getState(getPositions=True)))
+    prmtop.topology.setPeriodicBoxVectors(inpcrd.boxVectors)
+    with open(tmp_path / "top.pdb", "w") as f:
+        app.PDBFile.writeFile(prmtop.topology, inpcrd.positions, f)
+    energies = []
+    for args in (["--system", str(tmp_path / "system.xml"), "--state", str(tmp_path / "state.xml"),
+                  "--pdb", str(tmp_path / "top.pdb")], ["--prmtop", PRMTOP, "--inpcrd", INPCRD]):
+        status, out, err = run_cli(["run", "--residue", "TMP", "--platform", "Reference", "--dry-run"] + args, capsys)
+        assert status == 0, err
+        energies.append(float(out.split("start energy ")[1].split()[0]))
+    assert energies[0] == pytest.approx(energies[1], abs=0.02)
+
+
+def test_pdb_and_forcefield_input(tmp_path, capsys):
+    """PDB + OpenMM force-field XML: the T4L complex with amber14 + the shipped GAFF ligand file."""
+    folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
+    status, out, err = run_cli(["run", "--pdb", os.path.join(folder, "complex.pdb"), "--forcefield",
+                                f"amber14-all.xml,amber14/tip3p.xml,{folder}/pxylene_gaff.xml", "--residue", "TMP",
+                                "--dry-run"], capsys)
+    assert status == 0, err
+    assert "36309 atoms, periodic" in out and "18 atoms, model ani1x" in out
+
+
+def test_pdb_without_forcefield_coverage(tmp_path, capsys):
+    folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
+    status, _, err = run_cli(["run", "--pdb", os.path.join(folder, "complex.pdb"), "--forcefield",
+                              "amber14-all.xml,amber14/tip3p.xml", "--residue", "TMP", "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "the force field does not cover 'complex.pdb'" in err and "TMP" in err
+    status, _, err = run_cli(["run", "--pdb", os.path.join(folder, "complex.pdb"), "--forcefield",
+                              "amber14-all.xml,missing/ligand.xml", "--residue", "TMP", "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert 'Could not locate file "missing/ligand.xml"' in err
+
+
+SDF = os.path.join(DATA, "pxylene-water", "pxylene.sdf")
+
+
+def test_sdf_without_openff_says_so_in_one_line(tmp_path, capsys, monkeypatch):
+    import openmmhybrid.job.inputs as inputs
+    monkeypatch.setattr(inputs, "openffAvailable", lambda: False)
+    status, _, err = run_cli(["run", "--sdf", SDF, "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert OPENFF_MISSING.split(";")[0] in err
+
+
+@pytest.mark.skipif(not openffAvailable(), reason="openff-toolkit is not installed (it is not on PyPI; conda-forge "
+                                                  "has it): the SDF + SMIRNOFF input cannot run here")
+def test_sdf_with_openff(tmp_path, capsys):
+    out = str(tmp_path / "sdf")
+    status, stdout, err = run_cli(["run", "--sdf", SDF, "--steps", "4", "--report-interval", "2", "--report", "false",
+                                   "--output", out] + FAST, capsys)
+    assert status == 0, err
+    assert "18 atoms, no box" in stdout
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    assert len(rows) == 2
