@@ -1,4 +1,4 @@
-"""A short ML/MM simulation of p-xylene in water with openmmhybrid.MLForce (the `make demo` job).
+"""A short ML/MM simulation of p-xylene in water with openmmhybrid.MLForce used directly (no CLI).
 
 The ML region is the p-xylene (residue TMP, 18 atoms).  Its bonded terms (bonds, angles, torsions
 wholly inside the region) are taken out of the MM System and evaluated instead by a PyTorch model

@@ -81,6 +81,19 @@ def test_run_writes_every_output(finished_run, pxylene_topology):
         assert f"]({image})" in report
 
 
+def test_report_command_rebuilds_the_report(finished_run, tmp_path, capsys):
+    _, out = finished_run
+    os.remove(os.path.join(out, "rmsd.png"))
+    status, stdout, _ = run_cli(["report", out], capsys)
+    assert status == 0 and stdout.strip().endswith("report.md")
+    assert os.path.getsize(os.path.join(out, "rmsd.png")) > 0
+    report = open(os.path.join(out, "report.md")).read()
+    assert "| steps recorded | 20 (0.04 ps) |" in report
+    assert "ns/day on CPU" in report
+    status, _, err = run_cli(["report", str(tmp_path)], capsys)
+    assert status == 2 and "has no energies.csv" in err
+
+
 def test_csv_columns_match_independent_numbers(finished_run):
     """ML = torchani's ANI-1x of the region at the final positions; potential = ML + MM;
     temperature = 2 KE / (dof R) with dof counted here; total = potential + kinetic."""
@@ -146,6 +159,21 @@ def test_units_in_strings_and_flags(tmp_path):
     assert config["embedding_cutoff"].value_in_unit(unit.nanometer) == pytest.approx(1.2)
     assert config["pressure"].value_in_unit(unit.bar) == pytest.approx(1.01325)
     assert config["atoms"] == list(range(18))
+
+
+def test_relative_paths(tmp_path, monkeypatch):
+    """Inputs are relative to the config file, the output folder to where the command runs."""
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    shutil.copy(PRMTOP, folder / "a.prmtop")
+    path = folder / "c.toml"
+    path.write_text('prmtop = "a.prmtop"\ninpcrd = "a.inpcrd"\nresidue = "TMP"\noutput = "results"\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    config = loadConfig(path)
+    assert config["prmtop"] == str(folder / "a.prmtop")
+    assert config["output"] == str(work / "results")
 
 
 def test_electrostatic_embedding_splits_the_energy(tmp_path):

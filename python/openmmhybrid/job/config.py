@@ -230,8 +230,8 @@ def _unknown(key, where):
 def loadConfig(path=None, overrides=None):
     """The settings from a TOML file (optional) and overrides (flag values), checked and converted.
 
-    Relative paths in the file are taken relative to the file's folder; relative paths given as
-    overrides, relative to the working directory.
+    Relative input paths in the file are taken relative to the file's folder; the output folder
+    and paths given as overrides, relative to the working directory.
 
     Returns
     -------
@@ -271,7 +271,9 @@ def loadConfig(path=None, overrides=None):
     for setting in SETTINGS:
         if setting.name in raw:
             value = convert(setting, raw[setting.name])
-            if setting.kind == "path" and value is not None:
+            if setting.name == "output":
+                value = os.path.abspath(os.path.expanduser(value))  # where the command runs, not where the file is
+            elif setting.kind == "path" and value is not None:
                 value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
             elif setting.kind == "paths" and value is not None:
                 # force-field names such as 'amber14-all.xml' are looked up in OpenMM's data when no such file exists here
@@ -334,7 +336,8 @@ def templateConfig():
     """A TOML file with every setting, its default and its help, as text."""
     lines = ["# openmm-hybrid run configuration: `openmm-hybrid run THIS.toml`.",
              "# Every key is also a flag (inner_steps -> --inner-steps). Quantities are numbers in the unit shown",
-             "# or strings with a unit (\"2 fs\", \"310 K\"). Relative paths are relative to this file."]
+             "# or strings with a unit (\"2 fs\", \"310 K\"). Relative input paths are relative to this file,",
+             "# the output folder to where the command runs."]
     for section in SECTIONS:
         lines += ["", f"[{section}]"]
         for s in SETTINGS:

@@ -44,10 +44,13 @@ def writeReport(folder):
         components.insert(1, ("embedding (kJ/mol)", "ML-MM electrostatic embedding"))
     fig, axes = plt.subplots(len(components), 1, figsize=(7, 1.9 * len(components) + 0.6), sharex=True)
     for ax, (column, label) in zip(np.atleast_1d(axes), components):
-        ax.plot(t, data[column], lw=1)
+        values = data[column]
+        finite = values[np.isfinite(values)]
+        first = finite[0] if finite.size else 0.0
+        ax.plot(t, values - first, lw=1)
         ax.set_ylabel("kJ/mol")
-        ax.set_title(label, fontsize=9, loc="left")
-        ax.ticklabel_format(axis="y", useOffset=True, style="plain")
+        ax.set_title(f"{label}: change from {first:.1f} kJ/mol", fontsize=9, loc="left")
+        ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     np.atleast_1d(axes)[-1].set_xlabel("time (ps)")
     fig.tight_layout()
     fig.savefig(os.path.join(folder, "energies.png"), dpi=110)
