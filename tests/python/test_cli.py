@@ -176,12 +176,16 @@ def test_relative_paths(tmp_path, monkeypatch):
     assert config["output"] == str(work / "results")
 
 
-def test_electrostatic_embedding_splits_the_energy(tmp_path):
+def test_electrostatic_embedding_splits_the_energy(tmp_path, capsys):
     """With electrostatic embedding the CSV has an embedding column, and ML + embedding + MM is the
-    potential; the ML column is the vacuum model."""
+    potential; the ML column is the vacuum model.  The progress bar reaches 100% with ns/day."""
     out = str(tmp_path / "es")
-    assert main(["run", PXYLENE, "--embedding", "electrostatic", "--steps", "4", "--report-interval", "2",
-                 "--trajectory-interval", "0", "--report", "false", "--output", out] + FAST) == 0
+    status, _, err = run_cli(["run", PXYLENE, "--embedding", "electrostatic", "--steps", "4", "--report-interval", "2",
+                              "--trajectory-interval", "0", "--report", "false", "--output", out] + FAST
+                             + ["--progress", "true"], capsys)
+    assert status == 0, err
+    last = err.strip().splitlines()[-1]
+    assert "100.0%  step 4/4" in last and "ns/day" in last and "0:00 left" in last
     header, rows = read_csv(os.path.join(out, "energies.csv"))
     for row in rows:
         r = dict(zip(header, row))
@@ -197,10 +201,40 @@ def test_mts_lambda_and_barostat(tmp_path):
     out = str(tmp_path / "mts")
     assert main(["run", PXYLENE, "--inner-steps", "2", "--timestep", "2", "--lambda", "0.5", "--pressure", "1",
                  "--barostat-interval", "2", "--steps", "4", "--report-interval", "2", "--report", "false",
-                 "--output", out] + FAST) == 0
+                 "--equilibration-steps", "2", "--output", out] + FAST) == 0
     header, rows = read_csv(os.path.join(out, "energies.csv"))
     r = dict(zip(header, rows[-1]))
+    assert [int(row[0]) for row in rows] == [2, 4]  # production counts from 0 after equilibration
     assert -420000 < float(r["ML (kJ/mol)"]) < -400000  # half of ANI-1x's ~ -816000 kJ/mol
+
+
+def test_torchscript_model_file(tmp_path, capsys):
+    """A TorchScript file as the model: the start energy differs from ANI-1x's by the ANI-1x energy
+    of the region, computed here with torchani."""
+    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
+
+    class Zero(torch.nn.Module):
+        def forward(self, positions):
+            return (positions * 0.0).sum()
+
+    path = str(tmp_path / "zero.pt")
+    torch.jit.script(Zero()).save(path)
+    energies = []
+    for model in (path, "ani1x"):
+        status, out, err = run_cli(["run", PXYLENE, "--model", model, "--platform", "Reference", "--dry-run"], capsys)
+        assert status == 0, err
+        energies.append(float(out.split("start energy ")[1].split()[0]))
+    prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
+    system = prmtop.createSystem(nonbondedMethod=app.PME, constraints=app.HBonds)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(inpcrd.positions)
+    context.applyConstraints(1e-5)  # as the command does before its first energy
+    region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    numbers = [a.element.atomic_number for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    xyz = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
+    reference = torchani_ani1x(periodic_table_index=True).double()
+    hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
+    assert energies[1] - energies[0] == pytest.approx(hartree * HARTREE_TO_KJ_PER_MOL, abs=0.05)
 
 
 # ---------------------------------------------------------------------------------------------
