@@ -75,8 +75,9 @@ def main(argv=None):
     if args.command == "report":
         import os
         from .job.report import writeReport
-        if not os.path.isfile(os.path.join(args.folder, "energies.csv")):
-            return _fail(f"'{args.folder}' has no energies.csv; give the output folder of a run")
+        for name in ("energies.csv", "run.json"):
+            if not os.path.isfile(os.path.join(args.folder, name)):
+                return _fail(f"'{args.folder}' has no {name}; give the output folder of a run")
         print(writeReport(args.folder))
         return 0
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "dry_run")}

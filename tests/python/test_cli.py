@@ -92,6 +92,9 @@ def test_report_command_rebuilds_the_report(finished_run, tmp_path, capsys):
     assert "ns/day on CPU" in report
     status, _, err = run_cli(["report", str(tmp_path)], capsys)
     assert status == 2 and "has no energies.csv" in err
+    shutil.copy(os.path.join(out, "energies.csv"), tmp_path)
+    status, _, err = run_cli(["report", str(tmp_path)], capsys)
+    assert status == 2 and "has no run.json" in err
 
 
 def test_csv_columns_match_independent_numbers(finished_run):
@@ -274,6 +277,10 @@ GOOD = f'[input]\nprmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\n[ml]\nresidue = "TMP
     (GOOD, ["--resume"], "--resume: there is no checkpoint"),
     ("", [], "no input: give prmtop\\+inpcrd"),
     (GOOD, ["--sdf", "x.sdf"], "give one input, not prmtop and sdf"),
+    (GOOD, ["--seed", "99999999999"], "seed must be at most 2147483647"),
+    (GOOD, ["--threads", "100000"], "threads must be at most 1024"),
+    ("input = 3\n", [], "\\[input\\] must be a table"),
+    (GOOD, ["--state", "missing_state.xml"], "the state file '.*missing_state.xml' does not exist"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
     config = write(tmp_path, text)
@@ -285,6 +292,13 @@ def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
     import re
     assert re.search(message, lines[0]), lines[0]
     assert not os.path.exists(tmp_path / "o" / "trajectory.dcd")
+
+
+def test_output_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    status, _, err = run_cli(["run", write(tmp_path, GOOD), "--output", str(tmp_path / "afile")], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "is a file, not a folder" in err
 
 
 def test_platform_that_is_not_here(tmp_path, capsys):
@@ -343,8 +357,18 @@ def test_resume_refuses_changed_settings(tmp_path, capsys):
     assert main(common + ["--steps", "2"]) == 0
     status, _, err = run_cli(common + ["--resume", "--steps", "4", "--timestep", "1"], capsys)
     assert status == 2
-    assert main(common + ["--resume", "--steps", "4", "--timestep", "2"]) == 0  # the same value, written differently
     assert "--resume: 'timestep' was '2 fs' for the checkpointed run and is now '1 fs'" in err
+    assert main(common + ["--resume", "--steps", "4", "--timestep", "2"]) == 0  # the same value, written differently
+    status, _, err = run_cli(common + ["--resume", "--steps", "3"], capsys)
+    assert status == 2 and "the checkpoint is at step 4, past steps = 3" in err
+    moved = str(tmp_path / "moved")
+    shutil.copytree(out, moved)
+    assert main(["run", config, "--trajectory-interval", "0", "--report", "false", "--output", moved, "--resume",
+                 "--steps", "6"] + FAST) == 0  # a moved output folder resumes
+    (tmp_path / "moved" / "run.json").write_text("{broken")
+    status, _, err = run_cli(["run", config, "--trajectory-interval", "0", "--output", moved, "--resume", "--steps",
+                              "8"] + FAST, capsys)
+    assert status == 2 and "is damaged" in err
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +395,34 @@ def test_resume_gives_the_uninterrupted_trajectory(tmp_path, pxylene_topology, i
     assert np.array_equal(sa.getPositions(asNumpy=True)._value, sb.getPositions(asNumpy=True)._value)
     assert np.array_equal(sa.getVelocities(asNumpy=True)._value, sb.getVelocities(asNumpy=True)._value)
     assert sb.getStepCount() == 20
+
+
+def test_ctrl_c_writes_the_due_reports_and_resumes_exactly(tmp_path, pxylene_topology, monkeypatch, capsys):
+    """An interrupt that arrives when a step returns, before the reporters run: the reports due at
+    that step are written with the checkpoint, and resuming gives the uninterrupted run."""
+    common = ["run", PXYLENE, "--platform", "Reference", "--report-interval", "5", "--trajectory-interval", "5",
+              "--checkpoint-interval", "15", "--report", "false"] + FAST
+    whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
+    assert main(common + ["--steps", "20", "--output", whole]) == 0
+    original = openmm.LangevinMiddleIntegrator.step
+    done = {"steps": 0}
+
+    def interrupted(self, steps):
+        original(self, steps)
+        done["steps"] += steps
+        if done["steps"] == 10:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(openmm.LangevinMiddleIntegrator, "step", interrupted)
+    status, _, err = run_cli(common + ["--steps", "20", "--output", parts], capsys)
+    assert status == 130 and "interrupted at step 10; continue with --resume" in err
+    monkeypatch.setattr(openmm.LangevinMiddleIntegrator, "step", original)
+    assert [int(r[0]) for r in read_csv(os.path.join(parts, "energies.csv"))[1]] == [5, 10]
+    assert main(common + ["--steps", "20", "--output", parts, "--resume"]) == 0
+    assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(parts, "energies.csv"))
+    a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
+    b = dcd_frames(os.path.join(parts, "trajectory.dcd"), pxylene_topology)
+    assert b.n_frames == 4 and np.array_equal(a.xyz, b.xyz)
 
 
 def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, pxylene_topology):
@@ -449,6 +501,69 @@ def test_serialized_system_input(tmp_path, capsys):
         assert status == 0, err
         energies.append(float(out.split("start energy ")[1].split()[0]))
     assert energies[0] == pytest.approx(energies[1], abs=0.02)
+
+
+def test_reciprocal_space_group_is_not_taken(tmp_path, capsys):
+    """A System whose PME reciprocal space is in its own group (1, the first group free otherwise):
+    the ML group avoids it and MTS puts it on the inner step, so the run matches the one with the
+    reciprocal space in group 0 (Reference; only the order of the force sums differs)."""
+    prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
+    with open(tmp_path / "top.pdb", "w") as f:
+        app.PDBFile.writeFile(prmtop.topology, inpcrd.positions, f)
+    tables = []
+    for group in (-1, 1):
+        system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
+                                     constraints=app.HBonds)
+        [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)][0].setReciprocalSpaceForceGroup(group)
+        (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001),
+                                 openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(inpcrd.positions)
+        context.setPeriodicBoxVectors(*inpcrd.boxVectors)
+        (tmp_path / "state.xml").write_text(openmm.XmlSerializer.serialize(context.getState(getPositions=True)))
+        out = str(tmp_path / f"o{group}")
+        assert main(["run", "--system", str(tmp_path / "system.xml"), "--state", str(tmp_path / "state.xml"),
+                     "--pdb", str(tmp_path / "top.pdb"), "--residue", "TMP", "--platform", "Reference",
+                     "--inner-steps", "2", "--steps", "4", "--report-interval", "2", "--report", "false",
+                     "--trajectory-interval", "0", "--output", out] + FAST) == 0
+        tables.append(read_csv(os.path.join(out, "energies.csv")))
+    header = tables[0][0]
+    for row0, row1 in zip(tables[0][1], tables[1][1]):
+        for name, x, y in zip(header, row0, row1):
+            if x:
+                assert float(x) == pytest.approx(float(y), rel=1e-6, abs=1e-4), name
+
+
+def test_vacuum_energy_makes_a_split_region_whole():
+    """The reporter's vacuum-model energy (the ML column with electrostatic embedding) images the
+    region next to its first atom, as MLForce does: atoms moved by box vectors change nothing."""
+    from openmmhybrid.job.reporting import vacuumEnergyFunction
+    from openmmhybrid.models.ani import ANI1x
+    prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
+    region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    numbers = [a.element.atomic_number for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    model = ANI1x(numbers)
+    positions = np.array(inpcrd.positions.value_in_unit(unit.nanometer))
+    box = np.array([v.value_in_unit(unit.nanometer) for v in inpcrd.boxVectors])
+    energy = vacuumEnergyFunction(model, region, True, True, 0.5)
+    expected = 0.5 * float(model(torch.tensor(positions[region], dtype=torch.float64)))
+    assert energy(positions, box) == pytest.approx(expected, abs=1e-6)
+    split = positions.copy()
+    split[region[5]] += box[0]
+    split[region[11]] -= box[1] + box[2]
+    assert energy(split, box) == pytest.approx(expected, abs=1e-6)
+
+
+def test_state_gives_the_starting_coordinates(finished_run, capsys):
+    """`state` with Amber input: a run starts from a previous run's final_state.xml."""
+    _, out = finished_run
+    final = openmm.XmlSerializer.deserialize(open(os.path.join(out, "final_state.xml")).read())
+    status, stdout, err = run_cli(["run", PXYLENE, "--state", os.path.join(out, "final_state.xml"), "--dry-run"],
+                                  capsys)
+    assert status == 0, err
+    assert "starting from final_state.xml" in stdout
+    start = float(stdout.split("start energy ")[1].split()[0])
+    assert start == pytest.approx(final.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole), abs=0.5)
 
 
 def test_pdb_and_forcefield_input(tmp_path, capsys):

@@ -31,9 +31,9 @@ class Setting:
     """One setting: name, section, kind ('str', 'int', 'float', 'bool', 'path', 'paths', 'atoms',
     'quantity'), default, help, and for quantities the default unit and what it measures."""
 
-    def __init__(self, name, section, kind, default, help, unit=None, choices=None, minimum=None):
+    def __init__(self, name, section, kind, default, help, unit=None, choices=None, minimum=None, maximum=None):
         self.name, self.section, self.kind, self.default, self.help = name, section, kind, default, help
-        self.unit, self.choices, self.minimum = unit, choices, minimum
+        self.unit, self.choices, self.minimum, self.maximum = unit, choices, minimum, maximum
 
     @property
     def flag(self):
@@ -51,7 +51,8 @@ SETTINGS = [
     Setting("forcefield", "input", "paths", None, "OpenMM force-field XML files for the pdb, e.g. "
             "['amber14-all.xml', 'amber14/tip3p.xml', 'ligand.xml']"),
     Setting("system", "input", "path", None, "serialized openmm.System XML (with state and pdb)"),
-    Setting("state", "input", "path", None, "serialized openmm.State XML: positions, box, velocities (with system)"),
+    Setting("state", "input", "path", None, "serialized openmm.State XML: positions, box, velocities (with system; "
+            "with other inputs, where to start, e.g. a previous run's final_state.xml)"),
     Setting("sdf", "input", "path", None, "ligand SDF parametrized with a SMIRNOFF force field (needs openff-toolkit)"),
     Setting("smirnoff", "input", "str", "openff-2.1.0.offxml", "SMIRNOFF force field for sdf"),
     Setting("nonbonded_cutoff", "input", "quantity", 0.9 * unit.nanometer, "direct-space cutoff when the System is "
@@ -99,7 +100,7 @@ SETTINGS = [
     # platform
     Setting("platform", "platform", "str", "CPU", "OpenMM platform", choices=["Reference", "CPU", "CUDA", "OpenCL"]),
     Setting("precision", "platform", "str", None, "CUDA/OpenCL precision", choices=["single", "mixed", "double"]),
-    Setting("threads", "platform", "int", None, "CPU platform threads (default: all cores)", minimum=1),
+    Setting("threads", "platform", "int", None, "CPU platform threads (default: all cores)", minimum=1, maximum=1024),
 ]
 
 SECTIONS = ["input", "ml", "dynamics", "output", "platform"]
@@ -209,6 +210,9 @@ def convert(setting, value):
             raise ConfigError(f"{name} must be a finite number, not {value!r}")
         if setting.minimum is not None and number < setting.minimum:
             raise ConfigError(f"{name} must be at least {setting.minimum}, not {value!r}")
+        maximum = setting.maximum if setting.maximum is not None else 2 ** 31 - 1 if kind == "int" else None
+        if maximum is not None and number > maximum:
+            raise ConfigError(f"{name} must be at most {maximum}, not {value!r}")
         return float(number) if kind == "float" else number
     # str, path
     if not isinstance(value, str):
@@ -263,8 +267,10 @@ def loadConfig(path=None, overrides=None):
                     if setting.section != key:
                         raise ConfigError(f"'{inner}' belongs in [{setting.section}], not [{key}] ({path})")
                     raw[inner] = innerValue
-            elif key in _BY_NAME:
+            elif key in _BY_NAME:  # 'output' and 'platform' are keys as well as tables
                 raw[key] = value
+            elif key in SECTIONS:
+                raise ConfigError(f"[{key}] must be a table (a [{key}] header followed by its keys), not {value!r}")
             else:
                 raise _unknown(key, f" in {path}")
     config = {}
@@ -308,8 +314,8 @@ def _check(config):
             raise ConfigError("system needs state (positions and box) and pdb (the topology: elements and residues)")
         if config["prmtop"] is not None or config["forcefield"] is not None or config["sdf"] is not None:
             raise ConfigError("give one input: prmtop+inpcrd, pdb+forcefield, system+state+pdb, or sdf")
-    elif config["state"] is not None:
-        raise ConfigError("state needs system (a serialized openmm.System)")
+    elif config["state"] is not None and config["sdf"] is not None:
+        raise ConfigError("state cannot be combined with sdf")
     elif config["pdb"] is not None and config["forcefield"] is None:
         raise ConfigError("pdb needs forcefield (OpenMM force-field XML files), or system and state")
     if config["forcefield"] is not None and config["pdb"] is None:

@@ -37,14 +37,47 @@ def _first_line(error):
 
 
 def readInputs(config):
-    """Build :class:`Inputs` from the config's input settings; raises ConfigError with one line."""
-    if config["prmtop"] is not None:
-        return _amber(config)
+    """Build :class:`Inputs` from the config's input settings; raises ConfigError with one line.
+
+    With ``state`` and an input other than a serialized System, the state's positions, box and
+    velocities replace the input's coordinates (to start from a previous run's final state)."""
     if config["system"] is not None:
         return _serialized(config)
-    if config["pdb"] is not None:
-        return _pdb_forcefield(config)
-    return _sdf(config)
+    if config["prmtop"] is not None:
+        inputs = _amber(config)
+    elif config["pdb"] is not None:
+        inputs = _pdb_forcefield(config)
+    else:
+        return _sdf(config)
+    if config["state"] is not None:
+        state = _read_state(config["state"])
+        _check_count(inputs.topology, len(state.getPositions()), config["prmtop"] or config["pdb"], config["state"])
+        inputs.positions = state.getPositions()
+        if inputs.box is not None:
+            inputs.box = state.getPeriodicBoxVectors()
+            inputs.topology.setPeriodicBoxVectors(inputs.box)
+        inputs.velocities = _velocities(state)
+        inputs.description += f", starting from {os.path.basename(config['state'])}"
+    return inputs
+
+
+def _read_state(path):
+    _need(path, "state")
+    try:
+        with open(path) as f:
+            state = openmm.XmlSerializer.deserialize(f.read())
+    except Exception as error:
+        raise ConfigError(f"cannot read the serialized State '{path}': {_first_line(error)}") from None
+    if not isinstance(state, openmm.State):
+        raise ConfigError(f"'{path}' holds a {type(state).__name__}, not a State")
+    return state
+
+
+def _velocities(state):
+    try:
+        return state.getVelocities()
+    except Exception:
+        return None
 
 
 def _check_count(topology, numCoordinates, topologyFile, coordinatesFile):
@@ -118,24 +151,14 @@ def _serialized(config):
         raise ConfigError(f"cannot read the serialized System '{config['system']}': {_first_line(error)}") from None
     if not isinstance(system, openmm.System):
         raise ConfigError(f"'{config['system']}' holds a {type(system).__name__}, not a System")
-    try:
-        with open(config["state"]) as f:
-            state = openmm.XmlSerializer.deserialize(f.read())
-    except Exception as error:
-        raise ConfigError(f"cannot read the serialized State '{config['state']}': {_first_line(error)}") from None
-    if not isinstance(state, openmm.State):
-        raise ConfigError(f"'{config['state']}' holds a {type(state).__name__}, not a State")
+    state = _read_state(config["state"])
     positions = state.getPositions()
     _check_count(pdb.topology, system.getNumParticles(), config["pdb"], config["system"])
     _check_count(pdb.topology, len(positions), config["pdb"], config["state"])
     box = state.getPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
     if box is not None:
         pdb.topology.setPeriodicBoxVectors(box)
-    try:
-        velocities = state.getVelocities()
-    except Exception:
-        velocities = None
-    return Inputs(pdb.topology, system, positions, box, velocities,
+    return Inputs(pdb.topology, system, positions, box, _velocities(state),
                   f"serialized {os.path.basename(config['system'])} + {os.path.basename(config['state'])}")
 
 

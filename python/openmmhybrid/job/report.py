@@ -37,10 +37,11 @@ def writeReport(folder):
     settings, segments = record["settings"], record.get("segments", [])
     summary = record.get("summary", {})
     t = data["time (ps)"]
-    electrostatic = np.isfinite(data["embedding (kJ/mol)"]).any()
+    split = np.isfinite(data["embedding (kJ/mol)"]).any()
+    electrostatic = settings.get("embedding") == "electrostatic"
 
     components = [("ML (kJ/mol)", "ML region (model)"), ("MM (kJ/mol)", "MM"), ("potential (kJ/mol)", "potential")]
-    if electrostatic:
+    if split:
         components.insert(1, ("embedding (kJ/mol)", "ML-MM electrostatic embedding"))
     fig, axes = plt.subplots(len(components), 1, figsize=(7, 1.9 * len(components) + 0.6), sharex=True)
     for ax, (column, label) in zip(np.atleast_1d(axes), components):
@@ -99,9 +100,14 @@ def writeReport(folder):
                    "temperature (K)", "ligand RMSD (A)", "volume (nm^3)"]:
         if np.isfinite(data[column]).any():
             lines.append(f"| {column} | " + " | ".join(_stats(data[column])) + " |")
-    lines += ["", "The potential is ML + " + ("embedding + " if electrostatic else "") + "MM: ML is the model's energy "
-              "of the region" + (", embedding the ML-MM electrostatics the model adds" if electrostatic else
-                                  " (with mechanical embedding the ML-MM coupling is part of MM)")
+    if split:
+        meaning = ", embedding the ML-MM electrostatics the embedding terms add"
+    elif electrostatic:
+        meaning = " including its ML-MM electrostatics (the model takes the MM charges itself, so they cannot be split)"
+    else:
+        meaning = " (with mechanical embedding the ML-MM coupling is part of MM)"
+    lines += ["", "The potential is ML + " + ("embedding + " if split else "") + "MM: ML is the model's energy "
+              "of the region" + meaning
               + ", MM the force field without the region's internal terms.  The RMSD is that of the region's heavy "
               "atoms from the starting structure after superposing the protein's C-alpha atoms (the region itself "
               "when there is no protein).",

@@ -237,11 +237,19 @@ def vacuumEnergyFunction(module, atoms, periodic, double, scale):
     scripted = _script(module, "openmm-hybrid")
     takesBox = len(scripted.forward.schema.arguments) >= 3
     dtype = torch.float64 if double else torch.float32
-    index = torch.tensor(atoms, dtype=torch.long)
+    atoms = list(atoms)
 
     def energy(positions, box):
+        region = np.array(positions, dtype=np.float64)[atoms]
+        if periodic:
+            # Make the region whole, as MLForce does: every atom imaged next to the first one.
+            box = np.asarray(box, dtype=np.float64)
+            delta = region - region[0]
+            for k in (2, 1, 0):
+                delta -= np.outer(np.round(delta[:, k] / box[k, k]), box[k])
+            region = region[0] + delta
         with torch.no_grad():
-            pos = torch.as_tensor(positions, dtype=dtype)[index]
+            pos = torch.as_tensor(region, dtype=dtype)
             if periodic and takesBox:
                 value = scripted(pos, torch.as_tensor(box, dtype=dtype))
             else:

@@ -20,7 +20,8 @@ __all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES"]
 KJ = unit.kilojoule_per_mole
 
 #: Settings that may differ between a run and its ``--resume``; any other change is refused.
-RESUMABLE_CHANGES = {"steps", "progress", "report", "threads"}
+#: Input files are compared by name, so a moved project folder can be resumed.
+RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output"}
 
 FILES = {"trajectory": "trajectory.dcd", "energies": "energies.csv", "checkpoint": "checkpoint.chk",
          "structure": "start.pdb", "settings": "run.json", "final": "final_state.xml", "report": "report.md"}
@@ -36,7 +37,8 @@ class Job:
 
 
 def _free_groups(system, count):
-    used = {f.getForceGroup() for f in system.getForces()}
+    from ..mixed import _groups_in_use
+    used = _groups_in_use(system)
     free = [g for g in range(32) if g not in used]
     if len(free) < count:
         raise ConfigError("the System uses every force group; openmm-hybrid needs two free ones for the ML correction")
@@ -104,7 +106,7 @@ def prepare(config, log=print):
         integrator = openmm.LangevinMiddleIntegrator(config["temperature"], config["friction"], config["timestep"])
     else:
         outer = {correctionGroup, mlGroup}
-        inner = sorted({f.getForceGroup() for f in system.getForces()} - outer)
+        inner = sorted(mixed._groups_in_use(system) - outer)
         groups = [(g, 1) for g in sorted(outer)] + [(g, config["inner_steps"]) for g in inner]
         integrator = MTSLangevinIntegrator(config["temperature"], config["friction"], config["timestep"], groups)
     if config["seed"]:
@@ -154,15 +156,65 @@ def _check_resume(config, out):
     checkpoint = os.path.join(out, FILES["checkpoint"])
     if not os.path.isfile(checkpoint) or not os.path.isfile(path):
         raise ConfigError(f"--resume: there is no checkpoint in '{out}'; run without --resume first")
-    with open(path) as f:
-        saved = json.load(f)["settings"]
+    try:
+        with open(path) as f:
+            saved = json.load(f)["settings"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise ConfigError(f"--resume: '{path}' is damaged ({_one_line(error)}); start a new run") from None
     current = _settings_record(config)
-    changed = [k for k in current if k not in RESUMABLE_CHANGES and k in saved and saved[k] != current[k]]
+    changed = [k for k in current if k not in RESUMABLE_CHANGES and k in saved
+               and _comparable(k, saved[k]) != _comparable(k, current[k])]
     if changed:
         k = changed[0]
         raise ConfigError(f"--resume: '{k}' was {saved[k]!r} for the checkpointed run and is now {current[k]!r}; a "
                           f"resumed run must use the same settings (only {', '.join(sorted(RESUMABLE_CHANGES))} may "
                           "change)")
+
+
+def _comparable(name, value):
+    kinds = {s.name: s.kind for s in SETTINGS}
+    if kinds.get(name) == "path" and isinstance(value, str):
+        return os.path.basename(value)
+    if kinds.get(name) == "paths" and isinstance(value, list):
+        return [os.path.basename(v) for v in value]
+    if name == "model" and isinstance(value, str):
+        return os.path.basename(value)
+    return value
+
+
+def _prepare_output(out, dryRun):
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"the output '{out}' is a file, not a folder; give another output")
+    if dryRun:
+        return
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the output folder '{out}': {error.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"the output folder '{out}' is not writable")
+
+
+class _Tracked:
+    """A reporter that remembers the last step it reported (to finish a report after Ctrl-C)."""
+
+    def __init__(self, reporter, interval):
+        self.reporter, self.interval, self.lastStep = reporter, interval, None
+
+    def describeNextReport(self, simulation):
+        return self.reporter.describeNextReport(simulation)
+
+    def report(self, simulation, state):
+        self.reporter.report(simulation, state)
+        self.lastStep = simulation.currentStep
+
+    def catchUp(self, simulation):
+        """Write the report due at the current step if the interrupt came before it."""
+        step = simulation.currentStep
+        if step % self.interval == 0 and self.lastStep != step:
+            state = simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
+                                                enforcePeriodicBox=False)
+            self.report(simulation, state)
 
 
 def _fit_atoms(topology, mlAtoms):
@@ -179,6 +231,7 @@ def runJob(config, resume=False, dryRun=False, log=print):
     """Run the simulation ``config`` describes (see :mod:`openmmhybrid.job.config`) and write its
     outputs to ``config['output']``.  Returns the output folder."""
     out = config["output"]
+    _prepare_output(out, dryRun)
     if resume:
         _check_resume(config, out)
     log(f"openmm-hybrid: setting up ({config['platform']} platform)")
@@ -198,16 +251,26 @@ def runJob(config, resume=False, dryRun=False, log=print):
         log("openmm-hybrid: dry run: the input is consistent; nothing was simulated")
         return out
 
-    os.makedirs(out, exist_ok=True)
     paths = {k: os.path.join(out, v) for k, v in FILES.items()}
     checkpoint = CheckpointReporter(paths["checkpoint"], config["checkpoint_interval"])
     if resume:
-        with open(paths["checkpoint"], "rb") as f:
-            simulation.context.loadCheckpoint(f.read())
+        try:
+            with open(paths["checkpoint"], "rb") as f:
+                simulation.context.loadCheckpoint(f.read())
+        except openmm.OpenMMException as error:
+            raise ConfigError(f"--resume: cannot load '{paths['checkpoint']}' ({_one_line(error)}); checkpoints only "
+                              "load on the platform and machine that wrote them") from None
         first = simulation.currentStep
-        truncateCsv(paths["energies"], first)
-        if config["trajectory_interval"]:
-            truncateDcd(paths["trajectory"], first // config["trajectory_interval"])
+        if first > config["steps"]:
+            raise ConfigError(f"--resume: the checkpoint is at step {first}, past steps = {config['steps']}; give a "
+                              "larger --steps to extend the run")
+        try:
+            truncateCsv(paths["energies"], first)
+            if config["trajectory_interval"]:
+                truncateDcd(paths["trajectory"], first // config["trajectory_interval"])
+        except (ValueError, IndexError, OSError) as error:
+            raise ConfigError(f"--resume: the outputs in '{out}' are damaged ({_one_line(error)}); start a new run") \
+                from None
         log(f"openmm-hybrid: resuming at step {first} of {config['steps']}")
     else:
         if config["minimize"]:
@@ -235,9 +298,11 @@ def runJob(config, resume=False, dryRun=False, log=print):
             app.PDBFile.writeFile(topology, state.getPositions(), f, keepIds=True)
         with open(paths["settings"], "w") as f:
             json.dump({"settings": _settings_record(config)}, f, indent=1)
-        for stale in ("trajectory", "energies", "final", "report"):
-            if os.path.exists(paths[stale]):
-                os.remove(paths[stale])
+        stale = [k for k in ("trajectory", "energies", "final", "report") if os.path.exists(paths[k])]
+        if stale:
+            log(f"openmm-hybrid: replacing the previous run's outputs in {out}/ (use --resume to continue it)")
+        for k in stale:
+            os.remove(paths[k])
         checkpoint.save(simulation)
 
     reference = app.PDBFile(paths["structure"]).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
@@ -245,21 +310,24 @@ def runJob(config, resume=False, dryRun=False, log=print):
     energies = EnergyReporter(paths["energies"], config["report_interval"], system, job.mlGroup, job.vacuumEnergy,
                               reference, fitAtoms, rmsdAtoms, job.electrostatic, append=resume)
     progress = ProgressReporter(config["steps"], first, config["timestep"], enabled=config["progress"])
-    simulation.reporters = [energies, checkpoint, progress]
+    tracked = [_Tracked(energies, config["report_interval"])]
     if config["trajectory_interval"]:
-        simulation.reporters.insert(0, app.DCDReporter(paths["trajectory"], config["trajectory_interval"],
-                                                       append=resume and os.path.exists(paths["trajectory"]),
-                                                       enforcePeriodicBox=False))
+        dcd = app.DCDReporter(paths["trajectory"], config["trajectory_interval"],
+                              append=resume and os.path.exists(paths["trajectory"]), enforcePeriodicBox=False)
+        tracked.insert(0, _Tracked(dcd, config["trajectory_interval"]))
+    simulation.reporters = tracked + [checkpoint, progress]
     remaining = config["steps"] - first
     log(f"openmm-hybrid: running {remaining} steps -> {out}/")
     wall = time.perf_counter()
     try:
         simulation.step(max(remaining, 0))
     except KeyboardInterrupt:
+        for reporter in tracked:
+            reporter.catchUp(simulation)
         checkpoint.save(simulation)
         energies.close()
         raise KeyboardInterrupt(f"interrupted at step {simulation.currentStep}; continue with --resume") from None
-    except (openmm.OpenMMException, FloatingPointError) as error:
+    except (openmm.OpenMMException, FloatingPointError, ValueError) as error:
         energies.close()
         raise RuntimeError(f"the simulation failed at step {simulation.currentStep}: {_one_line(error)}. A smaller "
                            "timestep (or fewer inner_steps), a longer minimization, or checking the structure usually "
@@ -271,17 +339,22 @@ def runJob(config, resume=False, dryRun=False, log=print):
                                         getParameters=True)
     with open(paths["final"], "w") as f:
         f.write(openmm.XmlSerializer.serialize(state))
-    nsPerDay = remaining * config["timestep"].value_in_unit(unit.nanosecond) / wall * 86400 if wall > 0 else float("nan")
+    nsPerDay = remaining * config["timestep"].value_in_unit(unit.nanosecond) / wall * 86400 \
+        if wall > 0 and remaining > 0 else float("nan")
     with open(paths["settings"]) as f:
         record = json.load(f)
-    record.setdefault("segments", []).append({
-        "first_step": first, "last_step": simulation.currentStep, "wall_seconds": wall, "ns_per_day": nsPerDay,
-        "platform": job.platformName, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine()})
+    if remaining > 0:
+        record.setdefault("segments", []).append({
+            "first_step": first, "last_step": simulation.currentStep, "wall_seconds": wall, "ns_per_day": nsPerDay,
+            "platform": job.platformName, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine()})
     record["summary"] = {"atoms": system.getNumParticles(), "ml_atoms": len(job.mlAtoms),
                          "input": job.inputs.description}
     with open(paths["settings"], "w") as f:
         json.dump(record, f, indent=1)
-    log(f"openmm-hybrid: {remaining} steps in {wall:.1f} s ({nsPerDay:.3g} ns/day)")
+    if remaining > 0:
+        log(f"openmm-hybrid: {remaining} steps in {wall:.1f} s ({nsPerDay:.3g} ns/day)")
+    else:
+        log(f"openmm-hybrid: the run is already at step {first}; nothing left to run")
     if config["report"]:
         from .report import writeReport
         report = writeReport(out)
