@@ -323,6 +323,15 @@ def test_element_the_model_does_not_cover(tmp_path, capsys):
     assert "SD of residue MET 1" in err
 
 
+def test_region_too_large_for_ani1x(tmp_path, capsys):
+    """Every water as the ANI-1x region (3162 atoms) stops with the memory it would need, instead
+    of being killed for lack of memory."""
+    status, _, err = run_cli(["run", write(tmp_path, GOOD.replace('"TMP"', '"HOH"')), "--dry-run"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "the ML region has 3162 atoms; ANI-1x here evaluates every triple of atoms" in err
+    assert "Choose a smaller region" in err
+
+
 def test_model_with_the_wrong_signature(tmp_path, capsys):
     class Wrong(torch.nn.Module):
         def forward(self, positions, box, charges, extra):
