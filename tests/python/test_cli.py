@@ -47,6 +47,15 @@ def dcd_frames(path, topology):
     return mdtraj.load_dcd(path, top=mdtraj.Topology.from_openmm(topology))
 
 
+def torchani_region_energy(topology, xyz):
+    """torchani's own ANI-1x energy (kJ/mol, float64) of the TMP residue at xyz (Angstrom)."""
+    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
+    numbers = [a.element.atomic_number for a in topology.atoms() if a.residue.name == "TMP"]
+    reference = torchani_ani1x(periodic_table_index=True).double()
+    hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
+    return hartree * HARTREE_TO_KJ_PER_MOL
+
+
 @pytest.fixture(scope="module")
 def pxylene_topology():
     return app.AmberPrmtopFile(PRMTOP).topology
@@ -100,18 +109,15 @@ def test_report_command_rebuilds_the_report(finished_run, tmp_path, capsys):
 def test_csv_columns_match_independent_numbers(finished_run):
     """ML = torchani's ANI-1x of the region at the final positions; potential = ML + MM;
     temperature = 2 KE / (dof R) with dof counted here; total = potential + kinetic."""
-    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
     _, out = finished_run
     header, rows = read_csv(os.path.join(out, "energies.csv"))
     last = dict(zip(header, rows[-1]))
     state = openmm.XmlSerializer.deserialize(open(os.path.join(out, "final_state.xml")).read())
     prmtop = app.AmberPrmtopFile(PRMTOP)
     region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
-    numbers = [a.element.atomic_number for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
     xyz = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
-    reference = torchani_ani1x(periodic_table_index=True).double()
-    hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
-    assert float(last["ML (kJ/mol)"]) == pytest.approx(hartree * HARTREE_TO_KJ_PER_MOL, abs=0.05)  # float32 model
+    assert float(last["ML (kJ/mol)"]) == pytest.approx(torchani_region_energy(prmtop.topology, xyz),
+                                                       abs=0.05)  # float32 model
     assert float(last["potential (kJ/mol)"]) == pytest.approx(float(last["ML (kJ/mol)"]) + float(last["MM (kJ/mol)"]),
                                                                 abs=1e-4)
     assert last["embedding (kJ/mol)"] == ""  # mechanical embedding
@@ -142,7 +148,7 @@ def test_python_dash_m_and_console_script(tmp_path):
 def test_template_is_a_valid_config(tmp_path):
     """Every default written by `openmm-hybrid template` reads back as the same setting."""
     path = tmp_path / "t.toml"
-    path.write_text(templateConfig() + f'\n# input\n')
+    path.write_text(templateConfig())
     with pytest.raises(ConfigError, match="no input"):
         loadConfig(path)
     config = loadConfig(path, {"prmtop": PRMTOP, "inpcrd": INPCRD, "residue": "TMP"})
@@ -214,8 +220,6 @@ def test_mts_lambda_and_barostat(tmp_path):
 def test_torchscript_model_file(tmp_path, capsys):
     """A TorchScript file as the model: the start energy differs from ANI-1x's by the ANI-1x energy
     of the region, computed here with torchani."""
-    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
-
     class Zero(torch.nn.Module):
         def forward(self, positions):
             return (positions * 0.0).sum()
@@ -233,11 +237,8 @@ def test_torchscript_model_file(tmp_path, capsys):
     context.setPositions(inpcrd.positions)
     context.applyConstraints(1e-5)  # as the command does before its first energy
     region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
-    numbers = [a.element.atomic_number for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
     xyz = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
-    reference = torchani_ani1x(periodic_table_index=True).double()
-    hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
-    assert energies[1] - energies[0] == pytest.approx(hartree * HARTREE_TO_KJ_PER_MOL, abs=0.05)
+    assert energies[1] - energies[0] == pytest.approx(torchani_region_energy(prmtop.topology, xyz), abs=0.05)
 
 
 # ---------------------------------------------------------------------------------------------

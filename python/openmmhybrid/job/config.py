@@ -227,7 +227,7 @@ def convert(setting, value):
 
 def _unknown(key, where):
     close = difflib.get_close_matches(key, list(_BY_NAME) + SECTIONS, n=1)
-    hint = f"; did you mean '{close[0]}'?" if close else f"; the keys are listed by `openmm-hybrid template`"
+    hint = f"; did you mean '{close[0]}'?" if close else "; the keys are listed by `openmm-hybrid template`"
     return ConfigError(f"unknown key '{key}'{where}{hint}")
 
 

@@ -31,7 +31,8 @@ def _constraints(config):
     return {"none": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds, "HAngles": app.HAngles}[config["constraints"]]
 
 
-def _first_line(error):
+def oneLine(error):
+    """An exception's message on one line (the command prints every error as one line)."""
     text = str(error).strip() or type(error).__name__
     return " ".join(text.split())
 
@@ -67,7 +68,7 @@ def _read_state(path):
         with open(path) as f:
             state = openmm.XmlSerializer.deserialize(f.read())
     except Exception as error:
-        raise ConfigError(f"cannot read the serialized State '{path}': {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the serialized State '{path}': {oneLine(error)}") from None
     if not isinstance(state, openmm.State):
         raise ConfigError(f"'{path}' holds a {type(state).__name__}, not a State")
     return state
@@ -93,11 +94,11 @@ def _amber(config):
     try:
         prmtop = app.AmberPrmtopFile(config["prmtop"])
     except Exception as error:
-        raise ConfigError(f"cannot read the prmtop '{config['prmtop']}': {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the prmtop '{config['prmtop']}': {oneLine(error)}") from None
     try:
         inpcrd = app.AmberInpcrdFile(config["inpcrd"])
     except Exception as error:
-        raise ConfigError(f"cannot read the inpcrd '{config['inpcrd']}': {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the inpcrd '{config['inpcrd']}': {oneLine(error)}") from None
     _check_count(prmtop.topology, len(inpcrd.positions), config["prmtop"], config["inpcrd"])
     box = inpcrd.boxVectors
     if box is not None:
@@ -117,7 +118,7 @@ def _read_pdb(path):
     try:
         return app.PDBFile(path)
     except Exception as error:
-        raise ConfigError(f"cannot read the PDB file '{path}': {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the PDB file '{path}': {oneLine(error)}") from None
 
 
 def _pdb_forcefield(config):
@@ -125,7 +126,7 @@ def _pdb_forcefield(config):
     try:
         forcefield = app.ForceField(*config["forcefield"])
     except Exception as error:
-        raise ConfigError(f"cannot load the force field {config['forcefield']}: {_first_line(error)} "
+        raise ConfigError(f"cannot load the force field {config['forcefield']}: {oneLine(error)} "
                           "(give files that exist or names OpenMM ships, e.g. amber14-all.xml)") from None
     box = pdb.topology.getPeriodicBoxVectors()
     kwargs = dict(nonbondedMethod=app.PME if box is not None else app.NoCutoff, constraints=_constraints(config))
@@ -134,7 +135,7 @@ def _pdb_forcefield(config):
     try:
         system = forcefield.createSystem(pdb.topology, **kwargs)
     except Exception as error:
-        raise ConfigError(f"the force field does not cover '{os.path.basename(config['pdb'])}': {_first_line(error)}") \
+        raise ConfigError(f"the force field does not cover '{os.path.basename(config['pdb'])}': {oneLine(error)}") \
             from None
     return Inputs(pdb.topology, system, pdb.positions, box, None,
                   f"{os.path.basename(config['pdb'])} + {', '.join(os.path.basename(f) for f in config['forcefield'])}")
@@ -148,7 +149,7 @@ def _serialized(config):
         with open(config["system"]) as f:
             system = openmm.XmlSerializer.deserialize(f.read())
     except Exception as error:
-        raise ConfigError(f"cannot read the serialized System '{config['system']}': {_first_line(error)}") from None
+        raise ConfigError(f"cannot read the serialized System '{config['system']}': {oneLine(error)}") from None
     if not isinstance(system, openmm.System):
         raise ConfigError(f"'{config['system']}' holds a {type(system).__name__}, not a System")
     state = _read_state(config["state"])
@@ -185,7 +186,7 @@ def _sdf(config):
     try:
         molecule = Molecule.from_file(config["sdf"], allow_undefined_stereo=True)
     except Exception as error:
-        raise ConfigError(f"openff-toolkit cannot read '{config['sdf']}': {_first_line(error)}") from None
+        raise ConfigError(f"openff-toolkit cannot read '{config['sdf']}': {oneLine(error)}") from None
     if isinstance(molecule, list):
         raise ConfigError(f"'{config['sdf']}' holds {len(molecule)} molecules; give one ligand")
     if not molecule.conformers:
@@ -195,7 +196,7 @@ def _sdf(config):
         offTopology = molecule.to_topology()
         system = forcefield.create_openmm_system(offTopology)
     except Exception as error:
-        raise ConfigError(f"SMIRNOFF '{config['smirnoff']}' cannot parametrize the ligand: {_first_line(error)}") \
+        raise ConfigError(f"SMIRNOFF '{config['smirnoff']}' cannot parametrize the ligand: {oneLine(error)}") \
             from None
     topology = offTopology.to_openmm()
     coordinates = molecule.conformers[0].m_as("nanometer")

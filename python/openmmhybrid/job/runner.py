@@ -2,16 +2,14 @@
 import json
 import math
 import os
-import sys
 import time
 
-import numpy as np
 import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from .config import ConfigError, SETTINGS
-from .inputs import readInputs, selectRegion
+from .config import _BY_NAME, ConfigError, SETTINGS
+from .inputs import oneLine as _one_line, readInputs, selectRegion
 from .reporting import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
@@ -25,10 +23,6 @@ RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output"}
 
 FILES = {"trajectory": "trajectory.dcd", "energies": "energies.csv", "checkpoint": "checkpoint.chk",
          "structure": "start.pdb", "settings": "run.json", "final": "final_state.xml", "report": "report.md"}
-
-
-def _one_line(error):
-    return " ".join((str(error).strip() or type(error).__name__).split())
 
 
 class Job:
@@ -172,10 +166,10 @@ def _check_resume(config, out):
 
 
 def _comparable(name, value):
-    kinds = {s.name: s.kind for s in SETTINGS}
-    if kinds.get(name) == "path" and isinstance(value, str):
+    kind = _BY_NAME[name].kind if name in _BY_NAME else None
+    if kind == "path" and isinstance(value, str):
         return os.path.basename(value)
-    if kinds.get(name) == "paths" and isinstance(value, list):
+    if kind == "paths" and isinstance(value, list):
         return [os.path.basename(v) for v in value]
     if name == "model" and isinstance(value, str):
         return os.path.basename(value)
@@ -222,8 +216,8 @@ def _fit_atoms(topology, mlAtoms):
     region = set(mlAtoms)
     ca = [a.index for a in topology.atoms() if a.name == "CA" and a.element is not None
           and a.element.symbol == "C" and a.index not in region]
-    heavy = [a for a in mlAtoms if list(topology.atoms())[a].element is None
-             or list(topology.atoms())[a].element.symbol != "H"] or list(mlAtoms)
+    atoms = list(topology.atoms())
+    heavy = [a for a in mlAtoms if atoms[a].element is None or atoms[a].element.symbol != "H"] or list(mlAtoms)
     return (ca if len(ca) >= 3 else heavy), heavy
 
 
