@@ -1,0 +1,525 @@
+#include "CudaMLForceKernel.h"
+#include "openmmhybrid/internal/TorchModel.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/common/ComputeForceInfo.h"
+#include "openmm/common/ContextSelector.h"
+#include "openmm/internal/ContextImpl.h"
+#include <c10/cuda/CUDAGuard.h>
+#include <torch/autograd.h>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+
+using namespace OpenMMHybrid;
+using namespace OpenMM;
+using namespace std;
+
+namespace {
+
+string firstLine(const string& s) {
+    size_t end = s.find('\n');
+    return end == string::npos ? s : s.substr(0, end);
+}
+
+void check(cudaError_t result, const char* what) {
+    if (result != cudaSuccess)
+        throw OpenMMException(string("MLForce (CUDA): ") + what + " failed: " + cudaGetErrorString(result));
+}
+
+// Tells OpenMM which particles it may treat as interchangeable when it reorders atoms: an ML atom
+// is identical only to itself (its slot in the region), so no reordering can swap it with another.
+class MLForceInfo : public ComputeForceInfo {
+public:
+    MLForceInfo(int numParticles, const vector<int>& atoms) : slot(numParticles, -1) {
+        for (int i = 0; i < (int) atoms.size(); i++)
+            slot[atoms[i]] = i;
+    }
+    bool areParticlesIdentical(int particle1, int particle2) {
+        return slot[particle1] == slot[particle2];
+    }
+private:
+    vector<int> slot;
+};
+
+class ReorderListener : public ComputeContext::ReorderListener {
+public:
+    ReorderListener(CudaCalcMLForceKernel& owner) : owner(owner) {
+    }
+    void execute() {
+        owner.atomsReordered();
+    }
+private:
+    CudaCalcMLForceKernel& owner;
+};
+
+} // namespace
+
+CudaCalcMLForceKernel::CudaCalcMLForceKernel(string name, const Platform& platform, CudaContext& cu) : CalcMLForceKernel(name, platform), cu(cu) {
+}
+
+CudaCalcMLForceKernel::~CudaCalcMLForceKernel() {
+    graph.reset();
+    if (status != nullptr)
+        cudaFreeHost(status);
+    if (hostEnergy != nullptr)
+        cudaFreeHost(hostEnergy);
+    if (torchDone != nullptr)
+        cudaEventDestroy(torchDone);
+    if (openmmReady != nullptr) {
+        ContextSelector selector(cu);
+        cudaEventDestroy(openmmReady);
+    }
+}
+
+void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
+    if (cu.getPlatformData().contexts.size() > 1)
+        throw OpenMMException("MLForce: the CUDA platform with several devices (DeviceIndex with a comma) is not supported; use one device.");
+    deviceIndex = cu.getDeviceIndex();
+    torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
+    module = TorchModel::load(force.getModelData(), force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'");
+    try {
+        module.to(device);
+    }
+    catch (const std::exception& e) {
+        throw OpenMMException("MLForce: could not move the model to CUDA device " + to_string(deviceIndex) + ": " + firstLine(e.what()) +
+                              " (is the installed torch built with CUDA?)");
+    }
+    atoms = force.getAtoms();
+    numParticles = system.getNumParticles();
+    periodic = force.usesPeriodicBoundaryConditions();
+    outputsForces = force.getOutputsForces();
+    useDouble = force.getUsesDoublePrecision();
+    torch::TensorOptions options = torch::TensorOptions().device(device).dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
+    torch::TensorOptions ints = torch::TensorOptions().device(device).dtype(torch::kInt32);
+    torch::TensorOptions doubles = torch::TensorOptions().device(device).dtype(torch::kFloat64);
+    int numAtoms = atoms.size();
+    vector<string> inputNames = {"positions"};
+    positions = torch::zeros({numAtoms, 3}, options.requires_grad(!outputsForces));
+    inputs = {positions};
+    if (periodic) {
+        box = torch::zeros({3, 3}, options);
+        inputs.push_back(box);
+        inputNames.push_back("box");
+    }
+    atomsDevice = torch::tensor(atoms, torch::TensorOptions().dtype(torch::kInt32)).to(device);
+    sortedIndexOf = torch::zeros({numParticles}, ints);
+    boxDevice = torch::zeros({9}, doubles);
+
+    embedding = force.usesEmbedding();
+    capacity = 0;
+    if (embedding) {
+        cutoff = force.getEmbeddingCutoff();
+        requestedCapacity = force.getEmbeddingCapacity();
+        const vector<double>& charges = force.getEmbeddingCharges();
+        vector<bool> isML(numParticles, false);
+        for (int a : atoms)
+            isML[a] = true;
+        candidates.clear();
+        vector<double> candidateQ;
+        for (int i = 0; i < numParticles; i++)
+            if (!isML[i] && charges[i] != 0.0) {
+                candidates.push_back(i);
+                candidateQ.push_back(charges[i]);
+            }
+        candidatesDevice = torch::tensor(candidates.empty() ? vector<int>{0} : candidates, torch::TensorOptions().dtype(torch::kInt32)).to(device);
+        candidateCharges = torch::tensor(candidateQ.empty() ? vector<double>{0.0} : candidateQ, torch::TensorOptions().dtype(torch::kFloat64)).to(device);
+        regionDevice = torch::zeros({numAtoms, 3}, doubles);
+        bounds = torch::zeros({4}, doubles);
+        envCount = torch::zeros({1}, ints);
+        scratch = torch::empty({(int64_t) cudakernels::environmentScratchBytes(candidates.size())},
+                               torch::TensorOptions().device(device).dtype(torch::kUInt8));
+        mmInput = inputs.size();
+        for (const char* name : {"mm_positions", "mm_charges", "mm_mask"}) {
+            inputs.push_back(torch::Tensor());
+            inputNames.push_back(name);
+        }
+    }
+    parameters.clear();
+    parameterNames.clear();
+    derivativeIndex.clear();
+    for (int i = 0; i < force.getNumGlobalParameters(); i++) {
+        parameterNames.push_back(force.getGlobalParameterName(i));
+        parameters.push_back(torch::zeros({}, options));
+        inputs.push_back(parameters.back());
+        inputNames.push_back(parameterNames.back());
+    }
+    lastParameterValues.assign(parameters.size(), NAN);
+    for (int i = 0; i < force.getNumEnergyParameterDerivatives(); i++) {
+        const string& name = force.getEnergyParameterDerivativeName(i);
+        for (int j = 0; j < (int) parameterNames.size(); j++)
+            if (parameterNames[j] == name) {
+                derivativeIndex.push_back(j);
+                parameters[j].requires_grad_(true);
+                cu.addEnergyParameterDerivative(name);
+            }
+    }
+    if (derivativeIndex.size() > 8)
+        throw OpenMMException("MLForce: the CUDA platform supports at most 8 energy parameter derivatives per MLForce.");
+    TorchModel::checkSignature(module, inputNames);
+
+    map<string, string> properties = force.getProperties();
+    useGraphs = properties.count("useCUDAGraphs") && properties["useCUDAGraphs"] == "true";
+    if (properties.count("CUDAGraphWarmupSteps"))
+        warmupSteps = stoi(properties["CUDAGraphWarmupSteps"]);
+    cu.addForce(new MLForceInfo(numParticles, atoms));
+    cu.addReorderListener(new ReorderListener(*this));
+}
+
+void CudaCalcMLForceKernel::allocateEnvironment(int newCapacity) {
+    torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
+    torch::TensorOptions options = torch::TensorOptions().device(device).dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
+    capacity = newCapacity;
+    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(true));
+    mmCharges = torch::zeros({capacity}, options);
+    mmMask = torch::zeros({capacity}, torch::TensorOptions().device(device).dtype(torch::kBool));
+    envSorted = torch::full({capacity}, -1, torch::TensorOptions().device(device).dtype(torch::kInt32));
+    inputs[mmInput] = mmPositions;
+    inputs[mmInput + 1] = mmCharges;
+    inputs[mmInput + 2] = mmMask;
+}
+
+cudakernels::PositionArrays CudaCalcMLForceKernel::positionArrays() {
+    cudakernels::PositionArrays p;
+    p.posq = reinterpret_cast<const void*>(cu.getPosq().getDevicePointer());
+    p.posqCorrection = cu.getUseMixedPrecision() ? reinterpret_cast<const float4*>(cu.getPosqCorrection().getDevicePointer()) : nullptr;
+    p.doublePosq = cu.getUseDoublePrecision();
+    return p;
+}
+
+void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
+    check(cudaSetDevice(deviceIndex), "selecting the device");
+    stream = c10::cuda::getStreamFromPool(false, (c10::DeviceIndex) deviceIndex);
+    check(cudaEventCreateWithFlags(&torchDone, cudaEventDisableTiming), "creating an event");
+    check(cudaHostAlloc((void**) &status, sizeof(cudakernels::DeviceStatus), cudaHostAllocMapped | cudaHostAllocPortable),
+          "allocating the status flags");
+    memset(status, 0, sizeof(cudakernels::DeviceStatus));
+    check(cudaHostAlloc((void**) &hostEnergy, sizeof(double), cudaHostAllocPortable), "allocating the energy read-back buffer");
+    {
+        ContextSelector selector(cu);
+        check(cudaEventCreateWithFlags(&openmmReady, cudaEventDisableTiming), "creating an event in OpenMM's context");
+    }
+    // Where the requested derivatives sit in OpenMM's energy-derivative buffer.
+    derivativeBufferIndex.clear();
+    const vector<string>& names = cu.getEnergyParamDerivNames();
+    for (int j : derivativeIndex)
+        derivativeBufferIndex.push_back(find(names.begin(), names.end(), parameterNames[j]) - names.begin());
+    setUpDone = true;
+
+    if (embedding) {
+        // Size the environment arrays from the current environment (the only synchronous step).
+        check(cudaSetDevice(deviceIndex), "selecting the device");
+        c10::cuda::CUDAStreamGuard guard(*stream);
+        cudaStream_t s = stream->stream();
+        {
+            ContextSelector selector(cu);
+            check(cudaEventRecord(openmmReady, cu.getCurrentStream()), "recording an event");
+        }
+        check(cudaStreamWaitEvent(s, openmmReady, 0), "waiting for OpenMM");
+        cudakernels::invertAtomIndex(reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(),
+                                     sortedIndexOf.data_ptr<int>(), s);
+        indexDirty = false;
+        updateValues(context, s);
+        cudakernels::DeviceStatus* statusDevice;
+        check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
+        cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
+                                  boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
+                                  regionDevice.data_ptr<double>(), bounds.data_ptr<double>(), cutoff, statusDevice, s);
+        int count = 0;
+        {
+            // capacity 0: only counts
+            cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
+                                         candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(), atoms.size(),
+                                         bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, 0, nullptr, nullptr, nullptr,
+                                         useDouble, nullptr, envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s);
+            check(cudaMemcpyAsync(hostEnergy, envCount.data_ptr<int>(), sizeof(int), cudaMemcpyDeviceToHost, s), "reading the environment size");
+            check(cudaStreamSynchronize(s), "sizing the environment");
+            memcpy(&count, hostEnergy, sizeof(int));
+        }
+        status->environmentCount = 0;  // counting with capacity 0 always "overflows"
+        checkStatus();
+        // The arrays cannot grow inside a captured graph: 50% headroom, rounded up to 128.
+        int automatic = ((count + count / 2 + 64 + 127) / 128) * 128;
+        allocateEnvironment(requestedCapacity >= count ? max(requestedCapacity, 1) : automatic);
+    }
+    gradInputs.clear();
+    if (!outputsForces)
+        gradInputs.push_back(positions);
+    if (embedding)
+        gradInputs.push_back(mmPositions);
+    for (int j : derivativeIndex)
+        gradInputs.push_back(parameters[j]);
+}
+
+void CudaCalcMLForceKernel::updateValues(ContextImpl& context, cudaStream_t s) {
+    cudakernels::ValueWrites writes;
+    auto add = [&](void* target, double value, bool isDouble) {
+        if (writes.count == 16) {
+            cudakernels::writeValues(writes, s);
+            writes.count = 0;
+        }
+        writes.target[writes.count] = target;
+        writes.value[writes.count] = value;
+        writes.isDouble[writes.count] = isDouble;
+        writes.count++;
+    };
+    if (periodic) {
+        Vec3 a, b, c;
+        cu.getPeriodicBoxVectors(a, b, c);
+        double v[9] = {a[0], a[1], a[2], b[0], b[1], b[2], c[0], c[1], c[2]};
+        if (!boxKnown || memcmp(v, lastBox, sizeof(v)) != 0) {
+            for (int k = 0; k < 9; k++)
+                add(boxDevice.data_ptr<double>() + k, v[k], true);
+            memcpy(lastBox, v, sizeof(v));
+            boxKnown = true;
+        }
+    }
+    for (int i = 0; i < (int) parameters.size(); i++) {
+        double value = context.getParameter(parameterNames[i]);
+        if (!(value == lastParameterValues[i])) {
+            add(parameters[i].data_ptr(), value, useDouble);
+            lastParameterValues[i] = value;
+        }
+    }
+    if (writes.count > 0)
+        cudakernels::writeValues(writes, s);
+}
+
+void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s) {
+    cudakernels::DeviceStatus* statusDevice;
+    check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
+    cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
+                              boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
+                              embedding ? regionDevice.data_ptr<double>() : nullptr, embedding ? bounds.data_ptr<double>() : nullptr, cutoff,
+                              statusDevice, s);
+    if (embedding)
+        cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
+                                     candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(), atoms.size(),
+                                     bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, capacity, mmPositions.data_ptr(),
+                                     mmCharges.data_ptr(), mmMask.data_ptr<bool>(), useDouble, envSorted.data_ptr<int>(),
+                                     envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s);
+    torch::jit::IValue output;
+    try {
+        output = module.forward(inputs);
+    }
+    catch (const std::exception& e) {
+        throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
+                              (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
+    }
+    torch::Tensor energy, modelForces;
+    if (outputsForces) {
+        if (!output.isTuple() || output.toTupleRef().elements().size() != 2 || !output.toTupleRef().elements()[0].isTensor() ||
+                !output.toTupleRef().elements()[1].isTensor())
+            throw OpenMMException("MLForce: setOutputsForces(True) is set, so the model must return a tuple (energy, forces) of two "
+                                  "tensors, but it returned " + output.tagKind() + ". Return both, or call setOutputsForces(False).");
+        energy = output.toTupleRef().elements()[0].toTensor();
+        modelForces = output.toTupleRef().elements()[1].toTensor();
+        if (modelForces.dim() != 2 || modelForces.size(0) != (int64_t) atoms.size() || modelForces.size(1) != 3 || !modelForces.is_floating_point())
+            throw OpenMMException("MLForce: the forces the model returned have shape " + c10::str(modelForces.sizes()) + " and dtype " +
+                                  string(c10::toString(modelForces.scalar_type())) + "; expected a floating point tensor of shape [" +
+                                  to_string(atoms.size()) + ", 3] (kJ/mol/nm).");
+    }
+    else {
+        if (!output.isTensor())
+            throw OpenMMException("MLForce: the model must return the energy as a tensor, but it returned " + output.tagKind() +
+                                  (output.isTuple() ? ". If it returns (energy, forces), call setOutputsForces(True)." : "."));
+        energy = output.toTensor();
+    }
+    if (energy.numel() != 1 || !energy.is_floating_point())
+        throw OpenMMException("MLForce: the model must return a single floating point energy (kJ/mol), but it returned a tensor of shape " +
+                              c10::str(energy.sizes()) + " and dtype " + string(c10::toString(energy.scalar_type())) +
+                              ". Sum per-atom energies inside the model.");
+    if (!energy.is_cuda())
+        throw OpenMMException("MLForce: the model returned its energy on the CPU; on the CUDA platform it must stay on the device of its inputs.");
+    torch::Tensor scalar = energy.dim() == 0 ? energy : energy.sum();
+    energyOut = scalar.detach().to(torch::kFloat64).contiguous();
+    keep.clear();
+    cudakernels::DerivativeAdds derivs;
+    if (includeForces) {
+        long long* force = reinterpret_cast<long long*>(cu.getForce().getDevicePointer());
+        int padded = cu.getPaddedNumAtoms();
+        vector<torch::Tensor> grads(gradInputs.size());
+        if (!gradInputs.empty() && scalar.requires_grad()) {
+            try {
+                grads = torch::autograd::grad({scalar}, gradInputs, {}, false, false, true);
+            }
+            catch (const std::exception& e) {
+                throw OpenMMException(string("MLForce: computing the gradient of the model's energy failed: ") + firstLine(e.what()));
+            }
+        }
+        int next = 0;
+        if (!outputsForces) {
+            torch::Tensor g = grads[next++];
+            if (g.defined()) {
+                g = g.contiguous();
+                keep.push_back(g);
+                cudakernels::scatterRegionForces(g.data_ptr(), g.scalar_type() == torch::kFloat64, -1.0, sortedIndexOf.data_ptr<int>(),
+                                                 atomsDevice.data_ptr<int>(), atoms.size(), force, padded, statusDevice, s);
+            }
+        }
+        if (embedding) {
+            torch::Tensor g = grads[next++];
+            if (g.defined()) {
+                g = g.contiguous();
+                keep.push_back(g);
+                cudakernels::scatterEnvironmentForces(g.data_ptr(), g.scalar_type() == torch::kFloat64, envSorted.data_ptr<int>(),
+                                                      envCount.data_ptr<int>(), capacity,
+                                                      reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), force, padded,
+                                                      statusDevice, s);
+            }
+        }
+        if (outputsForces) {
+            torch::Tensor f = modelForces.detach();
+            if (f.scalar_type() != torch::kFloat64 && f.scalar_type() != torch::kFloat32)
+                f = f.to(torch::kFloat64);
+            f = f.contiguous();
+            keep.push_back(f);
+            cudakernels::scatterRegionForces(f.data_ptr(), f.scalar_type() == torch::kFloat64, 1.0, sortedIndexOf.data_ptr<int>(),
+                                             atomsDevice.data_ptr<int>(), atoms.size(), force, padded, statusDevice, s);
+        }
+        for (int d = 0; d < (int) derivativeIndex.size(); d++) {
+            torch::Tensor g = grads[next++];
+            if (!g.defined())
+                continue;
+            g = g.detach().to(torch::kFloat64).contiguous();
+            keep.push_back(g);
+            derivs.value[derivs.count] = g.data_ptr();
+            derivs.index[derivs.count] = derivativeBufferIndex[d];
+            derivs.count++;
+        }
+    }
+    bool derivDouble = cu.getUseDoublePrecision() || cu.getUseMixedPrecision();
+    void* derivBuffer = derivs.count > 0 ? reinterpret_cast<void*>(cu.getEnergyParamDerivBuffer().getDevicePointer()) : nullptr;
+    cudakernels::finishEvaluation(energyOut.data_ptr(), true, derivs, true, derivBuffer, derivDouble, statusDevice, s);
+}
+
+bool CudaCalcMLForceKernel::captureGraph(cudaStream_t s) {
+    graph = std::make_unique<at::cuda::CUDAGraph>();
+    try {
+        graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+        try {
+            enqueueEvaluation(true, s);
+        }
+        catch (...) {
+            try {
+                graph->capture_end();
+            }
+            catch (...) {
+            }
+            throw;
+        }
+        graph->capture_end();
+        return true;
+    }
+    catch (const std::exception& e) {
+        // Leave the stream out of capture mode, whatever state the failure left it in.
+        cudaStreamCaptureStatus captureStatus;
+        if (cudaStreamIsCapturing(s, &captureStatus) == cudaSuccess && captureStatus != cudaStreamCaptureStatusNone) {
+            cudaGraph_t partial = nullptr;
+            cudaStreamEndCapture(s, &partial);
+            if (partial != nullptr)
+                cudaGraphDestroy(partial);
+        }
+        cudaGetLastError();
+        graph.reset();
+        cerr << "openmm-hybrid: MLForce: the model could not be captured in a CUDA graph (" << firstLine(e.what())
+             << "); it is evaluated without graphs. Models with data-dependent shapes or host synchronization (.item(), "
+                ".nonzero(), torchani's own ANI) cannot be captured; set the property useCUDAGraphs to false to silence this."
+             << endl;
+        return false;
+    }
+}
+
+double CudaCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, bool includeEnergy) {
+    if (!setUpDone)
+        setUp(context);
+    checkStatus();
+    check(cudaSetDevice(deviceIndex), "selecting the device");
+    c10::cuda::CUDAStreamGuard guard(*stream);
+    cudaStream_t s = stream->stream();
+    {
+        ContextSelector selector(cu);
+        check(cudaEventRecord(openmmReady, cu.getCurrentStream()), "recording an event on OpenMM's stream");
+    }
+    check(cudaStreamWaitEvent(s, openmmReady, 0), "ordering the model after OpenMM");
+    if (indexDirty) {
+        cudakernels::invertAtomIndex(reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(),
+                                     sortedIndexOf.data_ptr<int>(), s);
+        indexDirty = false;
+    }
+    updateValues(context, s);
+    evaluations++;
+    bool replayed = false;
+    if (useGraphs && evaluations > warmupSteps) {
+        if (!graph)
+            useGraphs = captureGraph(s);
+        if (graph) {
+            graph->replay();
+            replayed = true;
+        }
+    }
+    if (!replayed)
+        enqueueEvaluation(includeForces, s);
+    if (includeEnergy)
+        check(cudaMemcpyAsync(hostEnergy, energyOut.data_ptr<double>(), sizeof(double), cudaMemcpyDeviceToHost, s), "reading the energy");
+    check(cudaEventRecord(torchDone, s), "recording an event on torch's stream");
+    {
+        ContextSelector selector(cu);
+        check(cudaStreamWaitEvent(cu.getCurrentStream(), torchDone, 0), "ordering OpenMM after the model");
+    }
+    if (!includeEnergy)
+        return 0.0;
+    check(cudaEventSynchronize(torchDone), "waiting for the energy");
+    checkStatus();
+    double energy = *hostEnergy;
+    if (!std::isfinite(energy))
+        throw OpenMMException("MLForce: the model returned a non-finite energy (" + to_string(energy) +
+                              "). Check the positions of the ML region (overlapping atoms, an exploded simulation) and that the model covers its elements.");
+    return energy;
+}
+
+void CudaCalcMLForceKernel::checkStatus() {
+    if (status == nullptr)
+        return;
+    volatile cudakernels::DeviceStatus* flags = status;
+    string message;
+    if (flags->nonFiniteEnergy)
+        message = "MLForce: the model returned a non-finite energy at an evaluation since the last check. Check the positions of the ML "
+                  "region (overlapping atoms, an exploded simulation) and that the model covers its elements.";
+    else if (flags->nonFiniteForce) {
+        int i = flags->nonFiniteForce - 1;
+        message = "MLForce: the model gave a non-finite force on ML atom " + to_string(i) + " (particle " + to_string(atoms[i]) +
+                  "). Check the positions of the ML region (overlapping atoms?) and the model.";
+    }
+    else if (flags->nonFiniteEnvForce)
+        message = "MLForce: the model gave a non-finite force on environment atom " + to_string(flags->nonFiniteEnvForce - 1) +
+                  ". Check the embedding model (a 1/r at r = 0?) and the positions.";
+    else if (flags->boxTooSmall) {
+        char text[600];
+        snprintf(text, sizeof(text),
+                 "MLForce: electrostatic embedding needs 2 x cutoff + the extent of the ML region (2 x %.3f + %.3f nm) to be smaller "
+                 "than the shortest box width, so that each MM atom has only one image within the cutoff of the region. Use a smaller "
+                 "embedding cutoff, a smaller ML region or a larger box.", cutoff, (double) flags->regionDiameter);
+        message = text;
+    }
+    else if (flags->environmentCount)
+        message = "MLForce: the embedding environment grew to " + to_string(flags->environmentCount) + " atoms, more than its capacity of " +
+                  to_string(capacity) + " on the CUDA platform, where the arrays cannot grow during a simulation; the model saw only the first " +
+                  to_string(capacity) + " since. Call setEmbeddingCapacity(" + to_string(flags->environmentCount + flags->environmentCount / 4) +
+                  ") (or more) on the force and restart from a state saved before this point.";
+    if (message.empty())
+        return;
+    memset(status, 0, sizeof(cudakernels::DeviceStatus));
+    throw OpenMMException(message);
+}
+
+int CudaCalcMLForceKernel::getNumEnvironmentAtoms() const {
+    if (!setUpDone || !embedding)
+        return 0;
+    check(cudaSetDevice(deviceIndex), "selecting the device");
+    int count = 0;
+    int* pinned = reinterpret_cast<int*>(hostEnergy);
+    check(cudaMemcpyAsync(pinned, envCount.data_ptr<int>(), sizeof(int), cudaMemcpyDeviceToHost, stream->stream()), "reading the environment size");
+    check(cudaStreamSynchronize(stream->stream()), "reading the environment size");
+    count = *pinned;
+    return count;
+}

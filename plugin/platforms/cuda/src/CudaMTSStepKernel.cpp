@@ -1,0 +1,147 @@
+#include "CudaMTSStepKernel.h"
+#include "HybridCudaKernels.h"
+#include "openmm/OpenMMException.h"
+#include "openmm/common/ContextSelector.h"
+#include "openmm/cuda/CudaIntegrationUtilities.h"
+#include "openmm/internal/ContextImpl.h"
+#include "openmm/internal/OSRngSeed.h"
+#include "openmm/reference/SimTKOpenMMRealType.h"
+#include <cmath>
+#include <istream>
+#include <ostream>
+
+using namespace OpenMMHybrid;
+using namespace OpenMM;
+using namespace std;
+
+namespace {
+const uint32_t checkpointVersion = 1;  // the same layout as the Reference kernel's
+}
+
+void CudaIntegrateMTSStepKernel::initialize(const System& system, const MultipleTimeStepIntegrator& integrator) {
+    ContextSelector selector(cu);
+    int numParticles = system.getNumParticles();
+    levelForces.clear();
+    for (int k = 0; k < (int) integrator.getLevels().size(); k++)
+        levelForces.push_back(make_unique<CudaArray>(cu, 3 * (size_t) max(numParticles, 1), (int) sizeof(double), "mtsLevelForces"));
+    hasConstraints = system.getNumConstraints() > 0;
+    if (hasConstraints)
+        unconstrained.initialize(cu, 3 * (size_t) cu.getPaddedNumAtoms(), sizeof(double), "mtsUnconstrained");
+    int requested = integrator.getThermostat().randomSeed;
+    seed = (uint32_t) (requested != 0 ? requested : osrngseed());
+    noiseIndex = 0;
+}
+
+void CudaIntegrateMTSStepKernel::computeLevelForces(ContextImpl& context, int level, int groupMask) {
+    context.calcForcesAndEnergy(true, false, groupMask);
+    ContextSelector selector(cu);
+    cudakernels::saveLevelForces(reinterpret_cast<const long long*>(cu.getForce().getDevicePointer()), cu.getPaddedNumAtoms(),
+                                 reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(),
+                                 reinterpret_cast<double*>(levelForces[level]->getDevicePointer()), cu.getCurrentStream());
+}
+
+void CudaIntegrateMTSStepKernel::kick(const vector<double>& coefficients) {
+    cudakernels::KickTerms terms;
+    for (int k = 0; k < (int) coefficients.size(); k++)
+        if (coefficients[k] != 0.0) {
+            terms.forces[terms.count] = reinterpret_cast<const double*>(levelForces[k]->getDevicePointer());
+            terms.coefficient[terms.count] = coefficients[k];
+            terms.count++;
+        }
+    bool doubleVelm = cu.getUseDoublePrecision() || cu.getUseMixedPrecision();
+    cudakernels::kick(reinterpret_cast<void*>(cu.getVelm().getDevicePointer()), doubleVelm,
+                      reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(), terms, cu.getCurrentStream());
+}
+
+void CudaIntegrateMTSStepKernel::innerStep(double dt, const MTSThermostat& thermostat, double tolerance) {
+    CudaIntegrationUtilities& integration = cu.getIntegrationUtilities();
+    bool doubleVelm = cu.getUseDoublePrecision() || cu.getUseMixedPrecision();
+    cudakernels::InnerStepParams params;
+    params.dt = dt;
+    params.thermostat = thermostat.enabled;
+    params.a = exp(-thermostat.friction * dt);
+    params.b = sqrt(1.0 - params.a * params.a);
+    params.kT = BOLTZ * thermostat.temperature;
+    params.seed = seed;
+    params.noiseIndex = thermostat.enabled ? noiseIndex++ : 0;
+    double* saved = hasConstraints ? reinterpret_cast<double*>(unconstrained.getDevicePointer()) : nullptr;
+    void* posDelta = reinterpret_cast<void*>(integration.getPosDelta().getDevicePointer());
+    cudakernels::innerStepDisplace(reinterpret_cast<void*>(cu.getVelm().getDevicePointer()), doubleVelm, posDelta,
+                                   reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(), params, saved,
+                                   cu.getCurrentStream());
+    if (hasConstraints)
+        integration.applyConstraints(tolerance);
+    float4* correction = cu.getUseMixedPrecision() ? reinterpret_cast<float4*>(cu.getPosqCorrection().getDevicePointer()) : nullptr;
+    cudakernels::innerStepMove(reinterpret_cast<void*>(cu.getPosq().getDevicePointer()), correction, cu.getUseDoublePrecision(),
+                               reinterpret_cast<void*>(cu.getVelm().getDevicePointer()), doubleVelm, posDelta, cu.getNumAtoms(), dt, saved,
+                               cu.getCurrentStream());
+    if (hasConstraints)
+        integration.applyVelocityConstraints(tolerance);
+    integration.computeVirtualSites();
+}
+
+void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
+    const vector<MTSLevel>& levels = integrator.getLevels();
+    int numLevels = (int) levels.size();
+    int innerSubsteps = levels.back().substeps;
+    double dt = integrator.getStepSize();
+    double innerDt = dt / innerSubsteps;
+    double tolerance = integrator.getConstraintTolerance();
+    MTSThermostat thermostat = integrator.getThermostat();
+
+    // The same sequence as ReferenceIntegrateMTSStepKernel::execute.
+    vector<double> coefficients(numLevels);
+    for (int k = 0; k < numLevels; k++) {
+        if (!forcesValid)
+            computeLevelForces(context, k, levels[k].groupMask);
+        coefficients[k] = 0.5 * dt / levels[k].substeps;
+    }
+    {
+        ContextSelector selector(cu);
+        kick(coefficients);
+    }
+    for (int j = 1; j <= innerSubsteps; j++) {
+        {
+            ContextSelector selector(cu);
+            innerStep(innerDt, thermostat, tolerance);
+        }
+        bool last = (j == innerSubsteps);
+        for (int k = 0; k < numLevels; k++) {
+            coefficients[k] = 0.0;
+            if (j % (innerSubsteps / levels[k].substeps) == 0) {
+                computeLevelForces(context, k, levels[k].groupMask);
+                coefficients[k] = (last ? 0.5 : 1.0) * dt / levels[k].substeps;
+            }
+        }
+        ContextSelector selector(cu);
+        kick(coefficients);
+    }
+    ContextSelector selector(cu);
+    if (hasConstraints)
+        cu.getIntegrationUtilities().applyVelocityConstraints(tolerance);
+    cu.setTime(cu.getTime() + dt);
+    cu.setStepCount(cu.getStepCount() + 1);
+    // Level forces are stored per particle, so reordering here cannot invalidate them.
+    cu.reorderAtoms();
+}
+
+double CudaIntegrateMTSStepKernel::computeKineticEnergy(ContextImpl& context, const MultipleTimeStepIntegrator& integrator) {
+    ContextSelector selector(cu);
+    return cu.getIntegrationUtilities().computeKineticEnergy(0.0);
+}
+
+void CudaIntegrateMTSStepKernel::createCheckpoint(ContextImpl& context, ostream& stream) const {
+    stream.write((const char*) &checkpointVersion, sizeof(checkpointVersion));
+    stream.write((const char*) &seed, sizeof(seed));
+    stream.write((const char*) &noiseIndex, sizeof(noiseIndex));
+}
+
+void CudaIntegrateMTSStepKernel::loadCheckpoint(ContextImpl& context, istream& stream) {
+    uint32_t version = 0;
+    stream.read((char*) &version, sizeof(version));
+    if (!stream || version != checkpointVersion)
+        throw OpenMMException("MTS integrator: the checkpoint holds no MTS integrator state this version can read "
+                              "(it was written by another integrator or another version of openmm-hybrid).");
+    stream.read((char*) &seed, sizeof(seed));
+    stream.read((char*) &noiseIndex, sizeof(noiseIndex));
+}
