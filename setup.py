@@ -6,6 +6,8 @@ installed in this Python environment (the plugin is ABI-bound to both).  Environ
     OPENMMHYBRID_BUILD_DIR    reuse this CMake build folder (incremental builds; `make` uses build/)
     OPENMMHYBRID_BUILD_TESTS  ON to also build the C++ tests there (`make test` does)
     OPENMMHYBRID_JOBS         parallel compile jobs (default: number of CPUs, at most 4)
+    OPENMMHYBRID_BUILD_CUDA   AUTO (default: when nvcc and libOpenMMCUDA.so are found), ON or OFF
+    CMAKE_CUDA_ARCHITECTURES  GPU architectures to compile for (default 75-real;80-real;86-real;90)
 """
 import json
 import os
@@ -34,6 +36,10 @@ class CMakeBuild(build_ext):
         configure = ["cmake", "-S", str(ROOT), "-B", str(build_dir), f"-DPython_EXECUTABLE={sys.executable}",
                      f"-DCMAKE_INSTALL_PREFIX={package_dir}", f"-DOPENMMHYBRID_BUILD_TESTS={tests}",
                      "-DCMAKE_BUILD_TYPE=Release"]
+        if os.environ.get("OPENMMHYBRID_BUILD_CUDA"):
+            configure.append(f"-DOPENMMHYBRID_BUILD_CUDA={os.environ['OPENMMHYBRID_BUILD_CUDA']}")
+        if os.environ.get("CMAKE_CUDA_ARCHITECTURES"):
+            configure.append(f"-DCMAKE_CUDA_ARCHITECTURES={os.environ['CMAKE_CUDA_ARCHITECTURES']}")
         if not (build_dir / "CMakeCache.txt").exists() and _have("ninja"):
             configure += ["-G", "Ninja"]
         subprocess.check_call(configure)
@@ -41,8 +47,12 @@ class CMakeBuild(build_ext):
         subprocess.check_call(["cmake", "--install", str(build_dir)])
         info = dict(line.split("=", 1) for line in subprocess.check_output(
             [sys.executable, str(ROOT / "python" / "find_dependencies.py")], text=True).splitlines())
+        record = {"openmm": info["OPENMM_VERSION"], "torch": info["TORCH_VERSION"]}
+        cuda_info = build_dir / "cuda_build_info.json"
+        if cuda_info.exists():
+            record["cuda"] = json.loads(cuda_info.read_text())
         with open(package_dir / "build_info.json", "w") as f:
-            json.dump({"openmm": info["OPENMM_VERSION"], "torch": info["TORCH_VERSION"]}, f)
+            json.dump(record, f)
 
 
 def _have(program):

@@ -49,8 +49,8 @@ class ReturnsForces(torch.nn.Module):
 
     def forward(self, positions):
         n = positions.shape[0]
-        idx = torch.arange(n, dtype=positions.dtype).unsqueeze(1)
-        return (positions ** 2).sum(), idx * torch.tensor([1.0, -1.0, 2.0], dtype=positions.dtype)
+        idx = torch.arange(n, dtype=positions.dtype, device=positions.device).unsqueeze(1)
+        return (positions ** 2).sum(), idx * torch.tensor([1.0, -1.0, 2.0], dtype=positions.dtype, device=positions.device)
 
 
 class Constant(torch.nn.Module):

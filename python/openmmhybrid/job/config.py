@@ -101,6 +101,8 @@ SETTINGS = [
     Setting("platform", "platform", "str", "CPU", "OpenMM platform", choices=["Reference", "CPU", "CUDA", "OpenCL"]),
     Setting("precision", "platform", "str", None, "CUDA/OpenCL precision", choices=["single", "mixed", "double"]),
     Setting("threads", "platform", "int", None, "CPU platform threads (default: all cores)", minimum=1, maximum=1024),
+    Setting("cuda_graphs", "platform", "bool", True, "CUDA platform: run the ML force in a CUDA graph (a model that "
+            "cannot be captured falls back with a message)"),
 ]
 
 SECTIONS = ["input", "ml", "dynamics", "output", "platform"]

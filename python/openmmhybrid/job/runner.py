@@ -19,7 +19,7 @@ KJ = unit.kilojoule_per_mole
 
 #: Settings that may differ between a run and its ``--resume``; any other change is refused.
 #: Input files are compared by name, so a moved project folder can be resumed.
-RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output"}
+RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output", "cuda_graphs"}
 
 FILES = {"trajectory": "trajectory.dcd", "energies": "energies.csv", "checkpoint": "checkpoint.chk",
          "structure": "start.pdb", "settings": "run.json", "final": "final_state.xml", "report": "report.md"}
@@ -90,6 +90,7 @@ def prepare(config, log=print):
     for force in system.getForces():
         if MLForce.isinstance(force):
             force.setForceGroup(mlGroup)
+            MLForce.cast(force).setProperty("useCUDAGraphs", "true" if config["cuda_graphs"] else "false")
     if config["pressure"] is not None:
         if not system.usesPeriodicBoundaryConditions():
             raise ConfigError("pressure needs a periodic system (a box); this one has none")

@@ -193,6 +193,7 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
     check(cudaHostAlloc((void**) &status, sizeof(cudakernels::DeviceStatus), cudaHostAllocMapped | cudaHostAllocPortable),
           "allocating the status flags");
     memset(status, 0, sizeof(cudakernels::DeviceStatus));
+    check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
     check(cudaHostAlloc((void**) &hostEnergy, sizeof(double), cudaHostAllocPortable), "allocating the energy read-back buffer");
     {
         ContextSelector selector(cu);
@@ -219,8 +220,6 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
                                      sortedIndexOf.data_ptr<int>(), s);
         indexDirty = false;
         updateValues(context, s);
-        cudakernels::DeviceStatus* statusDevice;
-        check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
         cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
                                   boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
                                   regionDevice.data_ptr<double>(), bounds.data_ptr<double>(), cutoff, statusDevice, s);
@@ -285,8 +284,6 @@ void CudaCalcMLForceKernel::updateValues(ContextImpl& context, cudaStream_t s) {
 }
 
 void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s) {
-    cudakernels::DeviceStatus* statusDevice;
-    check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
     cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
                               boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
                               embedding ? regionDevice.data_ptr<double>() : nullptr, embedding ? bounds.data_ptr<double>() : nullptr, cutoff,

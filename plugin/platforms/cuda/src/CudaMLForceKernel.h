@@ -101,7 +101,8 @@ private:
     bool useGraphs = false;
     int warmupSteps = 3, evaluations = 0;
     std::unique_ptr<at::cuda::CUDAGraph> graph;
-    cudakernels::DeviceStatus* status = nullptr;  // host-mapped
+    cudakernels::DeviceStatus* status = nullptr;        // host-mapped: the host's view
+    cudakernels::DeviceStatus* statusDevice = nullptr;  // the same memory as the device addresses it
     double* hostEnergy = nullptr;                 // pinned
 };
 

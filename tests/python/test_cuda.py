@@ -1,0 +1,375 @@
+"""The CUDA platform plugin on a GPU: CUDA against Reference, graphs on against off, MTS, errors.
+
+Every test here needs an NVIDIA GPU, a CUDA build of torch and OpenMM's CUDA platform (the
+OpenMM-CUDA-13 wheel); elsewhere the whole module is skipped with that reason.  On a GPU machine,
+`.ci/gpu` builds the project against the installed torch and runs this file and the GPU benchmark
+(see docs/gpu.md).
+"""
+import math
+import os
+
+import numpy as np
+import openmm
+import openmm.app as app
+import openmm.unit as unit
+import pytest
+import torch
+
+from conftest import DATA, amber
+from models import PairMLP, PeriodicPairMLP, ScaledPairMLP
+
+import openmmhybrid
+from openmmhybrid import MLForce
+from openmmhybrid.embedding import systemCharges
+
+
+def _cuda_available():
+    names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+    if "CUDA" not in names:
+        return False, "OpenMM has no CUDA platform here (install OpenMM-CUDA-13 and run on an NVIDIA GPU)"
+    if not torch.cuda.is_available():
+        return False, "torch sees no CUDA device (a CPU build of torch, or no NVIDIA GPU)"
+    if not any("OpenMMHybridCUDA" in name for name in openmmhybrid._loader._loaded):
+        failures = [f for f in openmm.Platform.getPluginLoadFailures() if "OpenMMHybrid" in f]
+        return False, f"openmm-hybrid's CUDA plugin is not loaded: {failures or 'not built (see build_info.json)'}"
+    return True, ""
+
+
+CUDA, WHY = _cuda_available()
+pytestmark = pytest.mark.skipif(not CUDA, reason=f"GPU test: {WHY}")
+
+PRECISIONS = ["single", "mixed", "double"]
+KJ = unit.kilojoule_per_mole
+FORCE_UNIT = KJ / unit.nanometer
+
+
+def cuda(precision="mixed"):
+    return openmm.Platform.getPlatformByName("CUDA"), {"Precision": precision}
+
+
+def reference():
+    return openmm.Platform.getPlatformByName("Reference"), {}
+
+
+def make_context(system, positions, platform_and_props, integrator=None, box=None):
+    platform, props = platform_and_props
+    context = openmm.Context(system, integrator or openmm.VerletIntegrator(0.001), platform, props)
+    if box is not None:
+        context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    return context
+
+
+def energy_forces(context, groups=-1):
+    state = context.getState(getEnergy=True, getForces=True, groups=groups)
+    return state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(FORCE_UNIT)
+
+
+def bare_system(system, force):
+    out = openmm.System()
+    for i in range(system.getNumParticles()):
+        out.addParticle(system.getParticleMass(i))
+    out.setDefaultPeriodicBoxVectors(*system.getDefaultPeriodicBoxVectors())
+    out.addForce(force)
+    return out
+
+
+def tolerance(precision, model_double):
+    # float32 models or single-precision positions: float32 rounding of the inputs and outputs.
+    return 1e-6 if (precision == "double" and model_double) else 2e-4
+
+
+@pytest.fixture(scope="module")
+def pxylene():
+    prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+    ml = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    box = crd.boxVectors
+    return prm.topology, system, ml, crd.positions, box
+
+
+class Coulomb(torch.nn.Module):
+    """PairMLP on the region plus a plain Coulomb sum between region partial charges and the
+    environment (a device-independent embedding model with a closed-form reference)."""
+
+    def __init__(self, charges, dtype):
+        super().__init__()
+        self.pair = PairMLP(dtype=dtype)
+        self.register_buffer("q", torch.tensor(charges, dtype=dtype))
+
+    def forward(self, positions, box, mm_positions, mm_charges, mm_mask):
+        return self.energy(positions, mm_positions, mm_charges, mm_mask)
+
+    def energy(self, positions, mm_positions, mm_charges, mm_mask):
+        d = positions.unsqueeze(1) - mm_positions.unsqueeze(0)
+        r = torch.linalg.norm(d, dim=2)
+        qq = self.q.unsqueeze(1) * torch.where(mm_mask, mm_charges, torch.zeros_like(mm_charges)).unsqueeze(0)
+        return self.pair(positions) + 138.935456 * (qq / r).sum()
+
+
+class CoulombNoBox(Coulomb):
+    def forward(self, positions, mm_positions, mm_charges, mm_mask):
+        return self.energy(positions, mm_positions, mm_charges, mm_mask)
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA against Reference
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("model_double", [False, True])
+def test_mechanical_matches_reference(pxylene, precision, model_double):
+    topology, system, ml, positions, box = pxylene
+    dtype = torch.float64 if model_double else torch.float32
+    force = MLForce(PeriodicPairMLP(dtype=dtype), ml, usesPeriodicBoundaryConditions=True, usesDoublePrecision=model_double)
+    test = bare_system(system, force)
+    e_ref, f_ref = energy_forces(make_context(test, positions, reference(), box=box))
+    e_gpu, f_gpu = energy_forces(make_context(test, positions, cuda(precision), box=box))
+    tol = tolerance(precision, model_double)
+    assert e_gpu == pytest.approx(e_ref, rel=tol, abs=tol)
+    scale = np.abs(f_ref).max()
+    assert np.abs(f_gpu - f_ref).max() <= tol * scale + 1e-6
+    # Only the region feels the force.
+    others = np.setdiff1d(np.arange(system.getNumParticles()), ml)
+    assert np.abs(f_gpu[others]).max() == 0.0
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_embedding_matches_reference(pxylene, precision):
+    topology, system, ml, positions, box = pxylene
+    charges = systemCharges(system)
+    region_q = [charges[i] for i in ml]
+    force = MLForce(Coulomb(region_q, torch.float64), ml, usesPeriodicBoundaryConditions=True, usesDoublePrecision=True)
+    force.setEmbedding(1.0, charges)
+    test = bare_system(system, force)
+    ref = make_context(test, positions, reference(), box=box)
+    gpu = make_context(test, positions, cuda(precision), box=box)
+    e_ref, f_ref = energy_forces(ref)
+    e_gpu, f_gpu = energy_forces(gpu)
+    tol = tolerance(precision, True)
+    assert force.getNumEnvironmentAtoms(gpu) == force.getNumEnvironmentAtoms(ref) > 100
+    assert force.getEnvironmentCapacity(gpu) >= force.getNumEnvironmentAtoms(gpu)
+    assert e_gpu == pytest.approx(e_ref, rel=tol)
+    assert np.abs(f_gpu - f_ref).max() <= tol * np.abs(f_ref).max()
+    # Forces reach MM atoms (the environment), not only the region.
+    others = np.setdiff1d(np.arange(system.getNumParticles()), ml)
+    assert np.abs(f_gpu[others]).max() > 1.0
+
+
+def test_matches_reference_after_reordering(pxylene):
+    """OpenMM reorders atoms every 250 steps; the region's gather and the scatter must follow."""
+    topology, system, ml, positions, box = pxylene
+    system = openmm.XmlSerializer.clone(system)
+    force = MLForce(PeriodicPairMLP(), ml, usesPeriodicBoundaryConditions=True)
+    force.setForceGroup(5)
+    system.addForce(force)
+    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.002 * unit.picoseconds)
+    integrator.setRandomNumberSeed(7)
+    gpu = make_context(system, positions, cuda("double"), integrator, box=box)
+    gpu.setVelocitiesToTemperature(300 * unit.kelvin, 7)
+    integrator.step(300)
+    state = gpu.getState(getPositions=True)
+    ref = make_context(system, state.getPositions(), reference(), box=state.getPeriodicBoxVectors())
+    e_gpu, f_gpu = energy_forces(gpu, groups={5})
+    e_ref, f_ref = energy_forces(ref, groups={5})
+    assert e_gpu == pytest.approx(e_ref, rel=2e-4)
+    assert np.abs(f_gpu - f_ref).max() <= 2e-4 * np.abs(f_ref).max()
+
+
+def test_parameters_and_derivatives(pxylene):
+    topology, system, ml, positions, box = pxylene
+    for graphs in ("false", "true"):
+        force = MLForce(ScaledPairMLP(), ml, usesDoublePrecision=True)
+        force.addGlobalParameter("scale", 1.0)
+        force.addGlobalParameter("shift", 0.0)
+        force.addEnergyParameterDerivative("scale")
+        force.setProperty("useCUDAGraphs", graphs)
+        force.setProperty("CUDAGraphWarmupSteps", "1")
+        test = bare_system(system, force)
+        test.setDefaultPeriodicBoxVectors(*box)
+        gpu = make_context(test, positions, cuda("double"))
+        ref = make_context(test, positions, reference())
+        for scale, shift in [(1.0, 0.0), (0.5, 2.0), (0.5, 2.0), (2.0, -1.0), (0.25, 3.0)]:
+            for context in (gpu, ref):
+                context.setParameter("scale", scale)
+                context.setParameter("shift", shift)
+            s_gpu = gpu.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
+            s_ref = ref.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
+            assert s_gpu.getPotentialEnergy().value_in_unit(KJ) == pytest.approx(s_ref.getPotentialEnergy().value_in_unit(KJ), rel=1e-9)
+            assert s_gpu.getEnergyParameterDerivatives()["scale"] == pytest.approx(s_ref.getEnergyParameterDerivatives()["scale"], rel=1e-9)
+
+
+# ----------------------------------------------------------------------------------------------
+# CUDA graphs
+# ----------------------------------------------------------------------------------------------
+
+def _graph_run(system, ml, positions, box, graphs, model):
+    force = MLForce(model, ml, usesPeriodicBoundaryConditions=True)
+    force.setProperty("useCUDAGraphs", "true" if graphs else "false")
+    force.setProperty("CUDAGraphWarmupSteps", "2")
+    test = bare_system(system, force)
+    context = make_context(test, positions, cuda("mixed"), box=box)
+    rng = np.random.default_rng(3)
+    base = np.array(positions.value_in_unit(unit.nanometer))
+    results = []
+    for step in range(8):
+        # New positions each time: a replayed graph must read the current ones.
+        moved = base + rng.normal(scale=0.002, size=base.shape) * (step > 0)
+        context.setPositions(moved * unit.nanometer)
+        results.append(energy_forces(context))
+    return results
+
+
+def test_graphs_on_and_off_agree(pxylene):
+    topology, system, ml, positions, box = pxylene
+    on = _graph_run(system, ml, positions, box, True, PeriodicPairMLP(dtype=torch.float32))
+    off = _graph_run(system, ml, positions, box, False, PeriodicPairMLP(dtype=torch.float32))
+    energies = [e for e, _ in off]
+    assert len(set(np.round(energies, 6))) > 1, "the positions did not change between evaluations"
+    for (e1, f1), (e2, f2) in zip(on, off):
+        # Identical kernels on identical inputs: equal to the last bits of float32.
+        assert e1 == pytest.approx(e2, rel=1e-6)
+        assert np.abs(f1 - f2).max() <= 1e-5 * np.abs(f2).max()
+
+
+def test_ani1x_is_captured(pxylene, capfd):
+    """The project's static-shape ANI-1x runs in a CUDA graph (no fallback message)."""
+    pytest.importorskip("torchani")
+    topology, system, ml, positions, box = pxylene
+    model = openmmhybrid.models.createModel("ani1x", topology, ml)
+    on = _graph_run(system, ml, positions, box, True, model)
+    off = _graph_run(system, ml, positions, box, False, model)
+    assert "could not be captured" not in capfd.readouterr().err
+    for (e1, f1), (e2, f2) in zip(on, off):
+        assert e1 == pytest.approx(e2, abs=1e-3)
+        assert np.abs(f1 - f2).max() <= 1e-3
+
+
+def test_uncapturable_model_falls_back(pxylene, capfd):
+    class Syncs(torch.nn.Module):
+        def forward(self, positions, box):
+            energy = (positions ** 2).sum()
+            if energy.item() > 1e12:  # a host synchronization: cannot be captured
+                energy = energy * 2
+            return energy
+
+    topology, system, ml, positions, box = pxylene
+    results = _graph_run(system, ml, positions, box, True, Syncs())
+    assert "could not be captured" in capfd.readouterr().err
+    expected = [(np.array(positions.value_in_unit(unit.nanometer))[ml] ** 2).sum()]
+    assert results[0][0] == pytest.approx(expected[0], rel=1e-5)
+    assert all(np.isfinite(e) for e, _ in results)
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------
+
+class NaNAfter(torch.nn.Module):
+    def forward(self, positions, box):
+        return (positions ** 2).sum() * float("nan")
+
+
+def test_nan_energy_raises(pxylene):
+    topology, system, ml, positions, box = pxylene
+    force = MLForce(NaNAfter(), ml, usesPeriodicBoundaryConditions=True)
+    context = make_context(bare_system(system, force), positions, cuda(), box=box)
+    with pytest.raises(openmm.OpenMMException, match="non-finite"):
+        context.getState(getEnergy=True)
+    # Force-only evaluations report it at the next evaluation (the device flag).
+    integrator = context.getIntegrator()
+    with pytest.raises(openmm.OpenMMException, match="non-finite"):
+        integrator.step(3)
+        context.getState(getForces=True)
+        integrator.step(1)
+
+
+def test_environment_overflow_raises(pxylene):
+    """The environment arrays cannot grow inside a graph: outgrowing them is an error, never silent."""
+    topology, system, ml, positions, box = pxylene
+    charges = systemCharges(system)
+    force = MLForce(CoulombNoBox([charges[i] for i in ml], torch.float64), ml, usesDoublePrecision=True)
+    force.setEmbedding(1.0, charges)
+    # A non-periodic copy whose region starts far from the water (an empty environment, so the
+    # automatic capacity is small) and then moves back into it.
+    pos = np.array(positions.value_in_unit(unit.nanometer))
+    nonperiodic = openmm.System()
+    for i in range(system.getNumParticles()):
+        nonperiodic.addParticle(system.getParticleMass(i))
+    nonperiodic.addForce(force)
+    away = pos.copy()
+    away[ml] += np.array([20.0, 0, 0])
+    context = make_context(nonperiodic, away * unit.nanometer, cuda("double"))
+    context.getState(getEnergy=True)
+    assert force.getNumEnvironmentAtoms(context) == 0
+    context.setPositions(pos * unit.nanometer)
+    with pytest.raises(openmm.OpenMMException, match="setEmbeddingCapacity"):
+        context.getState(getEnergy=True, getForces=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# MTS integrators
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("thermostat", [False, True])
+def test_mts_matches_reference(thermostat):
+    prm, crd, system = amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
+    ml = [a.index for a in prm.topology.atoms() if a.residue.name in ("ACE", "ALA", "NME")]
+    force = MLForce(PeriodicPairMLP(), ml, usesPeriodicBoundaryConditions=True, usesDoublePrecision=True)
+    force.setForceGroup(1)
+    system.addForce(force)
+    results = []
+    for platform in (reference(), cuda("double")):
+        if thermostat:
+            integrator = openmmhybrid.MTSLangevinIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.004 * unit.picoseconds,
+                                                            [(1, 1), (0, 4)])
+            integrator.setRandomNumberSeed(11)
+        else:
+            integrator = openmmhybrid.MTSIntegrator(0.004 * unit.picoseconds, [(1, 1), (0, 4)])
+        context = make_context(system, crd.positions, platform, integrator, box=crd.boxVectors)
+        context.setVelocitiesToTemperature(300 * unit.kelvin, 5)
+        integrator.step(20)
+        state = context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+        results.append((state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+                        state.getKineticEnergy().value_in_unit(KJ), force.getNumModelCalls(context)))
+    (x_ref, k_ref, calls_ref), (x_gpu, k_gpu, calls_gpu) = results
+    assert calls_gpu == calls_ref
+    assert np.abs(x_gpu - x_ref).max() < 1e-4
+    assert k_gpu == pytest.approx(k_ref, rel=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# A long ML/MM run of the T4L + p-xylene complex
+# ----------------------------------------------------------------------------------------------
+
+def test_t4l_long_run_is_stable():
+    pytest.importorskip("torchani")
+    from openmmhybrid.mixed import createMixedSystem, mtsGroups
+
+    folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
+    prm = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
+    crd = app.AmberInpcrdFile(os.path.join(folder, "complex.inpcrd"))
+    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+    ml = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    mixed = createMixedSystem(prm.topology, system, ml, "ani1x", correctionGroup=2)
+    for i in range(mixed.getNumForces()):
+        if MLForce.isinstance(mixed.getForce(i)):
+            MLForce.cast(mixed.getForce(i)).setProperty("useCUDAGraphs", "true")
+    integrator = openmmhybrid.MTSLangevinIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.002 * unit.picoseconds,
+                                                    mtsGroups(mixed, 2, 2))
+    integrator.setRandomNumberSeed(2026)
+    context = make_context(mixed, crd.positions, cuda("mixed"), integrator, box=crd.boxVectors)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 2026)
+    dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
+    temperatures = []
+    for block in range(20):
+        integrator.step(500)
+        state = context.getState(getEnergy=True)
+        energy = state.getPotentialEnergy().value_in_unit(KJ)
+        assert math.isfinite(energy), f"non-finite energy after {500 * (block + 1)} steps"
+        kinetic = state.getKineticEnergy().value_in_unit(KJ)
+        temperatures.append(2 * kinetic / (dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin)))
+    late = np.array(temperatures[10:])
+    assert abs(late.mean() - 300) < 10, temperatures
+    # No drift: the two halves of the second half agree.
+    assert abs(late[:5].mean() - late[5:].mean()) < 8, temperatures
