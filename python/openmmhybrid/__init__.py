@@ -24,12 +24,13 @@ from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
 from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
 from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator
+from .compiled import compileModel
 from . import models
 from . import embedding
 
 load_plugins()
 
-__all__ = ["MLForce", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
+__all__ = ["MLForce", "compileModel", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
            "MTSIntegrator", "MTSLangevinIntegrator", "createMTSIntegrator",
            "models", "embedding", "build_info", "plugin_directory"]
 __version__ = "0.1.0"

@@ -24,16 +24,17 @@ MLForce::MLForce(const string& file, const vector<int>& atoms) : file(file), per
     ifstream in(file, ios::binary);
     if (!in.is_open())
         throw OpenMMException("MLForce: cannot open the model file '" + file +
-                              "'. Check the path; the file must be a TorchScript archive written by torch.jit.save().");
+                              "'. Check the path; the file must be a TorchScript archive written by torch.jit.save() or a package written by "
+                              "openmmhybrid.compileModel().");
     modelData = readStream(in);
     setAtoms(atoms);
-    TorchModel::load(modelData, "the file '" + file + "'");
+    TorchModel::checkModelData(modelData, "the file '" + file + "'");
 }
 
 MLForce::MLForce(istream& model, const vector<int>& atoms) : periodic(false), outputsForces(false), useDouble(false) {
     modelData = readStream(model);
     setAtoms(atoms);
-    TorchModel::load(modelData, "the stream");
+    TorchModel::checkModelData(modelData, "the stream");
 }
 
 const string& MLForce::getModelData() const {

@@ -1,6 +1,12 @@
 #include "openmmhybrid/internal/TorchModel.h"
 #include "openmm/OpenMMException.h"
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
+#include <unistd.h>
 
 using namespace OpenMM;
 using namespace std;
@@ -64,6 +70,97 @@ void checkSignature(const torch::jit::Module& module, const vector<string>& inpu
                                   ", but the force passes a Tensor (" + inputNames[i] + "). Annotate it as torch.Tensor (or Optional[torch.Tensor]).");
         }
     }
+}
+
+bool isCompiledPackage(const string& data) {
+    // A zip archive (local file header "PK\3\4") whose entries include AOTInductor's folder.
+    return data.size() > 4 && data.compare(0, 4, "PK\x03\x04") == 0 && data.find("/data/aotinductor/") != string::npos;
+}
+
+struct CompiledModel::Impl {
+    std::unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+    unordered_map<string, string> metadata;
+};
+
+CompiledModel::CompiledModel(const string& data, const string& origin) : impl(new Impl()), origin(origin) {
+    // The loader reads a file: write the bytes to a private temporary file, load, remove it.
+    string pattern = (std::filesystem::temp_directory_path() / "openmmhybrid-XXXXXX.pt2").string();
+    vector<char> name(pattern.begin(), pattern.end());
+    name.push_back('\0');
+    int fd = mkstemps(name.data(), 4);
+    if (fd < 0) {
+        delete impl;
+        throw OpenMMException("MLForce: could not create a temporary file to load the compiled model from " + origin +
+                              " (is the temporary folder writable? set TMPDIR).");
+    }
+    close(fd);
+    string path(name.data());
+    {
+        ofstream out(path, ios::binary);
+        out.write(data.data(), data.size());
+    }
+    try {
+        impl->loader = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path);
+        impl->metadata = impl->loader->get_metadata();
+    }
+    catch (const std::exception& e) {
+        std::remove(path.c_str());
+        delete impl;
+        throw OpenMMException("MLForce: could not load the compiled model (AOTInductor package) from " + origin + ": " + firstLine(e.what()) +
+                              ". A package runs only with the torch version and on the kind of CPU it was compiled for; "
+                              "compile it again with openmmhybrid.compileModel() on this machine.");
+    }
+    std::remove(path.c_str());
+    if (impl->metadata.count("openmmhybrid.inputs") == 0) {
+        delete impl;
+        throw OpenMMException("MLForce: the AOTInductor package from " + origin + " was not written by openmmhybrid.compileModel() "
+                              "(it has no openmmhybrid.inputs metadata), so it is not known to return (energy, forces). "
+                              "Compile the model with openmmhybrid.compileModel().");
+    }
+    if (impl->metadata.count("AOTI_DEVICE_KEY") && impl->metadata["AOTI_DEVICE_KEY"] != "cpu") {
+        string device = impl->metadata["AOTI_DEVICE_KEY"];
+        delete impl;
+        throw OpenMMException("MLForce: the compiled model from " + origin + " was compiled for device '" + device +
+                              "'; this version runs compiled models on the CPU (Reference and CPU platforms) only.");
+    }
+}
+
+CompiledModel::~CompiledModel() {
+    delete impl;
+}
+
+void CompiledModel::check(const vector<string>& inputNames, int numAtoms, bool useDouble) const {
+    string expected;
+    for (const string& name : inputNames)
+        expected += (expected.empty() ? "" : ",") + name;
+    const string& compiled = impl->metadata.at("openmmhybrid.inputs");
+    if (compiled != expected)
+        throw OpenMMException("MLForce: the compiled model from " + origin + " takes (" + compiled + "), but the force passes (" + expected +
+                              "). Compile it with the same periodicity and global parameters as the force "
+                              "(openmmhybrid.compileModel(..., periodic=..., parameters=[...])). Electrostatic embedding and "
+                              "energy parameter derivatives are not available with compiled models yet.");
+    auto atoms = impl->metadata.find("openmmhybrid.atoms");
+    if (atoms != impl->metadata.end() && atoms->second != to_string(numAtoms))
+        throw OpenMMException("MLForce: the compiled model from " + origin + " was compiled for " + atoms->second +
+                              " ML atoms, but the force has " + to_string(numAtoms) + ". Shapes are fixed when a model is compiled: "
+                              "compile it again for this region.");
+    auto dtype = impl->metadata.find("openmmhybrid.dtype");
+    string wanted = useDouble ? "float64" : "float32";
+    if (dtype != impl->metadata.end() && dtype->second != wanted)
+        throw OpenMMException("MLForce: the compiled model from " + origin + " takes " + dtype->second + " inputs, but the force passes " +
+                              wanted + ". Call setUsesDoublePrecision(" + (dtype->second == "float64" ? "True" : "False") +
+                              ") or compile the model for " + wanted + ".");
+}
+
+vector<torch::Tensor> CompiledModel::run(const vector<torch::Tensor>& inputs) {
+    return impl->loader->run(inputs);
+}
+
+void checkModelData(const string& data, const string& origin) {
+    if (isCompiledPackage(data))
+        CompiledModel(data, origin);
+    else
+        load(data, origin);
 }
 
 } // namespace TorchModel

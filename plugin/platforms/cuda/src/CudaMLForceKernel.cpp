@@ -76,6 +76,9 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
         throw OpenMMException("MLForce: the CUDA platform with several devices (DeviceIndex with a comma) is not supported; use one device.");
     deviceIndex = cu.getDeviceIndex();
     torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
+    if (TorchModel::isCompiledPackage(force.getModelData()))
+        throw OpenMMException("MLForce: compiled models (AOTInductor packages) run on the Reference and CPU platforms in this version. "
+                              "On CUDA, give the force the TorchScript model and set the property useCUDAGraphs to true.");
     module = TorchModel::load(force.getModelData(), force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'");
     try {
         module.to(device);
@@ -238,7 +241,7 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         checkStatus();
         // The arrays cannot grow inside a captured graph: 50% headroom, rounded up to 128.
         int automatic = ((count + count / 2 + 64 + 127) / 128) * 128;
-        allocateEnvironment(requestedCapacity >= count ? max(requestedCapacity, 1) : automatic);
+        allocateEnvironment(requestedCapacity > 0 && requestedCapacity >= count ? requestedCapacity : automatic);
     }
     gradInputs.clear();
     if (!outputsForces)

@@ -22,10 +22,21 @@ static string firstLine(const string& s) {
 }
 
 void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
-    module = TorchModel::load(force.getModelData(), force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'");
+    string origin = force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'";
+    compiled.reset();
+    if (TorchModel::isCompiledPackage(force.getModelData())) {
+        compiled = std::make_unique<TorchModel::CompiledModel>(force.getModelData(), origin);
+        if (force.usesEmbedding())
+            throw OpenMMException("MLForce: electrostatic embedding is not available with compiled models yet; use the TorchScript model.");
+        if (force.getNumEnergyParameterDerivatives() > 0)
+            throw OpenMMException("MLForce: energy parameter derivatives are not available with compiled models yet; use the TorchScript model.");
+    }
+    else
+        module = TorchModel::load(force.getModelData(), origin);
     atoms = force.getAtoms();
     periodic = force.usesPeriodicBoundaryConditions();
-    outputsForces = force.getOutputsForces();
+    // A compiled package returns (energy, forces): no autograd at run time.
+    outputsForces = force.getOutputsForces() || compiled != nullptr;
     useDouble = force.getUsesDoublePrecision();
     torch::TensorOptions options = torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
     int numAtoms = atoms.size();
@@ -82,7 +93,14 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
         gradInputs.push_back(mmPositions);
     for (int j : derivativeIndex)
         gradInputs.push_back(parameters[j]);
-    TorchModel::checkSignature(module, inputNames);
+    if (compiled) {
+        compiled->check(inputNames, numAtoms, useDouble);
+        compiledInputs.clear();
+        for (auto& input : inputs)
+            compiledInputs.push_back(input.toTensor());
+    }
+    else
+        TorchModel::checkSignature(module, inputNames);
 }
 
 void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
@@ -194,7 +212,12 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
     }
     torch::jit::IValue output;
     try {
-        output = module.forward(inputs);
+        if (compiled) {
+            vector<torch::Tensor> results = compiled->run(compiledInputs);
+            output = c10::ivalue::Tuple::create(results.at(0), results.at(1));
+        }
+        else
+            output = module.forward(inputs);
     }
     catch (const std::exception& e) {
         throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +

@@ -3,7 +3,9 @@
 
 #include "openmmhybrid/HybridKernels.h"
 #include "EnvironmentSearch.h"
+#include "openmmhybrid/internal/TorchModel.h"
 #include <torch/script.h>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,8 @@ private:
     template <class T>
     void addForces(const torch::Tensor& gradient, double sign, std::vector<OpenMM::Vec3>& forces);
     torch::jit::Module module;
+    std::unique_ptr<TorchModel::CompiledModel> compiled;  // set for an AOTInductor package instead of module
+    std::vector<torch::Tensor> compiledInputs;
     std::vector<int> atoms;
     bool periodic = false, outputsForces = false, useDouble = false;
     torch::Tensor positions, box;

@@ -1,7 +1,7 @@
 #ifndef OPENMMHYBRID_TORCHMODEL_H_
 #define OPENMMHYBRID_TORCHMODEL_H_
 
-/* Loading and checking TorchScript models, shared by the API (early checks when a force is
+/* Loading and checking models (TorchScript archives and AOTInductor packages), shared by the API (early checks when a force is
  * created) and the platform kernels.  Every failure becomes an OpenMMException whose message
  * says what is wrong and how to fix it. */
 
@@ -26,6 +26,51 @@ torch::jit::Module load(const std::string& data, const std::string& origin);
  * @param inputNames  the names of the inputs, e.g. {"positions", "box", "lambda"}
  */
 void checkSignature(const torch::jit::Module& module, const std::vector<std::string>& inputNames);
+
+/**
+ * Whether the bytes are an AOTInductor package (written by openmmhybrid.compileModel, i.e. by
+ * torch._inductor.aoti_compile_and_package) rather than a TorchScript archive.
+ */
+bool isCompiledPackage(const std::string& data);
+
+/**
+ * A model compiled ahead of time with AOTInductor: the energy and the forces in one call of native
+ * code, with no TorchScript interpreter and no autograd at run time.
+ *
+ * The package's metadata (written by openmmhybrid.compileModel) says what it was compiled for:
+ *   openmmhybrid.inputs   comma-separated input names, e.g. "positions,box,lambda"
+ *   openmmhybrid.atoms    the number of ML atoms (the shapes are fixed at compile time)
+ *   openmmhybrid.dtype    float32 or float64
+ * run() returns {energy (scalar), forces ([atoms, 3], kJ/mol/nm)}.
+ */
+class CompiledModel {
+public:
+    /**
+     * Load a package from its bytes.
+     *
+     * @param data    the bytes of the .pt2 file
+     * @param origin  where they came from, for error messages
+     */
+    CompiledModel(const std::string& data, const std::string& origin);
+    ~CompiledModel();
+    /**
+     * Check the package against what the force passes; throws an OpenMMException that says what to
+     * change otherwise.
+     */
+    void check(const std::vector<std::string>& inputNames, int numAtoms, bool useDouble) const;
+    /** Evaluate: returns {energy, forces}. */
+    std::vector<torch::Tensor> run(const std::vector<torch::Tensor>& inputs);
+    const std::string& getOrigin() const {
+        return origin;
+    }
+private:
+    struct Impl;
+    Impl* impl;
+    std::string origin;
+};
+
+/** Check the bytes hold a usable model (TorchScript or compiled package); throws otherwise. */
+void checkModelData(const std::string& data, const std::string& origin);
 
 } // namespace TorchModel
 } // namespace OpenMMHybrid
