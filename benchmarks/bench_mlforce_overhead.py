@@ -19,7 +19,13 @@ overhead = MLForce - empty - (C++ floor), in microseconds.  A diagnostic row rep
 shows how much of the large-System cost is the model running with cold caches.  The machines are shared and
 noisy: compare columns of one run, not figures across runs.
 
+With --compiled, the 18-atom and complex cases are repeated with the same model compiled by
+openmmhybrid.compileModel (AOTInductor: energy and forces in native code); the floors are then the
+compiled model's (BenchModel runs the package).  --only-compiled-complex times just the complex,
+both ways.
+
 Usage: python benchmarks/bench_mlforce_overhead.py [--repeats 300] [--threads 2] [--skip-complex]
+       [--compiled | --only-compiled-complex]
 """
 import argparse
 import os
@@ -129,22 +135,33 @@ def python_force(model, atoms):
 
 
 def cpp_floor(scripted, positions, repeats, touch_bytes):
-    """(warm median, warm min, cold median, cold min) of BenchModel, or None if it is not built."""
+    """(warm median, warm min, cold median, cold min) of BenchModel, or None if it is not built.
+    `scripted` is a ScriptModule, or the path of a compiled package (.pt2)."""
     binary = os.path.join(ROOT, "build", "benchmarks", "BenchModel")
     if not os.path.exists(binary):
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        model_file, pos_file = os.path.join(tmp, "model.pt"), os.path.join(tmp, "pos.txt")
-        torch.jit.save(scripted, model_file)
+        pos_file = os.path.join(tmp, "pos.txt")
+        if isinstance(scripted, str):
+            model_file = scripted
+        else:
+            model_file = os.path.join(tmp, "model.pt")
+            torch.jit.save(scripted, model_file)
         np.savetxt(pos_file, positions)
         out = subprocess.check_output([binary, model_file, pos_file, str(repeats), str(touch_bytes)], text=True)
     return tuple(float(x) for x in out.split())
 
 
-def measure(system, positions, atoms, model, platform_name, repeats, box=None, sweep=None):
-    """Times of the empty group, MLForce group and PythonForce group for one System."""
+def measure(system, positions, atoms, model, platform_name, repeats, box=None, sweep=None, compiled=None):
+    """Times of the empty group, MLForce group and PythonForce group for one System.  With
+    `compiled` (a folder), MLForce and the floors use the model compiled by compileModel there."""
     scripted = torch.jit.script(model)
-    ml = openmmhybrid.MLForce(scripted, atoms)
+    package = None
+    if compiled is not None:
+        package = os.path.join(compiled, f"model{len(atoms)}.pt2")
+        if not os.path.exists(package):
+            openmmhybrid.compileModel(model, len(atoms), package)
+    ml = openmmhybrid.MLForce(package or scripted, atoms)
     ml.setForceGroup(30)
     system.addForce(ml)
     peer = python_force(scripted, atoms)
@@ -161,8 +178,14 @@ def measure(system, positions, atoms, model, platform_name, repeats, box=None, s
     result = interleaved({"empty": group(31), "MLForce": group(30)}, repeats, sweep)
     result["PythonForce"] = timed(group(29), repeats, sweep=sweep)
     pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True)._value)[atoms]
-    result["direct"] = timed(direct_timer(scripted, pos), repeats, sweep=sweep)
-    result["cpp"] = cpp_floor(scripted, pos, repeats, SWEEP_BYTES)
+    if package is None:
+        result["direct"] = timed(direct_timer(scripted, pos), repeats, sweep=sweep)
+        result["cpp"] = cpp_floor(scripted, pos, repeats, SWEEP_BYTES)
+    else:
+        runner = torch._inductor.aoti_load_package(package)
+        x = torch.tensor(pos, dtype=torch.float32)
+        result["direct"] = timed(lambda: runner(x), repeats, sweep=sweep)
+        result["cpp"] = cpp_floor(package, pos, repeats, SWEEP_BYTES)
     # Consistency: both couplings give the model's energy.
     e_ml = context.getState(getEnergy=True, groups={30}).getPotentialEnergy()._value
     e_py = context.getState(getEnergy=True, groups={29}).getPotentialEnergy()._value
@@ -198,7 +221,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--skip-complex", action="store_true")
+    parser.add_argument("--compiled", action="store_true",
+                        help="also time the same model compiled with openmmhybrid.compileModel (AOTInductor)")
+    parser.add_argument("--only-compiled-complex", action="store_true",
+                        help="time only the T4L complex, TorchScript and compiled (the issue-2 criterion)")
     args = parser.parse_args()
+    compiled_dir = tempfile.mkdtemp(prefix="bench-compiled-") if (args.compiled or args.only_compiled_complex) else None
     torch.set_num_threads(args.threads)
     print(f"# MLForce overhead, {date.today()}, {host.node()} ({os.cpu_count()} cores, {host.processor() or host.machine()}), "
           f"OpenMM {openmm.version.version}, torch {torch.__version__}, {args.threads} torch threads, "
@@ -209,7 +237,7 @@ def main():
           "PythonForce / MLForce (beyond empty) | paired MLForce - empty | paired overhead vs C++ warm / cold |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     model = PairDistanceMLP()
-    for n in (18, 200):
+    for n in (() if args.only_compiled_complex else (18, 200)):
         for platform_name in ("Reference", "CPU"):
             system = openmm.System()
             for _ in range(n):
@@ -223,6 +251,12 @@ def main():
                 sweep = np.zeros(SWEEP_BYTES // 8)
                 result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats, sweep=sweep)
                 report(f"{n}-atom region alone, Reference, 8 MiB written before each call (diagnostic)", result)
+            if compiled_dir and n == 18:
+                system = openmm.System()
+                for _ in range(n):
+                    system.addParticle(12.0)
+                result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats, compiled=compiled_dir)
+                report(f"{n}-atom region alone, {platform_name}, compiled model", result)
     if not args.skip_complex:
         folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
         prmtop = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
@@ -231,8 +265,12 @@ def main():
         system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
                                      constraints=app.HBonds)
         repeats = args.repeats
-        result = measure(system, inpcrd.positions, ligand, model, "CPU", repeats, box=inpcrd.boxVectors)
+        result = measure(openmm.XmlSerializer.clone(system), inpcrd.positions, ligand, model, "CPU", repeats, box=inpcrd.boxVectors)
         report(f"18-atom ligand in the {system.getNumParticles()}-atom T4L complex, CPU", result)
+        if compiled_dir:
+            result = measure(openmm.XmlSerializer.clone(system), inpcrd.positions, ligand, model, "CPU", repeats,
+                             box=inpcrd.boxVectors, compiled=compiled_dir)
+            report(f"18-atom ligand in the {system.getNumParticles()}-atom T4L complex, CPU, compiled model", result)
 
 
 if __name__ == "__main__":

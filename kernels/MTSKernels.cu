@@ -88,9 +88,13 @@ __global__ void innerStepDisplaceKernel(V4* velm, V4* posDelta, const int* atomI
         delta.y = d[1];
         delta.z = d[2];
         posDelta[i] = delta;
-        if (unconstrained != nullptr)
-            for (int k = 0; k < 3; k++)
-                unconstrained[3 * i + k] = d[k];
+        if (unconstrained != nullptr) {
+            // The value as stored (float in single precision), so that an unconstrained atom gets
+            // exactly no velocity correction in innerStepMove.
+            unconstrained[3 * i] = (double) delta.x;
+            unconstrained[3 * i + 1] = (double) delta.y;
+            unconstrained[3 * i + 2] = (double) delta.z;
+        }
     }
 }
 

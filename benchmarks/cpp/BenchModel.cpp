@@ -1,8 +1,10 @@
 /* The floor for MLForce's cost: a TorchScript model's forward + backward called from C++ exactly
  * as the Reference/CPU kernel calls it (preallocated input, forward, energy.item(),
- * autograd::grad, read the gradient), with no OpenMM around it.
+ * autograd::grad, read the gradient), with no OpenMM around it.  For a compiled model (MODEL.pt2,
+ * an AOTInductor package from openmmhybrid.compileModel) the same with one call that returns the
+ * energy and the forces.
  *
- * Usage: BenchModel MODEL.pt POSITIONS.txt REPEATS TOUCH_BYTES
+ * Usage: BenchModel MODEL.pt|MODEL.pt2 POSITIONS.txt REPEATS TOUCH_BYTES
  *   POSITIONS.txt: one "x y z" line per atom (nm).  TOUCH_BYTES > 0 also writes that many bytes
  *   of another buffer before each call ("cold" timing: what a Context's large force and position
  *   arrays do to the caches between evaluations).
@@ -10,6 +12,9 @@
  */
 #include <torch/script.h>
 #include <torch/autograd.h>
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
+#include <memory>
+#include <string>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -29,8 +34,16 @@ int main(int argc, char** argv) {
         cerr << "usage: BenchModel MODEL.pt POSITIONS.txt REPEATS TOUCH_BYTES" << endl;
         return 2;
     }
-    torch::jit::Module module = torch::jit::load(argv[1]);
-    module.eval();
+    string modelPath = argv[1];
+    bool compiled = modelPath.size() > 4 && modelPath.compare(modelPath.size() - 4, 4, ".pt2") == 0;
+    torch::jit::Module module;
+    unique_ptr<torch::inductor::AOTIModelPackageLoader> loader;
+    if (compiled)
+        loader = make_unique<torch::inductor::AOTIModelPackageLoader>(modelPath);
+    else {
+        module = torch::jit::load(modelPath);
+        module.eval();
+    }
     vector<float> coords;
     ifstream in(argv[2]);
     for (float x; in >> x;)
@@ -38,11 +51,18 @@ int main(int argc, char** argv) {
     int n = coords.size() / 3, repeats = atoi(argv[3]);
     size_t touchBytes = atol(argv[4]);
     vector<char> junk(max<size_t>(touchBytes, 1));
-    torch::Tensor positions = torch::zeros({n, 3}, torch::TensorOptions().dtype(torch::kFloat32).requires_grad(true));
+    torch::Tensor positions = torch::zeros({n, 3}, torch::TensorOptions().dtype(torch::kFloat32).requires_grad(!compiled));
     vector<torch::jit::IValue> inputs = {positions};
+    vector<torch::Tensor> compiledInputs = {positions};
     double sink = 0;
     auto evaluate = [&]() {
         memcpy(positions.data_ptr<float>(), coords.data(), coords.size() * sizeof(float));
+        if (compiled) {
+            vector<torch::Tensor> out = loader->run(compiledInputs);
+            sink += out[0].item<double>();
+            sink += out[1].data_ptr<float>()[0];
+            return;
+        }
         torch::Tensor energy = module.forward(inputs).toTensor();
         sink += energy.item<double>();
         torch::Tensor grad = torch::autograd::grad({energy}, {positions})[0];

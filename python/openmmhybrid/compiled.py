@@ -22,6 +22,7 @@ What a compiled model can and cannot do:
 - Electrostatic embedding and energy parameter derivatives are not available yet.
 """
 import os
+import warnings
 
 import torch
 
@@ -93,8 +94,15 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), usesDoubl
         gradient, = torch.autograd.grad(energy, positions)
         return energy.detach(), -gradient
 
-    traced = make_fx(energyAndForces)(*example)
-    exported = torch.export.export(traced, tuple(example), strict=False)
+    with warnings.catch_warnings():
+        # torch's export and Inductor internals warn about their own deprecated helpers.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = make_fx(energyAndForces)(*example)
+        exported = torch.export.export(traced, tuple(example), strict=False)
+        return _package(exported, path, names, numAtoms, usesDoublePrecision)
+
+
+def _package(exported, path, names, numAtoms, usesDoublePrecision):
     metadata = {"openmmhybrid.inputs": ",".join(names), "openmmhybrid.atoms": str(numAtoms),
                 "openmmhybrid.dtype": "float64" if usesDoublePrecision else "float32",
                 "openmmhybrid.outputs": "energy,forces"}

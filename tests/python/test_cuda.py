@@ -312,7 +312,10 @@ def test_environment_overflow_raises(pxylene):
 
 @pytest.mark.parametrize("thermostat", [False, True])
 def test_mts_matches_reference(thermostat):
-    prm, crd, system = amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
+    # Reaction field, not PME: CUDA rounds PME grids up to FFT-friendly sizes, so PME forces differ
+    # between the platforms by about the Ewald tolerance, which is not what this test is about.
+    prm, crd, system = amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd",
+                             nonbondedMethod=app.CutoffPeriodic)
     ml = [a.index for a in prm.topology.atoms() if a.residue.name in ("ACE", "ALA", "NME")]
     force = MLForce(PeriodicPairMLP(), ml, usesPeriodicBoundaryConditions=True, usesDoublePrecision=True)
     force.setForceGroup(1)

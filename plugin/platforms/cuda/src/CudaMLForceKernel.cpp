@@ -4,6 +4,7 @@
 #include "openmm/common/ComputeForceInfo.h"
 #include "openmm/common/ContextSelector.h"
 #include "openmm/internal/ContextImpl.h"
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/autograd.h>
 #include <cmath>
@@ -25,6 +26,27 @@ void check(cudaError_t result, const char* what) {
     if (result != cudaSuccess)
         throw OpenMMException(string("MLForce (CUDA): ") + what + " failed: " + cudaGetErrorString(result));
 }
+
+void checkDriver(CUresult result, const char* what) {
+    if (result != CUDA_SUCCESS) {
+        const char* text = nullptr;
+        cuGetErrorString(result, &text);
+        throw OpenMMException(string("MLForce (CUDA): ") + what + " failed: " + (text ? text : "unknown error"));
+    }
+}
+
+// Makes torch's context (the device's primary context) current for a block and restores whatever
+// was current before, so the caller's context stack (OpenMM's ContextSelector) is left intact.
+class PrimaryContextScope {
+public:
+    explicit PrimaryContextScope(CUcontext context) {
+        checkDriver(cuCtxPushCurrent(context), "making torch's CUDA context current");
+    }
+    ~PrimaryContextScope() {
+        CUcontext popped;
+        cuCtxPopCurrent(&popped);
+    }
+};
 
 // Tells OpenMM which particles it may treat as interchangeable when it reorders atoms: an ML atom
 // is identical only to itself (its slot in the region), so no reordering can swap it with another.
@@ -58,16 +80,35 @@ CudaCalcMLForceKernel::CudaCalcMLForceKernel(string name, const Platform& platfo
 }
 
 CudaCalcMLForceKernel::~CudaCalcMLForceKernel() {
-    graph.reset();
-    if (status != nullptr)
-        cudaFreeHost(status);
-    if (hostEnergy != nullptr)
-        cudaFreeHost(hostEnergy);
-    if (torchDone != nullptr)
-        cudaEventDestroy(torchDone);
-    if (openmmReady != nullptr) {
-        ContextSelector selector(cu);
-        cudaEventDestroy(openmmReady);
+    if (primary == nullptr)
+        return;
+    {
+        PrimaryContextScope scope(primary);
+        if (stream)
+            cudaStreamSynchronize(stream->stream());  // nothing may still use what is freed below
+        graph.reset();
+        if (status != nullptr)
+            cudaFreeHost(status);
+        if (hostEnergy != nullptr)
+            cudaFreeHost(hostEnergy);
+        if (torchDone != nullptr)
+            cudaEventDestroy(torchDone);
+        if (openmmReady != nullptr) {
+            ContextSelector selector(cu);
+            cudaEventDestroy(openmmReady);
+        }
+    }
+    cuDevicePrimaryCtxRelease(cu.getDevice());
+}
+
+void CudaCalcMLForceKernel::checkLaunch(const char* what) {
+    cudaError_t error = cudaPeekAtLastError();
+    if (error != cudaSuccess) {
+        cudaGetLastError();
+        throw OpenMMException(string("MLForce (CUDA): launching ") + what + " failed: " + cudaGetErrorString(error) +
+                              (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction
+                                   ? ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it."
+                                   : "."));
     }
 }
 
@@ -76,6 +117,9 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
         throw OpenMMException("MLForce: the CUDA platform with several devices (DeviceIndex with a comma) is not supported; use one device.");
     deviceIndex = cu.getDeviceIndex();
     torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
+    if (primary == nullptr)
+        checkDriver(cuDevicePrimaryCtxRetain(&primary, cu.getDevice()), "retaining torch's CUDA context");
+    PrimaryContextScope scope(primary);
     if (TorchModel::isCompiledPackage(force.getModelData()))
         throw OpenMMException("MLForce: compiled models (AOTInductor packages) run on the Reference and CPU platforms in this version. "
                               "On CUDA, give the force the TorchScript model and set the property useCUDAGraphs to true.");
@@ -163,7 +207,7 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
     map<string, string> properties = force.getProperties();
     useGraphs = properties.count("useCUDAGraphs") && properties["useCUDAGraphs"] == "true";
     if (properties.count("CUDAGraphWarmupSteps"))
-        warmupSteps = stoi(properties["CUDAGraphWarmupSteps"]);
+        warmupSteps = max(1, stoi(properties["CUDAGraphWarmupSteps"]));  // at least one eager backward before a capture
     cu.addForce(new MLForceInfo(numParticles, atoms));
     cu.addReorderListener(new ReorderListener(*this));
 }
@@ -190,15 +234,21 @@ cudakernels::PositionArrays CudaCalcMLForceKernel::positionArrays() {
 }
 
 void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
-    check(cudaSetDevice(deviceIndex), "selecting the device");
-    stream = c10::cuda::getStreamFromPool(false, (c10::DeviceIndex) deviceIndex);
-    check(cudaEventCreateWithFlags(&torchDone, cudaEventDisableTiming), "creating an event");
-    check(cudaHostAlloc((void**) &status, sizeof(cudakernels::DeviceStatus), cudaHostAllocMapped | cudaHostAllocPortable),
-          "allocating the status flags");
-    memset(status, 0, sizeof(cudakernels::DeviceStatus));
-    check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
-    check(cudaHostAlloc((void**) &hostEnergy, sizeof(double), cudaHostAllocPortable), "allocating the energy read-back buffer");
-    {
+    // Called with torch's context current (execute()).  Everything created here is created once,
+    // so a failure below (a box too small, say) can be fixed and the evaluation retried.
+    if (!stream)
+        stream = c10::cuda::getStreamFromPool(false, (c10::DeviceIndex) deviceIndex);
+    if (torchDone == nullptr)
+        check(cudaEventCreateWithFlags(&torchDone, cudaEventDisableTiming), "creating an event");
+    if (status == nullptr) {
+        check(cudaHostAlloc((void**) &status, sizeof(cudakernels::DeviceStatus), cudaHostAllocMapped | cudaHostAllocPortable),
+              "allocating the status flags");
+        memset(status, 0, sizeof(cudakernels::DeviceStatus));
+        check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
+    }
+    if (hostEnergy == nullptr)
+        check(cudaHostAlloc((void**) &hostEnergy, sizeof(double), cudaHostAllocPortable), "allocating the energy read-back buffer");
+    if (openmmReady == nullptr) {
         ContextSelector selector(cu);
         check(cudaEventCreateWithFlags(&openmmReady, cudaEventDisableTiming), "creating an event in OpenMM's context");
     }
@@ -207,11 +257,9 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
     const vector<string>& names = cu.getEnergyParamDerivNames();
     for (int j : derivativeIndex)
         derivativeBufferIndex.push_back(find(names.begin(), names.end(), parameterNames[j]) - names.begin());
-    setUpDone = true;
 
     if (embedding) {
         // Size the environment arrays from the current environment (the only synchronous step).
-        check(cudaSetDevice(deviceIndex), "selecting the device");
         c10::cuda::CUDAStreamGuard guard(*stream);
         cudaStream_t s = stream->stream();
         {
@@ -233,6 +281,7 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
                                          candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(), atoms.size(),
                                          bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, 0, nullptr, nullptr, nullptr,
                                          useDouble, nullptr, envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s);
+            checkLaunch("the environment search");
             check(cudaMemcpyAsync(hostEnergy, envCount.data_ptr<int>(), sizeof(int), cudaMemcpyDeviceToHost, s), "reading the environment size");
             check(cudaStreamSynchronize(s), "sizing the environment");
             memcpy(&count, hostEnergy, sizeof(int));
@@ -250,6 +299,7 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         gradInputs.push_back(mmPositions);
     for (int j : derivativeIndex)
         gradInputs.push_back(parameters[j]);
+    setUpDone = true;
 }
 
 void CudaCalcMLForceKernel::updateValues(ContextImpl& context, cudaStream_t s) {
@@ -394,8 +444,10 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
 
 bool CudaCalcMLForceKernel::captureGraph(cudaStream_t s) {
     graph = std::make_unique<at::cuda::CUDAGraph>();
+    // An explicit pool, so that a failed capture can hand it back to torch's allocator below.
+    at::cuda::MempoolId_t pool = at::cuda::graph_pool_handle();
     try {
-        graph->capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
+        graph->capture_begin(pool, cudaStreamCaptureModeThreadLocal);
         try {
             enqueueEvaluation(true, s);
         }
@@ -420,7 +472,19 @@ bool CudaCalcMLForceKernel::captureGraph(cudaStream_t s) {
                 cudaGraphDestroy(partial);
         }
         cudaGetLastError();
+        // torch's capture_end can throw before it stops routing the stream's allocations to the
+        // graph's pool: stop it here (an error means it was already stopped), then free the pool.
+        try {
+            c10::cuda::CUDACachingAllocator::endAllocateToPool((c10::DeviceIndex) deviceIndex, pool);
+        }
+        catch (...) {
+        }
         graph.reset();
+        try {
+            c10::cuda::CUDACachingAllocator::releasePool((c10::DeviceIndex) deviceIndex, pool);
+        }
+        catch (...) {
+        }
         cerr << "openmm-hybrid: MLForce: the model could not be captured in a CUDA graph (" << firstLine(e.what())
              << "); it is evaluated without graphs. Models with data-dependent shapes or host synchronization (.item(), "
                 ".nonzero(), torchani's own ANI) cannot be captured; set the property useCUDAGraphs to false to silence this."
@@ -430,10 +494,10 @@ bool CudaCalcMLForceKernel::captureGraph(cudaStream_t s) {
 }
 
 double CudaCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, bool includeEnergy) {
+    PrimaryContextScope scope(primary);
     if (!setUpDone)
         setUp(context);
     checkStatus();
-    check(cudaSetDevice(deviceIndex), "selecting the device");
     c10::cuda::CUDAStreamGuard guard(*stream);
     cudaStream_t s = stream->stream();
     {
@@ -447,9 +511,13 @@ double CudaCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, 
         indexDirty = false;
     }
     updateValues(context, s);
-    evaluations++;
+    checkLaunch("the index and value updates");
+    if (includeForces)
+        forceEvaluations++;
     bool replayed = false;
-    if (useGraphs && evaluations > warmupSteps) {
+    // Capture only after warmupSteps eager evaluations with a backward pass (TorchScript's profiling
+    // executor specializes the model, autograd and the math libraries create their handles).
+    if (useGraphs && (graph || (includeForces && forceEvaluations > warmupSteps))) {
         if (!graph)
             useGraphs = captureGraph(s);
         if (graph) {
@@ -457,8 +525,10 @@ double CudaCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, 
             replayed = true;
         }
     }
-    if (!replayed)
+    if (!replayed) {
         enqueueEvaluation(includeForces, s);
+        checkLaunch("the gather, environment or scatter kernels");
+    }
     if (includeEnergy)
         check(cudaMemcpyAsync(hostEnergy, energyOut.data_ptr<double>(), sizeof(double), cudaMemcpyDeviceToHost, s), "reading the energy");
     check(cudaEventRecord(torchDone, s), "recording an event on torch's stream");
@@ -515,7 +585,7 @@ void CudaCalcMLForceKernel::checkStatus() {
 int CudaCalcMLForceKernel::getNumEnvironmentAtoms() const {
     if (!setUpDone || !embedding)
         return 0;
-    check(cudaSetDevice(deviceIndex), "selecting the device");
+    PrimaryContextScope scope(primary);
     int count = 0;
     int* pinned = reinterpret_cast<int*>(hostEnergy);
     check(cudaMemcpyAsync(pinned, envCount.data_ptr<int>(), sizeof(int), cudaMemcpyDeviceToHost, stream->stream()), "reading the environment size");

@@ -64,10 +64,13 @@ private:
     bool captureGraph(cudaStream_t stream);
     void checkStatus();
     cudakernels::PositionArrays positionArrays();
+    /** Throw if a kernel launch of ours failed (e.g. the plugin has no code for this GPU). */
+    static void checkLaunch(const char* what);
 
     OpenMM::CudaContext& cu;
     torch::jit::Module module;
     int deviceIndex = 0;
+    CUcontext primary = nullptr;  // the device's primary context (torch's), retained while the kernel lives
     bool setUpDone = false, indexDirty = true;
     std::vector<int> atoms;
     bool periodic = false, outputsForces = false, useDouble = false;
@@ -99,7 +102,7 @@ private:
     std::optional<c10::cuda::CUDAStream> stream;
     cudaEvent_t openmmReady = nullptr, torchDone = nullptr;
     bool useGraphs = false;
-    int warmupSteps = 3, evaluations = 0;
+    int warmupSteps = 3, forceEvaluations = 0;
     std::unique_ptr<at::cuda::CUDAGraph> graph;
     cudakernels::DeviceStatus* status = nullptr;        // host-mapped: the host's view
     cudakernels::DeviceStatus* statusDevice = nullptr;  // the same memory as the device addresses it

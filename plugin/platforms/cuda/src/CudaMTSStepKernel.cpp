@@ -6,6 +6,7 @@
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/internal/OSRngSeed.h"
 #include "openmm/reference/SimTKOpenMMRealType.h"
+#include <cuda_runtime_api.h>
 #include <cmath>
 #include <istream>
 #include <ostream>
@@ -19,6 +20,9 @@ const uint32_t checkpointVersion = 1;  // the same layout as the Reference kerne
 }
 
 void CudaIntegrateMTSStepKernel::initialize(const System& system, const MultipleTimeStepIntegrator& integrator) {
+    // Every integrator kernel of OpenMM's CUDA platform does this first: it finishes setting up the
+    // CudaContext (energy and derivative buffers, masses in velm.w, molecule groups, pinned memory).
+    cu.initializeContexts();
     ContextSelector selector(cu);
     int numParticles = system.getNumParticles();
     levelForces.clear();
@@ -38,19 +42,30 @@ void CudaIntegrateMTSStepKernel::computeLevelForces(ContextImpl& context, int le
     cudakernels::saveLevelForces(reinterpret_cast<const long long*>(cu.getForce().getDevicePointer()), cu.getPaddedNumAtoms(),
                                  reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(),
                                  reinterpret_cast<double*>(levelForces[level]->getDevicePointer()), cu.getCurrentStream());
+    checkLaunch("saving a level's forces");
 }
 
 void CudaIntegrateMTSStepKernel::kick(const vector<double>& coefficients) {
+    bool doubleVelm = cu.getUseDoublePrecision() || cu.getUseMixedPrecision();
     cudakernels::KickTerms terms;
+    auto flush = [&]() {
+        cudakernels::kick(reinterpret_cast<void*>(cu.getVelm().getDevicePointer()), doubleVelm,
+                          reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(), terms,
+                          cu.getCurrentStream());
+        terms.count = 0;
+    };
+    // At most 8 levels per kernel launch; more levels take more launches.
     for (int k = 0; k < (int) coefficients.size(); k++)
         if (coefficients[k] != 0.0) {
+            if (terms.count == 8)
+                flush();
             terms.forces[terms.count] = reinterpret_cast<const double*>(levelForces[k]->getDevicePointer());
             terms.coefficient[terms.count] = coefficients[k];
             terms.count++;
         }
-    bool doubleVelm = cu.getUseDoublePrecision() || cu.getUseMixedPrecision();
-    cudakernels::kick(reinterpret_cast<void*>(cu.getVelm().getDevicePointer()), doubleVelm,
-                      reinterpret_cast<const int*>(cu.getAtomIndexArray().getDevicePointer()), cu.getNumAtoms(), terms, cu.getCurrentStream());
+    if (terms.count > 0)
+        flush();
+    checkLaunch("a kick");
 }
 
 void CudaIntegrateMTSStepKernel::innerStep(double dt, const MTSThermostat& thermostat, double tolerance) {
@@ -78,6 +93,18 @@ void CudaIntegrateMTSStepKernel::innerStep(double dt, const MTSThermostat& therm
     if (hasConstraints)
         integration.applyVelocityConstraints(tolerance);
     integration.computeVirtualSites();
+    checkLaunch("an inner step");
+}
+
+void CudaIntegrateMTSStepKernel::checkLaunch(const char* what) {
+    cudaError_t error = cudaPeekAtLastError();
+    if (error != cudaSuccess) {
+        cudaGetLastError();
+        throw OpenMMException(string("MTS integrator (CUDA): launching ") + what + " failed: " + cudaGetErrorString(error) +
+                              (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction
+                                   ? ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it."
+                                   : "."));
+    }
 }
 
 void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {

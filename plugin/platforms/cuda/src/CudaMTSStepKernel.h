@@ -34,6 +34,8 @@ private:
     void computeLevelForces(OpenMM::ContextImpl& context, int level, int groupMask);
     void kick(const std::vector<double>& coefficients);
     void innerStep(double dt, const MTSThermostat& thermostat, double tolerance);
+    /** Throw if a kernel launch failed (no kernel image for this GPU, bad configuration). */
+    static void checkLaunch(const char* what);
     OpenMM::CudaContext& cu;
     std::vector<std::unique_ptr<OpenMM::CudaArray>> levelForces;  // double3 per System particle, one array per level
     OpenMM::CudaArray unconstrained;             // double3 per sorted atom (with constraints)

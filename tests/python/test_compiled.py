@@ -1,0 +1,196 @@
+"""Compiled models (AOTInductor packages from openmmhybrid.compileModel) in MLForce, on every
+CPU-side platform.  Expected numbers come from the uncompiled model evaluated directly in PyTorch
+or from finite differences.  Compiling takes seconds per model, so each package is built once per
+module.
+"""
+import io
+
+import numpy as np
+import openmm
+import openmm.unit as unit
+import pytest
+import torch
+
+from openmmhybrid import MLForce, compileModel
+from models import PairMLP
+from test_mlforce import direct_energy_and_forces, evaluate, make_system, random_positions, random_rotation
+
+ATOMS = [7, 2, 4, 0, 5, 9]
+
+
+class PeriodicScaled(PairMLP):
+    """PairMLP times a parameter, plus 5 * trace(box): checks the box and the parameter arrive."""
+
+    def forward(self, positions, box, scale):
+        return scale * self.pair_energy(positions) + 5.0 * torch.trace(box)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """(model, package path): PairMLP, float64, 6 atoms, no box."""
+    model = PairMLP(dtype=torch.float64)
+    path = tmp_path_factory.mktemp("compiled") / "plain.pt2"
+    compileModel(model, len(ATOMS), path, usesDoublePrecision=True)
+    return model, str(path)
+
+
+@pytest.fixture(scope="module")
+def periodic(tmp_path_factory):
+    """(model, package path): PeriodicScaled, float32, 6 atoms, box and one parameter."""
+    model = PeriodicScaled(dtype=torch.float32)
+    path = tmp_path_factory.mktemp("compiled") / "periodic.pt2"
+    compileModel(model, len(ATOMS), path, periodic=True, parameters=[("scale", 1.0)])
+    return model, str(path)
+
+
+def compiled_system(path, double=True, periodic=False, box=None, atoms=ATOMS):
+    system = make_system(10, box)
+    force = MLForce(path, atoms, usesPeriodicBoundaryConditions=periodic, usesDoublePrecision=double)
+    system.addForce(force)
+    return system, force
+
+
+def test_energy_and_forces_match_pytorch(plain, platform):
+    model, path = plain
+    system, force = compiled_system(path)
+    pos = random_positions(10, 1)
+    energy, forces, _ = evaluate(system, pos, platform)
+    expected_energy, expected_forces = direct_energy_and_forces(model, pos[ATOMS])
+    assert energy == pytest.approx(expected_energy, rel=1e-10, abs=1e-9)
+    np.testing.assert_allclose(forces[ATOMS], expected_forces, rtol=1e-8, atol=1e-8)
+    others = [i for i in range(10) if i not in ATOMS]
+    assert np.all(forces[others] == 0.0)
+
+
+def test_forces_are_finite_differences_of_energy(plain, platform):
+    _, path = plain
+    system, _ = compiled_system(path)
+    pos = random_positions(10, 2)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    context.setPositions(pos)
+    _, forces, _ = evaluate(system, pos, platform, context=context)
+    h = 1e-5
+    for atom in ATOMS[:3]:
+        for k in range(3):
+            plus, minus = pos.copy(), pos.copy()
+            plus[atom, k] += h
+            minus[atom, k] -= h
+            context.setPositions(plus)
+            e_plus = evaluate(system, plus, platform, context=context)[0]
+            context.setPositions(minus)
+            e_minus = evaluate(system, minus, platform, context=context)[0]
+            assert forces[atom, k] == pytest.approx(-(e_plus - e_minus) / (2 * h), rel=1e-5, abs=1e-5)
+
+
+def test_rotation_and_translation_invariance(plain, platform):
+    _, path = plain
+    system, _ = compiled_system(path)
+    rng = np.random.default_rng(3)
+    pos = random_positions(10, 3)
+    energy, forces, _ = evaluate(system, pos, platform)
+    rotation = random_rotation(rng)
+    moved = pos @ rotation.T + np.array([1.5, -2.0, 0.7])
+    energy2, forces2, _ = evaluate(system, moved, platform)
+    assert energy2 == pytest.approx(energy, rel=1e-10)
+    np.testing.assert_allclose(forces2, forces @ rotation.T, atol=1e-8)
+
+
+def test_box_and_parameter_reach_the_compiled_model(periodic, platform):
+    model, path = periodic
+    box = [openmm.Vec3(2.5, 0, 0), openmm.Vec3(0, 2.6, 0), openmm.Vec3(0, 0, 2.7)]
+    system, force = compiled_system(path, double=False, periodic=True, box=box)
+    force.addGlobalParameter("scale", 1.0)
+    pos = random_positions(10, 4, scale=0.5)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
+    context.setPositions(pos)
+    box_tensor = torch.tensor([[2.5, 0, 0], [0, 2.6, 0], [0, 0, 2.7]], dtype=torch.float32)
+    for scale in (1.0, 0.5, 2.0):
+        context.setParameter("scale", scale)
+        energy, forces, _ = evaluate(system, pos, platform, context=context)
+        expected_energy, expected_forces = direct_energy_and_forces(model, pos[ATOMS], torch.float32, box_tensor,
+                                                                    torch.tensor(scale))
+        assert energy == pytest.approx(expected_energy, rel=1e-5)
+        np.testing.assert_allclose(forces[ATOMS], expected_forces, rtol=1e-4, atol=1e-3)
+
+
+def test_serialization_round_trip(plain, platform):
+    model, path = plain
+    system, _ = compiled_system(path)
+    pos = random_positions(10, 5)
+    energy, forces, _ = evaluate(system, pos, platform)
+    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
+    energy2, forces2, _ = evaluate(copy, pos, platform)
+    assert energy2 == energy
+    np.testing.assert_array_equal(forces2, forces)
+
+
+def test_dynamics_with_a_compiled_model(plain, platform):
+    """A few Verlet steps: the model is called every step and the energy stays finite."""
+    _, path = plain
+    system, force = compiled_system(path)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.0005), platform)
+    context.setPositions(random_positions(10, 6))
+    context.getIntegrator().step(20)
+    assert force.getNumModelCalls(context) >= 20
+    assert np.isfinite(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+
+
+# --- Errors ----------------------------------------------------------------------------------------
+
+def context_error(system):
+    with pytest.raises(openmm.OpenMMException) as error:
+        openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    return str(error.value)
+
+
+def test_wrong_number_of_atoms(plain):
+    _, path = plain
+    message = context_error(compiled_system(path, atoms=ATOMS[:4])[0])
+    assert "compiled for 6 ML atoms" in message and "has 4" in message
+
+
+def test_wrong_dtype(plain):
+    _, path = plain
+    message = context_error(compiled_system(path, double=False)[0])
+    assert "float64" in message and "setUsesDoublePrecision(True)" in message
+
+
+def test_wrong_inputs(plain):
+    _, path = plain
+    box = [openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3)]
+    message = context_error(compiled_system(path, periodic=True, box=box)[0])
+    assert "takes (positions)" in message and "passes (positions,box)" in message
+
+
+def test_embedding_and_derivatives_are_refused(plain):
+    _, path = plain
+    system, force = compiled_system(path)
+    force.setEmbedding(1.0, [0.1] * 10)
+    assert "embedding is not available with compiled models" in context_error(system)
+    system, force = compiled_system(path)
+    force.addGlobalParameter("lambda", 1.0)
+    force.addEnergyParameterDerivative("lambda")
+    assert "derivatives are not available with compiled models" in context_error(system)
+
+
+def test_damaged_package(plain, tmp_path):
+    _, path = plain
+    data = open(path, "rb").read()
+    damaged = tmp_path / "damaged.pt2"
+    damaged.write_bytes(data[: len(data) // 2])
+    with pytest.raises(openmm.OpenMMException, match="could not load"):
+        MLForce(str(damaged), ATOMS)
+
+
+def test_compile_model_argument_errors(tmp_path):
+    with pytest.raises(TypeError, match="not a TorchScript module"):
+        compileModel(torch.jit.script(PairMLP()), 6, tmp_path / "x.pt2")
+    with pytest.raises(ValueError, match="numAtoms"):
+        compileModel(PairMLP(), 0, tmp_path / "x.pt2")
+
+    class Vector(torch.nn.Module):
+        def forward(self, positions):
+            return positions.sum(dim=1)
+
+    with pytest.raises(ValueError, match="one scalar energy"):
+        compileModel(Vector(), 6, tmp_path / "x.pt2")
