@@ -11,11 +11,13 @@ Compared, in float32 and float64:
   coordinates in Angstrom.
 
 Molecules: p-xylene (residue TMP of examples/data/pxylene-water, 18 atoms) and p-xylene with its
-nearest whole waters (``--waters``, default 9: 45 atoms).  Prints a markdown table.
+nearest whole waters (``--waters``, default 9: 45 atoms).  With ``--compiled``, ours is also
+compiled ahead of time by :func:`openmmhybrid.compileModel` (AOTInductor: energy and forces in one
+call of native code, as MLForce runs a ``.pt2`` package).  Prints a markdown table.
 
 Usage::
 
-    python benchmarks/bench_ani1x.py [--threads N] [--repeats 300] [--warmup 30] [--waters 9]
+    python benchmarks/bench_ani1x.py [--threads N] [--repeats 300] [--warmup 30] [--waters 9] [--compiled]
 """
 import argparse
 import datetime
@@ -92,6 +94,18 @@ def ours_step(model, positions, dtype):
     return step, lambda: model(x.detach()).item()
 
 
+def compiled_step(model, positions, dtype):
+    """One call of the AOTInductor package compiled from `model` (energy and forces)."""
+    import tempfile
+    from openmmhybrid import compileModel
+
+    path = os.path.join(tempfile.mkdtemp(prefix="bench-ani-"), "ani.pt2")
+    compileModel(model, len(positions), path, usesDoublePrecision=(dtype == torch.float64))
+    runner = torch._inductor.aoti_load_package(path)
+    x = torch.tensor(positions, dtype=dtype)
+    return lambda: runner(x)
+
+
 def torchani_step(model, numbers, positions, dtype):
     species = torch.tensor([numbers])
     x = torch.tensor(positions * 10.0, dtype=dtype).unsqueeze(0).requires_grad_()
@@ -108,6 +122,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--waters", type=int, default=9, help="waters added to p-xylene for the larger case")
+    parser.add_argument("--compiled", action="store_true", help="also time ours compiled with openmmhybrid.compileModel")
     args = parser.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -136,7 +151,10 @@ def main(argv=None):
             if reference_scripted is not None:
                 step, _ = torchani_step(reference_scripted[dtype], numbers, positions, dtype)
                 scripted = time_it(step, args.warmup, args.repeats)
-            rows.append((name, len(numbers), str(dtype).replace("torch.", ""), ours, eager, scripted, difference))
+            compiled = None
+            if args.compiled:
+                compiled = time_it(compiled_step(ANI1x(numbers), positions, dtype), args.warmup, args.repeats)
+            rows.append((name, len(numbers), str(dtype).replace("torch.", ""), ours, eager, scripted, difference, compiled))
 
     def cell(t):
         return "n/a" if t is None else f"{t[0]:.2f} / {t[1]:.2f}"
@@ -150,11 +168,12 @@ def main(argv=None):
           "times in ms as median / min; ratios of medians (torchani / ours)")
     print()
     print("| molecule | atoms | dtype | ours (scripted) | torchani eager | torchani scripted "
-          "| eager / ours | scripted / ours | abs(dE) vs torchani (Ha) |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|---:|")
-    for name, atoms, dtype, ours, eager, scripted, difference in rows:
+          "| eager / ours | scripted / ours | abs(dE) vs torchani (Ha) | ours compiled | scripted / compiled |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for name, atoms, dtype, ours, eager, scripted, difference, compiled in rows:
         print(f"| {name} | {atoms} | {dtype} | {cell(ours)} | {cell(eager)} | {cell(scripted)} "
-              f"| {ratio(eager, ours)} | {ratio(scripted, ours)} | {difference:.1e} |")
+              f"| {ratio(eager, ours)} | {ratio(scripted, ours)} | {difference:.1e} | {cell(compiled)} "
+              f"| {'n/a' if compiled is None else f'{ours[0] / compiled[0]:.2f}x'} |")
 
 
 if __name__ == "__main__":
