@@ -19,7 +19,8 @@ What a compiled model can and cannot do:
   Static-shape models such as the project's ANI-1x are fine.
 - It runs on the Reference and CPU platforms, with the torch version and on the kind of CPU it was
   compiled with (compile it on the machine that runs it; it takes seconds to a minute).
-- Electrostatic embedding and energy parameter derivatives are not available yet.
+- Energy parameter derivatives (dE/dlambda) are compiled in when named (``derivatives=``).
+- Electrostatic embedding is not available yet.
 """
 import os
 import warnings
@@ -29,7 +30,7 @@ import torch
 __all__ = ["compileModel"]
 
 
-def compileModel(model, numAtoms, path, periodic=False, parameters=(), usesDoublePrecision=False):
+def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivatives=(), usesDoublePrecision=False):
     """Compile a model's energy and forces into an AOTInductor package that :class:`MLForce` loads.
 
     Parameters
@@ -46,6 +47,9 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), usesDoubl
         Whether the force passes the box (``setUsesPeriodicBoundaryConditions(True)``).
     parameters : sequence of (str, float)
         The force's global parameters, in order, with the values used for tracing.
+    derivatives : sequence of str
+        Parameters whose energy derivative the package also returns: the force's
+        ``addEnergyParameterDerivative`` names, in the same order.
     usesDoublePrecision : bool
         Compile for float64 inputs (``setUsesDoublePrecision(True)``); float32 by default.
 
@@ -84,26 +88,41 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), usesDoubl
     for name, value in parameters:
         example.append(torch.tensor(value, dtype=dtype))
         names.append(name)
+    derivatives = [str(name) for name in derivatives]
+    parameterNames = [name for name, _ in parameters]
+    for name in derivatives:
+        if name not in parameterNames:
+            raise ValueError(f"compileModel: the derivative '{name}' is not one of the parameters ({', '.join(parameterNames) or 'none'})")
+    # Where each derivative's parameter sits among the inputs after the positions.
+    derivativeInputs = [names.index(name) - 1 for name in derivatives]
 
     def energyAndForces(positions, *rest):
         positions = positions.detach().requires_grad_(True)
+        rest = list(rest)
+        for i in derivativeInputs:
+            rest[i] = rest[i].detach().requires_grad_(True)
         energy = model(positions, *rest)
         if not isinstance(energy, torch.Tensor) or energy.numel() != 1:
             raise ValueError("compileModel: the model must return one scalar energy tensor (kJ/mol)")
         energy = energy.reshape(())
-        gradient, = torch.autograd.grad(energy, positions)
-        return energy.detach(), -gradient
+        wrt = [positions] + [rest[i] for i in derivativeInputs]
+        gradients = torch.autograd.grad(energy, wrt, allow_unused=True)
+        outputs = [energy.detach(), -gradients[0]]
+        for gradient, parameter in zip(gradients[1:], wrt[1:]):
+            outputs.append(torch.zeros_like(parameter) if gradient is None else gradient.reshape(()))
+        return tuple(outputs)
 
     with warnings.catch_warnings():
         # torch's export and Inductor internals warn about their own deprecated helpers.
         warnings.simplefilter("ignore", FutureWarning)
         traced = make_fx(energyAndForces)(*example)
         exported = torch.export.export(traced, tuple(example), strict=False)
-        return _package(exported, path, names, numAtoms, usesDoublePrecision)
+        return _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision)
 
 
-def _package(exported, path, names, numAtoms, usesDoublePrecision):
+def _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision):
     metadata = {"openmmhybrid.inputs": ",".join(names), "openmmhybrid.atoms": str(numAtoms),
+                "openmmhybrid.derivatives": ",".join(derivatives),
                 "openmmhybrid.dtype": "float64" if usesDoublePrecision else "float32",
                 "openmmhybrid.outputs": "energy,forces"}
     path = os.fspath(path)

@@ -226,6 +226,28 @@ def _resolve_model(model, topology, mlAtoms, modelArgs):
                     f"not {type(model).__name__}")
 
 
+def _compiled_region_model(module, periodic, interpolate, numAtoms, usesDoublePrecision):
+    """The bytes of an AOTInductor package of the region model (see compileModel)."""
+    import inspect
+    import tempfile
+
+    from .compiled import compileModel
+
+    takesBox = len(inspect.signature(module.forward).parameters) >= 2  # positions, box
+    if not periodic:
+        wrapped = _Scaled(module) if interpolate else module
+    elif interpolate:
+        wrapped = _ScaledWithBox(module) if takesBox else _ScaledDropBox(module)
+    else:
+        wrapped = module if takesBox else _DropBox(module)
+    parameters = [(LAMBDA_PARAMETER, 1.0)] if interpolate else []
+    with tempfile.TemporaryDirectory(prefix="openmmhybrid-") as folder:
+        path = compileModel(wrapped, numAtoms, os.path.join(folder, "region.pt2"), periodic=periodic, parameters=parameters,
+                            derivatives=[name for name, _ in parameters], usesDoublePrecision=usesDoublePrecision)
+        with open(path, "rb") as f:
+            return f.read()
+
+
 def _region_model(module, periodic, interpolate):
     """Adapt module to what MLForce passes: (positions[, box][, lambda_interpolate])."""
     scripted = _script(module, "createMixedSystem")
@@ -676,7 +698,7 @@ def _groups_in_use(system):
 
 def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, removeConstraints=False,
                       correctionGroup=None, usesDoublePrecision=False, modelArgs=None, embedding="mechanical",
-                      cutoff=1.0 * unit.nanometer, embeddingTerms=None, switchDistance="default"):
+                      cutoff=1.0 * unit.nanometer, embeddingTerms=None, switchDistance="default", compile=False):
     """A new ML/MM System: the MM ``system`` plus ``lambda * (E_ML(region) - E_MM,region)``.
 
     The input System is not changed.  All its forces, constraints and virtual sites are kept as
@@ -728,6 +750,11 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         Ignored when ``model`` itself follows the embedding contract (it takes ``mm_positions``).
     switchDistance : float, Quantity, None or 'default'
         Where the named terms' switch starts (default: cutoff - 0.2 nm); None for a hard cutoff.
+    compile : bool
+        Compile the region's model ahead of time with :func:`~openmmhybrid.compileModel`
+        (AOTInductor: energy, forces and dE/dlambda in native code; several times faster on the
+        CPU for small regions).  Mechanical embedding, a ``torch.nn.Module`` or a registered name,
+        and the Reference or CPU platform.  Takes seconds to a minute.
 
     Returns
     -------
@@ -848,7 +875,14 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     # The model, checked before the System is copied.
     module = _resolve_model(model, topology, mlAtoms, modelArgs)
     periodic = system.usesPeriodicBoundaryConditions()
-    if electrostatic:
+    if compile:
+        if electrostatic:
+            raise ValueError("createMixedSystem: compile=True is not available with electrostatic embedding yet")
+        if isinstance(module, torch.jit.ScriptModule):
+            raise ValueError("createMixedSystem: compile=True needs a torch.nn.Module or a registered model name; a "
+                             "TorchScript model cannot be compiled (it is not traceable Python)")
+        regionModel = _compiled_region_model(module, periodic, interpolate, len(mlAtoms), usesDoublePrecision)
+    elif electrostatic:
         terms = _embedding_terms(embeddingTerms, topology, mlAtoms, charges, cutoffValue, switchDistance)
         regionModel = _embedded_model(module, periodic, interpolate, terms)
     else:

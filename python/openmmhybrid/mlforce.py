@@ -64,10 +64,11 @@ class MLForce(openmm.Force):
 
     Parameters
     ----------
-    model : str, os.PathLike, torch.nn.Module or torch.jit.ScriptModule
-        A TorchScript file written by ``torch.jit.save``, or a module (scripted with
-        ``torch.jit.script`` for you).  The model is stored inside the force, so serializing the
-        System keeps it.
+    model : str, os.PathLike, torch.nn.Module, torch.jit.ScriptModule or bytes
+        A TorchScript file written by ``torch.jit.save``, a package written by
+        :func:`~openmmhybrid.compileModel` (``.pt2``), a module (scripted with ``torch.jit.script``
+        for you), or the bytes of either kind of file.  The model is stored inside the force, so
+        serializing the System keeps it.
     atoms : sequence of int
         The particle indices of the ML region, in the order the model sees them.
     usesPeriodicBoundaryConditions, outputsForces, usesDoublePrecision : bool, optional
@@ -116,6 +117,8 @@ class MLForce(openmm.Force):
                 raise FileNotFoundError(f"MLForce: the model file '{path}' does not exist. Give the path of a TorchScript "
                                         "file written by torch.jit.save(), or pass the torch.nn.Module itself.")
             handle = _core.MLForce_fromFile(path, atoms)
+        elif isinstance(model, (bytes, bytearray)):
+            handle = _core.MLForce_fromBytes(bytes(model), atoms)
         else:
             handle = _core.MLForce_fromBytes(_model_bytes(model), atoms)
         self.this = handle.this

@@ -217,6 +217,21 @@ def test_mts_lambda_and_barostat(tmp_path):
     assert -420000 < float(r["ML (kJ/mol)"]) < -400000  # half of ANI-1x's ~ -816000 kJ/mol
 
 
+def test_compiled_model_gives_the_same_energies(tmp_path):
+    """compile = true: ANI-1x compiled ahead of time; the energies match the TorchScript run's."""
+    rows = {}
+    for compile in ("false", "true"):
+        out = str(tmp_path / compile)
+        assert main(["run", PXYLENE, "--compile", compile, "--steps", "10", "--report-interval", "5", "--report", "false",
+                     "--output", out] + FAST) == 0
+        header, rows[compile] = read_csv(os.path.join(out, "energies.csv"))
+    ml = header.index("ML (kJ/mol)")
+    assert len(rows["true"]) == len(rows["false"]) == 2
+    for compiled, scripted in zip(rows["true"], rows["false"]):
+        # Same start, same seed; the float32 model arithmetic runs in another order.
+        assert float(compiled[ml]) == pytest.approx(float(scripted[ml]), abs=0.2)
+
+
 def test_torchscript_model_file(tmp_path, capsys):
     """A TorchScript file as the model: the start energy differs from ANI-1x's by the ANI-1x energy
     of the region, computed here with torchani."""
@@ -282,6 +297,8 @@ GOOD = f'[input]\nprmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\n[ml]\nresidue = "TMP
     (GOOD, ["--threads", "100000"], "threads must be at most 1024"),
     ("input = 3\n", [], "\\[input\\] must be a table"),
     (GOOD, ["--state", "missing_state.xml"], "the state file '.*missing_state.xml' does not exist"),
+    (GOOD, ["--compile", "true", "--platform", "CUDA"], "compile applies to the Reference and CPU platforms, not CUDA"),
+    (GOOD, ["--compile", "true", "--embedding", "electrostatic"], "compile is not available with electrostatic embedding"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
     config = write(tmp_path, text)

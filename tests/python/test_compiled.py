@@ -36,10 +36,11 @@ def plain(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def periodic(tmp_path_factory):
-    """(model, package path): PeriodicScaled, float32, 6 atoms, box and one parameter."""
+    """(model, package path): PeriodicScaled, float32, 6 atoms, box and one parameter with its
+    energy derivative."""
     model = PeriodicScaled(dtype=torch.float32)
     path = tmp_path_factory.mktemp("compiled") / "periodic.pt2"
-    compileModel(model, len(ATOMS), path, periodic=True, parameters=[("scale", 1.0)])
+    compileModel(model, len(ATOMS), path, periodic=True, parameters=[("scale", 1.0)], derivatives=["scale"])
     return model, str(path)
 
 
@@ -100,17 +101,20 @@ def test_box_and_parameter_reach_the_compiled_model(periodic, platform):
     box = [openmm.Vec3(2.5, 0, 0), openmm.Vec3(0, 2.6, 0), openmm.Vec3(0, 0, 2.7)]
     system, force = compiled_system(path, double=False, periodic=True, box=box)
     force.addGlobalParameter("scale", 1.0)
+    force.addEnergyParameterDerivative("scale")
     pos = random_positions(10, 4, scale=0.5)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
     context.setPositions(pos)
     box_tensor = torch.tensor([[2.5, 0, 0], [0, 2.6, 0], [0, 0, 2.7]], dtype=torch.float32)
+    pair = model.pair_energy(torch.tensor(pos[ATOMS], dtype=torch.float32)).item()
     for scale in (1.0, 0.5, 2.0):
         context.setParameter("scale", scale)
-        energy, forces, _ = evaluate(system, pos, platform, context=context)
+        energy, forces, derivatives = evaluate(system, pos, platform, context=context, derivatives=True)
         expected_energy, expected_forces = direct_energy_and_forces(model, pos[ATOMS], torch.float32, box_tensor,
                                                                     torch.tensor(scale))
         assert energy == pytest.approx(expected_energy, rel=1e-5)
         np.testing.assert_allclose(forces[ATOMS], expected_forces, rtol=1e-4, atol=1e-3)
+        assert derivatives["scale"] == pytest.approx(pair, rel=1e-5)  # dE/dscale = the pair energy
 
 
 def test_serialization_round_trip(plain, platform):
@@ -162,15 +166,20 @@ def test_wrong_inputs(plain):
     assert "takes (positions)" in message and "passes (positions,box)" in message
 
 
-def test_embedding_and_derivatives_are_refused(plain):
+def test_embedding_is_refused(plain):
     _, path = plain
     system, force = compiled_system(path)
     force.setEmbedding(1.0, [0.1] * 10)
     assert "embedding is not available with compiled models" in context_error(system)
-    system, force = compiled_system(path)
-    force.addGlobalParameter("lambda", 1.0)
-    force.addEnergyParameterDerivative("lambda")
-    assert "derivatives are not available with compiled models" in context_error(system)
+
+
+def test_derivatives_must_match_the_package(periodic):
+    _, path = periodic
+    box = [openmm.Vec3(3, 0, 0), openmm.Vec3(0, 3, 0), openmm.Vec3(0, 0, 3)]
+    system, force = compiled_system(path, double=False, periodic=True, box=box)
+    force.addGlobalParameter("scale", 1.0)  # but no addEnergyParameterDerivative("scale")
+    message = context_error(system)
+    assert "derivatives with respect to (scale)" in message and "asks for ()" in message
 
 
 def test_damaged_package(plain, tmp_path):
@@ -194,3 +203,45 @@ def test_compile_model_argument_errors(tmp_path):
 
     with pytest.raises(ValueError, match="one scalar energy"):
         compileModel(Vector(), 6, tmp_path / "x.pt2")
+    with pytest.raises(ValueError, match="not one of the parameters"):
+        compileModel(PairMLP(), 6, tmp_path / "x.pt2", derivatives=["lambda"])
+
+
+# --- createMixedSystem(compile=True) --------------------------------------------------------------
+
+def test_mixed_system_with_compiled_model(platform):
+    """The compiled mixed System gives the same energies, forces and dE/dlambda as the TorchScript one."""
+    from conftest import amber
+    from openmmhybrid import LAMBDA_PARAMETER, createMixedSystem
+
+    prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    model = PairMLP(dtype=torch.float32)
+    results = []
+    for compile in (False, True):
+        mixed = createMixedSystem(prm.topology, system, ligand, model, interpolate=True, compile=compile)
+        context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), platform)
+        context.setPeriodicBoxVectors(*crd.boxVectors)
+        context.setPositions(crd.positions)
+        context.setParameter(LAMBDA_PARAMETER, 0.4)
+        state = context.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
+        results.append((state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                        state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
+                        state.getEnergyParameterDerivatives()[LAMBDA_PARAMETER]))
+    (e0, f0, d0), (e1, f1, d1) = results
+    assert e1 == pytest.approx(e0, abs=1e-3)
+    assert np.abs(f1 - f0).max() < 1e-2
+    assert d1 == pytest.approx(d0, abs=1e-3)
+    assert abs(d0) > 1.0  # the derivative is not trivially zero
+
+
+def test_mixed_system_compile_refusals():
+    from conftest import amber
+    from openmmhybrid import createMixedSystem
+
+    prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    with pytest.raises(ValueError, match="electrostatic embedding"):
+        createMixedSystem(prm.topology, system, ligand, PairMLP(), embedding="electrostatic", compile=True)
+    with pytest.raises(ValueError, match="TorchScript model cannot be compiled"):
+        createMixedSystem(prm.topology, system, ligand, torch.jit.script(PairMLP()), compile=True)

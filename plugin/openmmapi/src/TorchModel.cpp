@@ -129,7 +129,7 @@ CompiledModel::~CompiledModel() {
     delete impl;
 }
 
-void CompiledModel::check(const vector<string>& inputNames, int numAtoms, bool useDouble) const {
+void CompiledModel::check(const vector<string>& inputNames, int numAtoms, bool useDouble, const vector<string>& derivativeNames) const {
     string expected;
     for (const string& name : inputNames)
         expected += (expected.empty() ? "" : ",") + name;
@@ -137,8 +137,18 @@ void CompiledModel::check(const vector<string>& inputNames, int numAtoms, bool u
     if (compiled != expected)
         throw OpenMMException("MLForce: the compiled model from " + origin + " takes (" + compiled + "), but the force passes (" + expected +
                               "). Compile it with the same periodicity and global parameters as the force "
-                              "(openmmhybrid.compileModel(..., periodic=..., parameters=[...])). Electrostatic embedding and "
-                              "energy parameter derivatives are not available with compiled models yet.");
+                              "(openmmhybrid.compileModel(..., periodic=..., parameters=[...])). Electrostatic embedding is "
+                              "not available with compiled models yet.");
+    string wantedDerivatives;
+    for (const string& name : derivativeNames)
+        wantedDerivatives += (wantedDerivatives.empty() ? "" : ",") + name;
+    auto derivatives = impl->metadata.find("openmmhybrid.derivatives");
+    string compiledDerivatives = (derivatives == impl->metadata.end() ? "" : derivatives->second);
+    if (compiledDerivatives != wantedDerivatives)
+        throw OpenMMException("MLForce: the compiled model from " + origin + " returns the energy derivatives with respect to (" +
+                              compiledDerivatives + "), but the force asks for (" + wantedDerivatives +
+                              "). Compile it with openmmhybrid.compileModel(..., derivatives=[...]) naming the parameters of "
+                              "addEnergyParameterDerivative(), in the same order.");
     auto atoms = impl->metadata.find("openmmhybrid.atoms");
     if (atoms != impl->metadata.end() && atoms->second != to_string(numAtoms))
         throw OpenMMException("MLForce: the compiled model from " + origin + " was compiled for " + atoms->second +

@@ -65,6 +65,8 @@ SETTINGS = [
     Setting("atoms", "ml", "atoms", None, "ML region: atom indices from 0, e.g. [0, 1, 2] or '0-17,20'"),
     Setting("model", "ml", "str", "ani1x", "a registered model name or a TorchScript file"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
+    Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms, "
+            "mechanical embedding; faster, takes seconds to a minute at set-up)"),
     Setting("embedding", "ml", "str", "mechanical", "ML-MM coupling", choices=["mechanical", "electrostatic"]),
     Setting("embedding_cutoff", "ml", "quantity", 1.0 * unit.nanometer, "MM charges within this distance of the "
             "region are seen by the model (electrostatic embedding)", unit=unit.nanometer),
@@ -338,6 +340,11 @@ def _check(config):
                           "(Reference is double, CPU mixed)")
     if config["threads"] is not None and config["platform"] != "CPU":
         raise ConfigError("threads applies to the CPU platform only")
+    if config["compile"] and config["platform"] not in ("Reference", "CPU"):
+        raise ConfigError(f"compile applies to the Reference and CPU platforms, not {config['platform']} "
+                          "(on CUDA, cuda_graphs gives the speed-up)")
+    if config["compile"] and config["embedding"] != "mechanical":
+        raise ConfigError("compile is not available with electrostatic embedding yet")
 
 
 def templateConfig():

@@ -76,12 +76,15 @@ def prepare(config, log=print):
     correctionGroup, mlGroup = _free_groups(inputs.system, 2)
     interpolate = config["lambda"] != 1.0
     electrostatic = config["embedding"] == "electrostatic"
+    if config["compile"]:
+        log("openmm-hybrid: compiling the model ahead of time (AOTInductor; 10-60 s)")
     try:
         import warnings
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             system = createMixedSystem(topology, inputs.system, mlAtoms, module, interpolate=interpolate,
                                        correctionGroup=correctionGroup, usesDoublePrecision=config["model_double"],
+                                       compile=config["compile"],
                                        embedding=config["embedding"], cutoff=config["embedding_cutoff"])
         for warning in caught:
             log(f"warning: {warning.message}")

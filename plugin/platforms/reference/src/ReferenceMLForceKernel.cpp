@@ -28,8 +28,6 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
         compiled = std::make_unique<TorchModel::CompiledModel>(force.getModelData(), origin);
         if (force.usesEmbedding())
             throw OpenMMException("MLForce: electrostatic embedding is not available with compiled models yet; use the TorchScript model.");
-        if (force.getNumEnergyParameterDerivatives() > 0)
-            throw OpenMMException("MLForce: energy parameter derivatives are not available with compiled models yet; use the TorchScript model.");
     }
     else
         module = TorchModel::load(force.getModelData(), origin);
@@ -94,7 +92,11 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
     for (int j : derivativeIndex)
         gradInputs.push_back(parameters[j]);
     if (compiled) {
-        compiled->check(inputNames, numAtoms, useDouble);
+        vector<string> derivativeNames;
+        for (int j : derivativeIndex)
+            derivativeNames.push_back(parameterNames[j]);
+        compiled->check(inputNames, numAtoms, useDouble, derivativeNames);
+        gradInputs.clear();  // the package returns the derivatives itself
         compiledInputs.clear();
         for (auto& input : inputs)
             compiledInputs.push_back(input.toTensor());
@@ -213,8 +215,8 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
     torch::jit::IValue output;
     try {
         if (compiled) {
-            vector<torch::Tensor> results = compiled->run(compiledInputs);
-            output = c10::ivalue::Tuple::create(results.at(0), results.at(1));
+            compiledResults = compiled->run(compiledInputs);
+            output = c10::ivalue::Tuple::create(compiledResults.at(0), compiledResults.at(1));
         }
         else
             output = module.forward(inputs);
@@ -301,10 +303,11 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         else
             addForces<double>(f.to(torch::kFloat64), 1.0, forces);
     }
-    for (int j : derivativeIndex) {
-        torch::Tensor g = grads[next++];
+    for (int k = 0; k < (int) derivativeIndex.size(); k++) {
+        // A compiled package returns dE/dp after the forces, in the order of the derivatives.
+        torch::Tensor g = compiled ? compiledResults.at(2 + k) : grads[next++];
         double value = g.defined() ? g.item<double>() : 0.0;
-        (*data.energyParameterDerivatives)[parameterNames[j]] += value;
+        (*data.energyParameterDerivatives)[parameterNames[derivativeIndex[k]]] += value;
     }
     return energyValue;
 }

@@ -38,7 +38,7 @@ private:
     void addForces(const torch::Tensor& gradient, double sign, std::vector<OpenMM::Vec3>& forces);
     torch::jit::Module module;
     std::unique_ptr<TorchModel::CompiledModel> compiled;  // set for an AOTInductor package instead of module
-    std::vector<torch::Tensor> compiledInputs;
+    std::vector<torch::Tensor> compiledInputs, compiledResults;
     std::vector<int> atoms;
     bool periodic = false, outputsForces = false, useDouble = false;
     torch::Tensor positions, box;

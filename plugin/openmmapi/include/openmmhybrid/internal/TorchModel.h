@@ -41,7 +41,8 @@ bool isCompiledPackage(const std::string& data);
  *   openmmhybrid.inputs   comma-separated input names, e.g. "positions,box,lambda"
  *   openmmhybrid.atoms    the number of ML atoms (the shapes are fixed at compile time)
  *   openmmhybrid.dtype    float32 or float64
- * run() returns {energy (scalar), forces ([atoms, 3], kJ/mol/nm)}.
+ *   openmmhybrid.derivatives  comma-separated global parameters whose dE/dp it returns (may be empty)
+ * run() returns {energy (scalar), forces ([atoms, 3], kJ/mol/nm), dE/dp for each derivative}.
  */
 class CompiledModel {
 public:
@@ -57,8 +58,9 @@ public:
      * Check the package against what the force passes; throws an OpenMMException that says what to
      * change otherwise.
      */
-    void check(const std::vector<std::string>& inputNames, int numAtoms, bool useDouble) const;
-    /** Evaluate: returns {energy, forces}. */
+    void check(const std::vector<std::string>& inputNames, int numAtoms, bool useDouble,
+               const std::vector<std::string>& derivativeNames) const;
+    /** Evaluate: returns {energy, forces, dE/dp...}. */
     std::vector<torch::Tensor> run(const std::vector<torch::Tensor>& inputs);
     const std::string& getOrigin() const {
         return origin;
