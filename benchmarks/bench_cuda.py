@@ -9,7 +9,8 @@ Rows (one run, same system, same model, mixed precision, PME 0.9 nm, HBonds, 300
                     MM on inner steps of 2 fs (outer 4 fs and 8 fs)
   (d) PythonForce   the same model through OpenMM's PythonForce on the ligand atoms (openmm-ml's
                     coupling: positions to the host, torch on the GPU from Python, forces back)
-  (e) ML/MM - ML    the mixed System with the MLForce removed (what (b) costs without the model)
+  (e) ML/MM - ML    the mixed System with the MLForce removed and the ligand frozen (what (b)
+                    costs without the ML force)
 
 and the model alone (forward + backward on the GPU, eager and in a torch CUDA graph).  The
 per-evaluation overhead beyond the model is (b) - (e) - model time, per step, in microseconds, with
@@ -54,10 +55,20 @@ def ml_force_index(system):
     return next(i for i in range(system.getNumForces()) if MLForce.isinstance(system.getForce(i)))
 
 
+def minimize(system, crd, platform, properties):
+    """Minimize the mixed System once (the shipped coordinates are not minimized for ANI-1x); every
+    row starts from these positions."""
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform, properties)
+    context.setPeriodicBoxVectors(*crd.boxVectors)
+    context.setPositions(crd.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 300)
+    crd.minimized = context.getState(getPositions=True).getPositions()
+
+
 def make_context(system, crd, integrator, platform, properties):
     context = openmm.Context(system, integrator, platform, properties)
     context.setPeriodicBoxVectors(*crd.boxVectors)
-    context.setPositions(crd.positions)
+    context.setPositions(getattr(crd, "minimized", crd.positions))
     context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
     return context
 
@@ -142,9 +153,19 @@ def python_force_system(mixed, model, ligand, device):
     return system
 
 
-def without_ml(mixed):
+def without_ml(mixed, ligand):
+    """The mixed System without its MLForce, everything else evaluated as before.  Without the ML
+    energy the ligand has no internal forces (the correction removed its MM ones), so it is frozen
+    (zero masses, its constraints removed) to keep the run stable."""
     system = openmm.XmlSerializer.clone(mixed)
     system.removeForce(ml_force_index(system))
+    frozen = set(ligand)
+    for i in reversed(range(system.getNumConstraints())):
+        a, b, _ = system.getConstraintParameters(i)
+        if a in frozen or b in frozen:
+            system.removeConstraint(i)
+    for a in ligand:
+        system.setParticleMass(a, 0.0)
     return system
 
 
@@ -182,6 +203,7 @@ def main():
     topology, system, crd, ligand = load()
     model = openmmhybrid.models.createModel("ani1x", topology, ligand)
     mixed = createMixedSystem(topology, system, ligand, model, correctionGroup=ML_GROUP)
+    minimize(mixed, crd, platform, properties)
     steps, warmup = args.steps, args.warmup
     rows = []
 
@@ -198,7 +220,7 @@ def main():
     row("(a) MM, LangevinMiddle 2 fs", system, langevin())
     row("(b) ML/MM every step, graphs", with_graphs(mixed, True), langevin())
     row("(b') ML/MM every step, no graphs", with_graphs(mixed, False), langevin())
-    row("(e) mixed System without the MLForce", without_ml(mixed), langevin())
+    row("(e) mixed System without the MLForce (ligand frozen)", without_ml(mixed, ligand), langevin())
     for inner in (2, 4):
         integrator = openmmhybrid.MTSLangevinIntegrator(300 * unit.kelvin, 1 / unit.picosecond, inner * 0.002 * unit.picoseconds,
                                                         mtsGroups(mixed, ML_GROUP, inner))

@@ -162,6 +162,9 @@ def measure(system, positions, atoms, model, platform_name, repeats, box=None, s
         if not os.path.exists(package):
             openmmhybrid.compileModel(model, len(atoms), package)
     ml = openmmhybrid.MLForce(package or scripted, atoms)
+    # The model on as many threads as the floors below use (the CPU platform's default is 1, which
+    # is what a simulation step wants; see docs/benchmarks.md), so that the difference is the coupling.
+    ml.setProperty("modelThreads", str(torch.get_num_threads()))
     ml.setForceGroup(30)
     system.addForce(ml)
     peer = python_force(scripted, atoms)

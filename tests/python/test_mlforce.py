@@ -432,6 +432,27 @@ def test_bad_parameters_and_properties():
     with pytest.raises(openmm.OpenMMException, match="must be 'true' or 'false'"):
         force.setProperty("useCUDAGraphs", "maybe")
     assert "useCUDAGraphs" in MLForce.getSupportedProperties()
+    with pytest.raises(openmm.OpenMMException, match="modelThreads must be a non-negative integer"):
+        force.setProperty("modelThreads", "-1")
+    with pytest.raises(openmm.OpenMMException, match="modelThreads must be a non-negative integer"):
+        force.setProperty("modelThreads", "two")
+
+
+@pytest.mark.parametrize("threads", ["0", "1", "2"])
+def test_model_threads(platform, threads):
+    """modelThreads changes where the model runs, not its result, and leaves the caller's thread
+    count as it was."""
+    model = PairMLP()
+    pos = random_positions(10, 8)
+    system, force = ml_system(model)
+    expected = evaluate(system, pos, platform)
+    system, force = ml_system(model)
+    force.setProperty("modelThreads", threads)
+    before = torch.get_num_threads()
+    energy, forces, _ = evaluate(system, pos, platform)
+    assert torch.get_num_threads() == before
+    assert energy == pytest.approx(expected[0], rel=1e-12)
+    np.testing.assert_allclose(forces, expected[1], rtol=1e-10, atol=1e-10)
 
 
 def test_nan_positions_give_an_error_not_a_crash():

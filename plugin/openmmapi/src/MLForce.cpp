@@ -151,7 +151,7 @@ const string& MLForce::getEnergyParameterDerivativeName(int index) const {
 }
 
 vector<string> MLForce::getSupportedProperties() {
-    return {"useCUDAGraphs", "CUDAGraphWarmupSteps"};
+    return {"useCUDAGraphs", "CUDAGraphWarmupSteps", "modelThreads"};
 }
 
 void MLForce::setProperty(const string& name, const string& value) {
@@ -164,10 +164,10 @@ void MLForce::setProperty(const string& name, const string& value) {
     }
     if (name == "useCUDAGraphs" && value != "true" && value != "false")
         throw OpenMMException("MLForce: the property useCUDAGraphs must be 'true' or 'false', not '" + value + "'.");
-    if (name == "CUDAGraphWarmupSteps") {
-        bool ok = !value.empty() && all_of(value.begin(), value.end(), ::isdigit);
+    if (name == "CUDAGraphWarmupSteps" || name == "modelThreads") {
+        bool ok = !value.empty() && value.size() < 7 && all_of(value.begin(), value.end(), ::isdigit);
         if (!ok)
-            throw OpenMMException("MLForce: the property CUDAGraphWarmupSteps must be a non-negative integer, not '" + value + "'.");
+            throw OpenMMException("MLForce: the property " + name + " must be a non-negative integer, not '" + value + "'.");
     }
     properties[name] = value;
 }

@@ -3,7 +3,9 @@
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/reference/ReferencePlatform.h"
+#include <ATen/Parallel.h>
 #include <torch/autograd.h>
+#include <dlfcn.h>
 #include <cmath>
 #include <iostream>
 
@@ -15,6 +17,62 @@ static ReferencePlatform::PlatformData& getData(ContextImpl& context) {
     // The CPU platform is derived from the Reference platform and keeps this structure too.
     return *reinterpret_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
 }
+
+namespace {
+
+// The OpenMP runtime a compiled model (AOTInductor) uses is the system's libgomp, not the copy torch
+// bundles under another name, so at::set_num_threads does not reach it; its functions are looked
+// up once it is loaded.
+struct SystemOpenMP {
+    int (*getMaxThreads)() = nullptr;
+    void (*setNumThreads)(int) = nullptr;
+    SystemOpenMP() {
+        void* library = dlopen("libgomp.so.1", RTLD_LAZY | RTLD_NOLOAD);
+        if (library != nullptr) {
+            getMaxThreads = reinterpret_cast<int (*)()>(dlsym(library, "omp_get_max_threads"));
+            setNumThreads = reinterpret_cast<void (*)(int)>(dlsym(library, "omp_set_num_threads"));
+            if (getMaxThreads == nullptr || setNumThreads == nullptr)
+                getMaxThreads = nullptr;
+        }
+    }
+};
+
+// Runs the model on `threads` threads (torch's and the system OpenMP runtime's) for the lifetime
+// of the object, then restores the caller's settings; 0 changes nothing.  OpenMP's thread count is
+// a setting of the calling thread, so this affects no other thread.
+class ModelThreads {
+public:
+    ModelThreads(int threads, bool compiled) {
+        if (threads <= 0)
+            return;
+        savedTorch = at::get_num_threads();
+        if (savedTorch != threads)
+            at::set_num_threads(threads);
+        if (compiled) {
+            static SystemOpenMP openmp;
+            if (openmp.getMaxThreads != nullptr) {
+                system = &openmp;
+                savedSystem = openmp.getMaxThreads();
+                if (savedSystem != threads)
+                    openmp.setNumThreads(threads);
+            }
+        }
+        active = threads;
+    }
+    ~ModelThreads() {
+        if (active <= 0)
+            return;
+        if (savedTorch != active)
+            at::set_num_threads(savedTorch);
+        if (system != nullptr && savedSystem != active)
+            system->setNumThreads(savedSystem);
+    }
+private:
+    int active = 0, savedTorch = 0, savedSystem = 0;
+    SystemOpenMP* system = nullptr;
+};
+
+} // namespace
 
 static string firstLine(const string& s) {
     size_t end = s.find('\n');
@@ -32,6 +90,9 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
     else
         module = TorchModel::load(force.getModelData(), origin);
     atoms = force.getAtoms();
+    const map<string, string>& properties = force.getProperties();
+    auto threads = properties.find("modelThreads");
+    modelThreads = (threads != properties.end() ? stoi(threads->second) : (getPlatform().getName() == "CPU" ? 1 : 0));
     periodic = force.usesPeriodicBoundaryConditions();
     // A compiled package returns (energy, forces): no autograd at run time.
     outputsForces = force.getOutputsForces() || compiled != nullptr;
@@ -212,6 +273,7 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         torch::NoGradGuard noGrad;
         parameters[i].fill_(context.getParameter(parameterNames[i]));
     }
+    ModelThreads threadLimit(modelThreads, compiled != nullptr);  // until the gradient is computed
     torch::jit::IValue output;
     try {
         if (compiled) {

@@ -40,6 +40,7 @@ private:
     std::unique_ptr<TorchModel::CompiledModel> compiled;  // set for an AOTInductor package instead of module
     std::vector<torch::Tensor> compiledInputs, compiledResults;
     std::vector<int> atoms;
+    int modelThreads = 0;  // threads the model runs on (0: torch's setting); see MLForce's modelThreads property
     bool periodic = false, outputsForces = false, useDouble = false;
     torch::Tensor positions, box;
     std::vector<torch::Tensor> parameters;
