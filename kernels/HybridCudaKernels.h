@@ -82,7 +82,8 @@ void gatherRegion(PositionArrays pos, const int* sortedIndexOf, const int* atoms
  * @param scratch      device memory of environmentScratchBytes(numCandidates) bytes
  */
 size_t environmentScratchBytes(int numCandidates);
-void findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* candidates, const double* candidateCharges,
+/** Returns the first error of its launches (CUB's scan clears the runtime's last error). */
+cudaError_t findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* candidates, const double* candidateCharges,
                      int numCandidates, const double* region, int numRegion, const double* bounds, const double* box, bool periodic,
                      double cutoff, int capacity, void* mmPositions, void* mmCharges, bool* mmMask, bool outIsDouble, int* envSorted,
                      int* envCount, void* scratch, DeviceStatus* status, cudaStream_t stream);

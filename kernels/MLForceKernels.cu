@@ -317,7 +317,7 @@ size_t environmentScratchBytes(int numCandidates) {
     return 2 * alignUp(sizeof(int) * (numCandidates + 1)) + alignUp(cubBytes(numCandidates + 1));
 }
 
-void findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* candidates, const double* candidateCharges, int numCandidates,
+cudaError_t findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* candidates, const double* candidateCharges, int numCandidates,
                      const double* region, int numRegion, const double* bounds, const double* box, bool periodic, double cutoff,
                      int capacity, void* mmPositions, void* mmCharges, bool* mmMask, bool outIsDouble, int* envSorted, int* envCount,
                      void* scratch, DeviceStatus* status, cudaStream_t stream) {
@@ -326,12 +326,23 @@ void findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* ca
     int* offsets = reinterpret_cast<int*>(base + alignUp(sizeof(int) * (numCandidates + 1)));
     void* temp = base + 2 * alignUp(sizeof(int) * (numCandidates + 1));
     size_t tempBytes = alignUp(cubBytes(numCandidates + 1));
+    // Errors of earlier launches first: CUB's scan clears the runtime's last error.
+    cudaError_t error = cudaPeekAtLastError();
+    if (error != cudaSuccess)
+        return error;
     // flags[numCandidates] stays 0, so offsets[numCandidates] is the total.
-    cudaMemsetAsync(flags + numCandidates, 0, sizeof(int), stream);
+    error = cudaMemsetAsync(flags + numCandidates, 0, sizeof(int), stream);
+    if (error != cudaSuccess)
+        return error;
     if (numCandidates > 0)
         flagEnvironmentKernel<<<blocksFor(numCandidates), BLOCK, 0, stream>>>(pos, sortedIndexOf, candidates, numCandidates, region, numRegion,
                                                                             bounds, box, periodic, cutoff, flags);
-    cub::DeviceScan::ExclusiveSum(temp, tempBytes, flags, offsets, numCandidates + 1, stream);
+    error = cudaPeekAtLastError();
+    if (error != cudaSuccess)
+        return error;
+    error = cub::DeviceScan::ExclusiveSum(temp, tempBytes, flags, offsets, numCandidates + 1, stream);
+    if (error != cudaSuccess)
+        return error;
     if (outIsDouble) {
         if (numCandidates > 0)
             writeEnvironmentKernel<double><<<blocksFor(numCandidates), BLOCK, 0, stream>>>(
@@ -348,6 +359,7 @@ void findEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* ca
         padEnvironmentKernel<float><<<blocksFor(capacity), BLOCK, 0, stream>>>(offsets + numCandidates, bounds, cutoff, capacity, mmPositions,
                                                                               mmCharges, mmMask, envSorted, envCount, status);
     }
+    return cudaPeekAtLastError();
 }
 
 void scatterRegionForces(const void* values, bool valuesAreDouble, double scale, const int* sortedIndexOf, const int* atoms, int numAtoms,

@@ -82,22 +82,29 @@ CudaCalcMLForceKernel::CudaCalcMLForceKernel(string name, const Platform& platfo
 CudaCalcMLForceKernel::~CudaCalcMLForceKernel() {
     if (primary == nullptr)
         return;
-    {
-        PrimaryContextScope scope(primary);
-        if (stream)
-            cudaStreamSynchronize(stream->stream());  // nothing may still use what is freed below
-        graph.reset();
-        if (status != nullptr)
-            cudaFreeHost(status);
-        if (hostEnergy != nullptr)
-            cudaFreeHost(hostEnergy);
-        if (torchDone != nullptr)
-            cudaEventDestroy(torchDone);
-        if (openmmReady != nullptr) {
-            ContextSelector selector(cu);
-            cudaEventDestroy(openmmReady);
+    // A destructor must not throw: if the driver is already gone (process exit), skip the cleanup.
+    if (cuCtxPushCurrent(primary) == CUDA_SUCCESS) {
+        try {
+            if (stream)
+                cudaStreamSynchronize(stream->stream());  // nothing may still use what is freed below
+            graph.reset();
+            if (status != nullptr)
+                cudaFreeHost(status);
+            if (hostEnergy != nullptr)
+                cudaFreeHost(hostEnergy);
+            if (torchDone != nullptr)
+                cudaEventDestroy(torchDone);
+            if (openmmReady != nullptr) {
+                ContextSelector selector(cu);
+                cudaEventDestroy(openmmReady);
+            }
         }
+        catch (...) {
+        }
+        CUcontext popped;
+        cuCtxPopCurrent(&popped);
     }
+    cudaGetLastError();  // leave no error behind for a later launch check
     cuDevicePrimaryCtxRelease(cu.getDevice());
 }
 
@@ -105,7 +112,8 @@ void CudaCalcMLForceKernel::checkLaunch(const char* what) {
     cudaError_t error = cudaPeekAtLastError();
     if (error != cudaSuccess) {
         cudaGetLastError();
-        throw OpenMMException(string("MLForce (CUDA): launching ") + what + " failed: " + cudaGetErrorString(error) +
+        throw OpenMMException(string("MLForce (CUDA): launching ") + what + " failed (or an earlier asynchronous error): " +
+                              cudaGetErrorString(error) +
                               (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction
                                    ? ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it."
                                    : "."));
@@ -244,8 +252,9 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         check(cudaHostAlloc((void**) &status, sizeof(cudakernels::DeviceStatus), cudaHostAllocMapped | cudaHostAllocPortable),
               "allocating the status flags");
         memset(status, 0, sizeof(cudakernels::DeviceStatus));
-        check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
     }
+    if (statusDevice == nullptr)
+        check(cudaHostGetDevicePointer((void**) &statusDevice, status, 0), "mapping the status flags");
     if (hostEnergy == nullptr)
         check(cudaHostAlloc((void**) &hostEnergy, sizeof(double), cudaHostAllocPortable), "allocating the energy read-back buffer");
     if (openmmReady == nullptr) {
@@ -277,10 +286,12 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         int count = 0;
         {
             // capacity 0: only counts
-            cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
-                                         candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(), atoms.size(),
-                                         bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, 0, nullptr, nullptr, nullptr,
-                                         useDouble, nullptr, envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s);
+            check(cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
+                                               candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(),
+                                               atoms.size(), bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, 0,
+                                               nullptr, nullptr, nullptr, useDouble, nullptr, envCount.data_ptr<int>(), scratch.data_ptr(),
+                                               statusDevice, s),
+                  "the environment search");
             checkLaunch("the environment search");
             check(cudaMemcpyAsync(hostEnergy, envCount.data_ptr<int>(), sizeof(int), cudaMemcpyDeviceToHost, s), "reading the environment size");
             check(cudaStreamSynchronize(s), "sizing the environment");
@@ -342,11 +353,12 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
                               embedding ? regionDevice.data_ptr<double>() : nullptr, embedding ? bounds.data_ptr<double>() : nullptr, cutoff,
                               statusDevice, s);
     if (embedding)
-        cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
-                                     candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(), atoms.size(),
-                                     bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, capacity, mmPositions.data_ptr(),
-                                     mmCharges.data_ptr(), mmMask.data_ptr<bool>(), useDouble, envSorted.data_ptr<int>(),
-                                     envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s);
+        check(cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
+                                           candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(),
+                                           atoms.size(), bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, capacity,
+                                           mmPositions.data_ptr(), mmCharges.data_ptr(), mmMask.data_ptr<bool>(), useDouble,
+                                           envSorted.data_ptr<int>(), envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s),
+              "the environment search");
     torch::jit::IValue output;
     try {
         output = module.forward(inputs);
@@ -473,18 +485,18 @@ bool CudaCalcMLForceKernel::captureGraph(cudaStream_t s) {
         }
         cudaGetLastError();
         // torch's capture_end can throw before it stops routing the stream's allocations to the
-        // graph's pool: stop it here (an error means it was already stopped), then free the pool.
+        // graph's pool: stop that here (an error means it was already stopped).  The CUDAGraph object
+        // is then deliberately kept alive, never destroyed: torch's allocators may still hold
+        // filters that point to it (the pinned-host allocator's too, in recent versions), and
+        // releasing its pools by hand could release them twice.  Its filters stop matching once the
+        // capture is over, so the cost is one small object and its pool per failed capture, and a
+        // kernel tries to capture at most once.
         try {
             c10::cuda::CUDACachingAllocator::endAllocateToPool((c10::DeviceIndex) deviceIndex, pool);
         }
         catch (...) {
         }
-        graph.reset();
-        try {
-            c10::cuda::CUDACachingAllocator::releasePool((c10::DeviceIndex) deviceIndex, pool);
-        }
-        catch (...) {
-        }
+        graph.release();
         cerr << "openmm-hybrid: MLForce: the model could not be captured in a CUDA graph (" << firstLine(e.what())
              << "); it is evaluated without graphs. Models with data-dependent shapes or host synchronization (.item(), "
                 ".nonzero(), torchani's own ANI) cannot be captured; set the property useCUDAGraphs to false to silence this."
