@@ -2,6 +2,7 @@
 #   make demo   set up .venv/, build, run the main job (a short ML/MM simulation)
 #   make test   set up .venv/, build, run the C++ (ctest) and Python (pytest) tests
 #   make bench  set up .venv/, build, run the CPU benchmarks
+#   make gpu    on a machine with an NVIDIA GPU and a CUDA torch: build, GPU tests, GPU benchmark (.ci/gpu)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -14,7 +15,7 @@ DEPS := "torch==2.13.0" "openmm==8.6.*" "numpy" "pybind11>=2.12" "swig>=4.4" "cm
 # and lark.  mdtraj: selection strings.  parmed, openmmml: independent references in the tests.
 # pymbar, matplotlib: the free-energy example.
 
-.PHONY: demo test bench build clean free-energy mts-drift embedding
+.PHONY: demo test bench build clean free-energy mts-drift embedding gpu
 
 $(VENV)/.deps-installed: Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,11 @@ embedding: build
 # MM -> ML/MM (ANI-1x) correction to p-xylene's hydration free energy, MBAR (about 20 min, 2 cores)
 free-energy: build
 	$(PY) examples/free_energy_pxylene.py --out fe-output
+
+# The CUDA platform's tests and benchmark; uses the machine's own python3 and torch, not .venv/
+# (see docs/gpu.md).
+gpu:
+	.ci/gpu
 
 clean:
 	rm -rf $(BUILD) *.egg-info
