@@ -6,6 +6,9 @@ import openmm
 
 _here = os.path.dirname(os.path.abspath(__file__))
 _loaded = []
+#: Plugin libraries that could not be loaded ("name: reason"), e.g. the CUDA plugin next to a torch
+#: without CUDA.
+load_failures = []
 
 
 def plugin_directory():
@@ -55,9 +58,21 @@ def load_plugins():
     for name in sorted(os.listdir(directory)):
         if not name.endswith(".so"):
             continue
-        if "CUDA" in name and "CUDA" not in _platform_names():
-            continue  # the CUDA plugin needs OpenMM's CUDA platform (OpenMM-CUDA-13)
-        openmm.Platform.loadPluginLibrary(os.path.join(directory, name))
+        if "CUDA" in name:
+            if "CUDA" not in _platform_names():
+                continue  # the CUDA plugin needs OpenMM's CUDA platform (OpenMM-CUDA-13)
+            try:
+                openmm.Platform.loadPluginLibrary(os.path.join(directory, name))
+            except Exception as error:  # noqa: BLE001 - the CPU-side platforms stay usable
+                reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                load_failures.append(f"{name}: {reason}")
+                import warnings
+                warnings.warn(f"openmm-hybrid: the CUDA plugin could not be loaded ({reason}); MLForce works on the Reference "
+                              "and CPU platforms only. The plugin must be built against the installed torch with CUDA "
+                              "(pip install --no-build-isolation --force-reinstall .).", RuntimeWarning, stacklevel=2)
+                continue
+        else:
+            openmm.Platform.loadPluginLibrary(os.path.join(directory, name))
         _loaded.append(name)
 
 

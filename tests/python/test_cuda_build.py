@@ -101,3 +101,20 @@ def test_import_skips_cuda_plugin_without_cuda_platform():
     openmmhybrid._loader.load_plugins()
     assert not any("CUDA" in name for name in _loader._loaded), _loader._loaded
     assert not any("OpenMMHybridCUDA" in failure for failure in openmm.Platform.getPluginLoadFailures())
+
+
+def test_cuda_plugin_that_cannot_load_only_warns(monkeypatch):
+    """Where OpenMM has a CUDA platform but the plugin cannot load (built against another torch, or
+    a torch without CUDA), importing openmmhybrid warns and the CPU-side platforms still work."""
+    if not CUDA_INFO.get("built"):
+        pytest.skip(f"the CUDA plugin was not built here ({CUDA_INFO.get('reason', 'no CUDA build')})")
+    import torch
+    if os.path.exists(os.path.join(os.path.dirname(torch.__file__), "lib", "libtorch_cuda.so")):
+        pytest.skip("torch has CUDA here, so the plugin would load")
+    monkeypatch.setattr(_loader, "_loaded", [])
+    monkeypatch.setattr(_loader, "load_failures", [])
+    monkeypatch.setattr(_loader, "_platform_names", lambda: ["Reference", "CPU", "CUDA"])
+    with pytest.warns(RuntimeWarning, match="the CUDA plugin could not be loaded"):
+        _loader.load_plugins()
+    assert any("OpenMMHybridCUDA" in failure for failure in _loader.load_failures)
+    assert "libOpenMMHybridReference.so" in _loader._loaded
