@@ -237,8 +237,15 @@ class MLForce(openmm.Force):
         return _core.getEnergyParameterDerivativeName(self, index)
 
     def setProperty(self, name, value):
-        """Set a platform property, e.g. ``setProperty("useCUDAGraphs", "true")``.  Unknown names
-        raise; :meth:`getSupportedProperties` lists the known ones."""
+        """Set a platform property.  Unknown names raise; :meth:`getSupportedProperties` lists the
+        known ones:
+
+        - ``modelThreads`` (Reference/CPU): CPU threads the model runs on; ``0`` keeps torch's
+          setting.  Default 1 on the CPU platform (OpenMM's own threads compute PME and the
+          nonbonded forces at the same time), 0 on Reference.
+        - ``useCUDAGraphs`` (CUDA): ``"true"`` runs the whole evaluation as one CUDA graph.
+        - ``CUDAGraphWarmupSteps`` (CUDA): eager evaluations before the capture (default 3).
+        """
         if isinstance(value, bool):
             value = "true" if value else "false"
         _core.setProperty(self, name, str(value))
