@@ -5,6 +5,7 @@
  * mirrors the Reference platform's ReferenceMLForceKernel.cpp and EnvironmentSearch.cpp, so the
  * two platforms hand the model the same inputs. */
 #include "HybridCudaKernels.h"
+#include "DeviceCommon.cuh"
 #include <cub/device/device_scan.cuh>
 #include <cuda_runtime.h>
 
@@ -12,18 +13,6 @@ namespace OpenMMHybrid {
 namespace cudakernels {
 
 namespace {
-
-const int BLOCK = 256;
-
-// OpenMM's double4 (16-byte aligned); CUDA 13 deprecates the name double4.
-struct alignas(16) Double4 {
-    double x, y, z, w;
-};
-
-inline int blocksFor(int n, int block = BLOCK) {
-    int blocks = (n + block - 1) / block;
-    return blocks < 1 ? 1 : blocks;
-}
 
 struct D3 {
     double x, y, z;

@@ -5,6 +5,7 @@
  * random numbers are the Reference platform's: Philox keyed by (seed, inner-step counter, particle
  * index), so both platforms draw the same noise for the same particle at the same step. */
 #include "HybridCudaKernels.h"
+#include "DeviceCommon.cuh"
 #include "openmmhybrid/internal/Philox.h"
 #include <cuda_runtime.h>
 
@@ -12,18 +13,6 @@ namespace OpenMMHybrid {
 namespace cudakernels {
 
 namespace {
-
-const int BLOCK = 256;
-
-// OpenMM's double4 (16-byte aligned); CUDA 13 deprecates the name double4.
-struct alignas(16) Double4 {
-    double x, y, z, w;
-};
-
-inline int blocksFor(int n) {
-    int blocks = (n + BLOCK - 1) / BLOCK;
-    return blocks < 1 ? 1 : blocks;
-}
 
 __global__ void saveLevelForcesKernel(const long long* force, int padded, const int* atomIndex, int numAtoms, double* saved) {
     const double scale = 1.0 / (double) 0x100000000LL;

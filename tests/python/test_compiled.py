@@ -13,7 +13,8 @@ import torch
 
 from openmmhybrid import MLForce, compileModel
 from models import PairMLP
-from test_mlforce import direct_energy_and_forces, evaluate, make_system, random_positions, random_rotation
+from test_mlforce import (check_finite_differences, direct_energy_and_forces, evaluate, make_system, random_positions,
+                          random_rotation)
 
 ATOMS = [7, 2, 4, 0, 5, 9]
 
@@ -66,21 +67,7 @@ def test_energy_and_forces_match_pytorch(plain, platform):
 def test_forces_are_finite_differences_of_energy(plain, platform):
     _, path = plain
     system, _ = compiled_system(path)
-    pos = random_positions(10, 2)
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    context.setPositions(pos)
-    _, forces, _ = evaluate(system, pos, platform, context=context)
-    h = 1e-5
-    for atom in ATOMS[:3]:
-        for k in range(3):
-            plus, minus = pos.copy(), pos.copy()
-            plus[atom, k] += h
-            minus[atom, k] -= h
-            context.setPositions(plus)
-            e_plus = evaluate(system, plus, platform, context=context)[0]
-            context.setPositions(minus)
-            e_minus = evaluate(system, minus, platform, context=context)[0]
-            assert forces[atom, k] == pytest.approx(-(e_plus - e_minus) / (2 * h), rel=1e-5, abs=1e-5)
+    check_finite_differences(system, random_positions(10, 2), platform, ATOMS[:3], 1e-5)
 
 
 def test_rotation_and_translation_invariance(plain, platform):

@@ -93,14 +93,12 @@ def test_float32_inputs(platform):
     np.testing.assert_allclose(forces[ATOMS], expected_forces, rtol=1e-4, atol=1e-3)
 
 
-def test_forces_are_finite_differences_of_energy(platform):
-    system, _ = ml_system(PairMLP())
-    pos = random_positions(10, 3)
+def check_finite_differences(system, pos, platform, atoms, tolerance, h=1e-5):
+    """Each force component on `atoms` against the central difference of the energy."""
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
     context.setPositions(pos)
     _, forces, _ = evaluate(system, pos, platform, context=context)
-    h = 1e-5
-    for atom in ATOMS[:3]:
+    for atom in atoms:
         for k in range(3):
             plus, minus = pos.copy(), pos.copy()
             plus[atom, k] += h
@@ -109,7 +107,12 @@ def test_forces_are_finite_differences_of_energy(platform):
             e_plus = evaluate(system, plus, platform, context=context)[0]
             context.setPositions(minus)
             e_minus = evaluate(system, minus, platform, context=context)[0]
-            assert -(e_plus - e_minus) / (2 * h) == pytest.approx(forces[atom, k], rel=1e-6, abs=1e-6)
+            assert -(e_plus - e_minus) / (2 * h) == pytest.approx(forces[atom, k], rel=tolerance, abs=tolerance)
+
+
+def test_forces_are_finite_differences_of_energy(platform):
+    system, _ = ml_system(PairMLP())
+    check_finite_differences(system, random_positions(10, 3), platform, ATOMS[:3], 1e-6)
 
 
 def random_rotation(rng):

@@ -14,10 +14,36 @@ using namespace std;
 namespace OpenMMHybrid {
 namespace TorchModel {
 
-// The first line of a c10::Error is the message; the rest is a C++ backtrace users do not need.
-static string firstLine(const string& s) {
+string firstLine(const string& s) {
     size_t end = s.find('\n');
     return end == string::npos ? s : s.substr(0, end);
+}
+
+torch::Tensor splitOutput(const torch::jit::IValue& output, bool outputsForces, int numAtoms, torch::Tensor& forces) {
+    torch::Tensor energy;
+    if (outputsForces) {
+        if (!output.isTuple() || output.toTupleRef().elements().size() != 2 || !output.toTupleRef().elements()[0].isTensor() ||
+                !output.toTupleRef().elements()[1].isTensor())
+            throw OpenMMException("MLForce: setOutputsForces(True) is set, so the model must return a tuple (energy, forces) of two "
+                                  "tensors, but it returned " + output.tagKind() + ". Return both, or call setOutputsForces(False).");
+        energy = output.toTupleRef().elements()[0].toTensor();
+        forces = output.toTupleRef().elements()[1].toTensor();
+        if (forces.dim() != 2 || forces.size(0) != (int64_t) numAtoms || forces.size(1) != 3 || !forces.is_floating_point())
+            throw OpenMMException("MLForce: the forces the model returned have shape " + c10::str(forces.sizes()) + " and dtype " +
+                                  string(c10::toString(forces.scalar_type())) + "; expected a floating point tensor of shape [" +
+                                  to_string(numAtoms) + ", 3] (kJ/mol/nm).");
+    }
+    else {
+        if (!output.isTensor())
+            throw OpenMMException("MLForce: the model must return the energy as a tensor, but it returned " + output.tagKind() +
+                                  (output.isTuple() ? ". If it returns (energy, forces), call setOutputsForces(True)." : "."));
+        energy = output.toTensor();
+    }
+    if (energy.numel() != 1 || !energy.is_floating_point())
+        throw OpenMMException("MLForce: the model must return a single floating point energy (kJ/mol), but it returned a tensor of shape " +
+                              c10::str(energy.sizes()) + " and dtype " + string(c10::toString(energy.scalar_type())) +
+                              ". Sum per-atom energies inside the model.");
+    return energy;
 }
 
 torch::jit::Module load(const string& data, const string& origin) {

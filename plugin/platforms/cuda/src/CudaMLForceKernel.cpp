@@ -14,13 +14,9 @@
 using namespace OpenMMHybrid;
 using namespace OpenMM;
 using namespace std;
+using TorchModel::firstLine;
 
 namespace {
-
-string firstLine(const string& s) {
-    size_t end = s.find('\n');
-    return end == string::npos ? s : s.substr(0, end);
-}
 
 void check(cudaError_t result, const char* what) {
     if (result != cudaSuccess)
@@ -367,29 +363,8 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
         throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
                               (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
     }
-    torch::Tensor energy, modelForces;
-    if (outputsForces) {
-        if (!output.isTuple() || output.toTupleRef().elements().size() != 2 || !output.toTupleRef().elements()[0].isTensor() ||
-                !output.toTupleRef().elements()[1].isTensor())
-            throw OpenMMException("MLForce: setOutputsForces(True) is set, so the model must return a tuple (energy, forces) of two "
-                                  "tensors, but it returned " + output.tagKind() + ". Return both, or call setOutputsForces(False).");
-        energy = output.toTupleRef().elements()[0].toTensor();
-        modelForces = output.toTupleRef().elements()[1].toTensor();
-        if (modelForces.dim() != 2 || modelForces.size(0) != (int64_t) atoms.size() || modelForces.size(1) != 3 || !modelForces.is_floating_point())
-            throw OpenMMException("MLForce: the forces the model returned have shape " + c10::str(modelForces.sizes()) + " and dtype " +
-                                  string(c10::toString(modelForces.scalar_type())) + "; expected a floating point tensor of shape [" +
-                                  to_string(atoms.size()) + ", 3] (kJ/mol/nm).");
-    }
-    else {
-        if (!output.isTensor())
-            throw OpenMMException("MLForce: the model must return the energy as a tensor, but it returned " + output.tagKind() +
-                                  (output.isTuple() ? ". If it returns (energy, forces), call setOutputsForces(True)." : "."));
-        energy = output.toTensor();
-    }
-    if (energy.numel() != 1 || !energy.is_floating_point())
-        throw OpenMMException("MLForce: the model must return a single floating point energy (kJ/mol), but it returned a tensor of shape " +
-                              c10::str(energy.sizes()) + " and dtype " + string(c10::toString(energy.scalar_type())) +
-                              ". Sum per-atom energies inside the model.");
+    torch::Tensor modelForces;
+    torch::Tensor energy = TorchModel::splitOutput(output, outputsForces, atoms.size(), modelForces);
     if (!energy.is_cuda())
         throw OpenMMException("MLForce: the model returned its energy on the CPU; on the CUDA platform it must stay on the device of its inputs.");
     torch::Tensor scalar = energy.dim() == 0 ? energy : energy.sum();

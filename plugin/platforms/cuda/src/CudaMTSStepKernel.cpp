@@ -1,5 +1,6 @@
 #include "CudaMTSStepKernel.h"
 #include "HybridCudaKernels.h"
+#include "openmmhybrid/internal/MTSSchedule.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/common/ContextSelector.h"
 #include "openmm/cuda/CudaIntegrationUtilities.h"
@@ -109,40 +110,21 @@ void CudaIntegrateMTSStepKernel::checkLaunch(const char* what) {
 
 void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
     const vector<MTSLevel>& levels = integrator.getLevels();
-    int numLevels = (int) levels.size();
-    int innerSubsteps = levels.back().substeps;
     double dt = integrator.getStepSize();
-    double innerDt = dt / innerSubsteps;
     double tolerance = integrator.getConstraintTolerance();
     MTSThermostat thermostat = integrator.getThermostat();
-
-    // The same sequence as ReferenceIntegrateMTSStepKernel::execute.
-    vector<double> coefficients(numLevels);
-    for (int k = 0; k < numLevels; k++) {
-        if (!forcesValid)
-            computeLevelForces(context, k, levels[k].groupMask);
-        coefficients[k] = 0.5 * dt / levels[k].substeps;
-    }
-    {
-        ContextSelector selector(cu);
-        kick(coefficients);
-    }
-    for (int j = 1; j <= innerSubsteps; j++) {
-        {
-            ContextSelector selector(cu);
-            innerStep(innerDt, thermostat, tolerance);
-        }
-        bool last = (j == innerSubsteps);
-        for (int k = 0; k < numLevels; k++) {
-            coefficients[k] = 0.0;
-            if (j % (innerSubsteps / levels[k].substeps) == 0) {
-                computeLevelForces(context, k, levels[k].groupMask);
-                coefficients[k] = (last ? 0.5 : 1.0) * dt / levels[k].substeps;
-            }
-        }
-        ContextSelector selector(cu);
-        kick(coefficients);
-    }
+    // The same schedule as the Reference kernel; OpenMM's context is selected around each kernel
+    // launch, and released while OpenMM computes forces (it selects its own).
+    takeMTSStep(levels, dt, forcesValid,
+                [&](int k) { computeLevelForces(context, k, levels[k].groupMask); },
+                [&](const vector<double>& coefficients) {
+                    ContextSelector selector(cu);
+                    kick(coefficients);
+                },
+                [&](double h) {
+                    ContextSelector selector(cu);
+                    innerStep(h, thermostat, tolerance);
+                });
     ContextSelector selector(cu);
     if (hasConstraints)
         cu.getIntegrationUtilities().applyVelocityConstraints(tolerance);

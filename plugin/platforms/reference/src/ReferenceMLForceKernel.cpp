@@ -74,10 +74,7 @@ private:
 
 } // namespace
 
-static string firstLine(const string& s) {
-    size_t end = s.find('\n');
-    return end == string::npos ? s : s.substr(0, end);
-}
+using TorchModel::firstLine;
 
 void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
     string origin = force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'";
@@ -287,29 +284,8 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
                               (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
     }
-    torch::Tensor energy, modelForces;
-    if (outputsForces) {
-        if (!output.isTuple() || output.toTupleRef().elements().size() != 2 || !output.toTupleRef().elements()[0].isTensor() ||
-                !output.toTupleRef().elements()[1].isTensor())
-            throw OpenMMException("MLForce: setOutputsForces(True) is set, so the model must return a tuple (energy, forces) of two "
-                                  "tensors, but it returned " + output.tagKind() + ". Return both, or call setOutputsForces(False).");
-        energy = output.toTupleRef().elements()[0].toTensor();
-        modelForces = output.toTupleRef().elements()[1].toTensor();
-        if (modelForces.dim() != 2 || modelForces.size(0) != (int64_t) atoms.size() || modelForces.size(1) != 3 || !modelForces.is_floating_point())
-            throw OpenMMException("MLForce: the forces the model returned have shape " + c10::str(modelForces.sizes()) + " and dtype " +
-                                  string(c10::toString(modelForces.scalar_type())) + "; expected a floating point tensor of shape [" +
-                                  to_string(atoms.size()) + ", 3] (kJ/mol/nm).");
-    }
-    else {
-        if (!output.isTensor())
-            throw OpenMMException("MLForce: the model must return the energy as a tensor, but it returned " + output.tagKind() +
-                                  (output.isTuple() ? ". If it returns (energy, forces), call setOutputsForces(True)." : "."));
-        energy = output.toTensor();
-    }
-    if (energy.numel() != 1 || !energy.is_floating_point())
-        throw OpenMMException("MLForce: the model must return a single floating point energy (kJ/mol), but it returned a tensor of shape " +
-                              c10::str(energy.sizes()) + " and dtype " + string(c10::toString(energy.scalar_type())) +
-                              ". Sum per-atom energies inside the model.");
+    torch::Tensor modelForces;
+    torch::Tensor energy = TorchModel::splitOutput(output, outputsForces, atoms.size(), modelForces);
     double energyValue = energy.item<double>();
     if (!std::isfinite(energyValue))
         throw OpenMMException("MLForce: the model returned a non-finite energy (" + to_string(energyValue) +

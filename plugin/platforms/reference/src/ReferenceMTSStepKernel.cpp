@@ -1,5 +1,6 @@
 #include "ReferenceMTSStepKernel.h"
 #include "ParallelFor.h"
+#include "openmmhybrid/internal/MTSSchedule.h"
 #include "openmmhybrid/internal/Philox.h"
 #include "openmm/OpenMMException.h"
 #include "openmm/internal/OSRngSeed.h"
@@ -119,37 +120,13 @@ void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt,
 void ReferenceIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
     ReferencePlatform::PlatformData& data = platformData(context);
     const vector<MTSLevel>& levels = integrator.getLevels();
-    int numLevels = (int) levels.size();
-    int innerSubsteps = levels.back().substeps;
     double dt = integrator.getStepSize();
-    double innerDt = dt / innerSubsteps;
     double tolerance = integrator.getConstraintTolerance();
     MTSThermostat thermostat = integrator.getThermostat();
-
-    // Opening half kicks of every level, with the forces kept from the last step if still valid.
-    vector<double> coefficients(numLevels);
-    for (int k = 0; k < numLevels; k++) {
-        if (!forcesValid)
-            computeLevelForces(context, k, levels[k].groupMask);
-        coefficients[k] = 0.5 * dt / levels[k].substeps;
-    }
-    kick(context, coefficients);
-
-    // Inner steps.  After each, every level whose substep ends here is evaluated once: inside the
-    // step its closing and the next opening half kick use the same forces (one full kick); at the
-    // end of the step only the closing half kick is applied and the forces are kept.
-    for (int j = 1; j <= innerSubsteps; j++) {
-        innerStep(context, innerDt, thermostat, tolerance);
-        bool last = (j == innerSubsteps);
-        for (int k = 0; k < numLevels; k++) {
-            coefficients[k] = 0.0;
-            if (j % (innerSubsteps / levels[k].substeps) == 0) {
-                computeLevelForces(context, k, levels[k].groupMask);
-                coefficients[k] = (last ? 0.5 : 1.0) * dt / levels[k].substeps;
-            }
-        }
-        kick(context, coefficients);
-    }
+    takeMTSStep(levels, dt, forcesValid,
+                [&](int k) { computeLevelForces(context, k, levels[k].groupMask); },
+                [&](const vector<double>& coefficients) { kick(context, coefficients); },
+                [&](double h) { innerStep(context, h, thermostat, tolerance); });
     if (hasConstraints)
         data.constraints->applyToVelocities(*data.positions, *data.velocities, inverseMasses, tolerance);
     data.time += dt;

@@ -27,6 +27,21 @@ torch::jit::Module load(const std::string& data, const std::string& origin);
  */
 void checkSignature(const torch::jit::Module& module, const std::vector<std::string>& inputNames);
 
+/** The first line of an exception's message (c10::Error appends a C++ backtrace users do not need). */
+std::string firstLine(const std::string& message);
+
+/**
+ * Check what forward() returned and split it into the energy and, with outputsForces, the forces.
+ * Every platform calls this, so the messages for a wrong output are the same everywhere.
+ *
+ * @param output        what forward() returned
+ * @param outputsForces the force's setOutputsForces(): a tuple (energy, forces) is expected
+ * @param numAtoms      the size of the ML region (the forces must be [numAtoms, 3])
+ * @param forces        set to the forces when outputsForces, else left undefined
+ * @return the energy, a floating point tensor with one element
+ */
+torch::Tensor splitOutput(const torch::jit::IValue& output, bool outputsForces, int numAtoms, torch::Tensor& forces);
+
 /**
  * Whether the bytes are an AOTInductor package (written by openmmhybrid.compileModel, i.e. by
  * torch._inductor.aoti_compile_and_package) rather than a TorchScript archive.
