@@ -16,10 +16,6 @@ using namespace OpenMMHybrid;
 using namespace OpenMM;
 using namespace std;
 
-namespace {
-const uint32_t checkpointVersion = 1;  // the same layout as the Reference kernel's
-}
-
 void CudaIntegrateMTSStepKernel::initialize(const System& system, const MultipleTimeStepIntegrator& integrator) {
     // Every integrator kernel of OpenMM's CUDA platform does this first: it finishes setting up the
     // CudaContext (energy and derivative buffers, masses in velm.w, molecule groups, pinned memory).
@@ -140,17 +136,9 @@ double CudaIntegrateMTSStepKernel::computeKineticEnergy(ContextImpl& context, co
 }
 
 void CudaIntegrateMTSStepKernel::createCheckpoint(ContextImpl& context, ostream& stream) const {
-    stream.write((const char*) &checkpointVersion, sizeof(checkpointVersion));
-    stream.write((const char*) &seed, sizeof(seed));
-    stream.write((const char*) &noiseIndex, sizeof(noiseIndex));
+    writeMTSCheckpoint(stream, seed, noiseIndex);
 }
 
 void CudaIntegrateMTSStepKernel::loadCheckpoint(ContextImpl& context, istream& stream) {
-    uint32_t version = 0;
-    stream.read((char*) &version, sizeof(version));
-    if (!stream || version != checkpointVersion)
-        throw OpenMMException("MTS integrator: the checkpoint holds no MTS integrator state this version can read "
-                              "(it was written by another integrator or another version of openmm-hybrid).");
-    stream.read((char*) &seed, sizeof(seed));
-    stream.read((char*) &noiseIndex, sizeof(noiseIndex));
+    readMTSCheckpoint(stream, seed, noiseIndex);
 }

@@ -23,8 +23,6 @@ ReferencePlatform::PlatformData& platformData(ContextImpl& context) {
     return *reinterpret_cast<ReferencePlatform::PlatformData*>(context.getPlatformData());
 }
 
-const uint32_t checkpointVersion = 1;
-
 } // namespace
 
 void ReferenceIntegrateMTSStepKernel::initialize(const System& system, const MultipleTimeStepIntegrator& integrator) {
@@ -143,17 +141,9 @@ double ReferenceIntegrateMTSStepKernel::computeKineticEnergy(ContextImpl& contex
 }
 
 void ReferenceIntegrateMTSStepKernel::createCheckpoint(ContextImpl& context, ostream& stream) const {
-    stream.write((const char*) &checkpointVersion, sizeof(checkpointVersion));
-    stream.write((const char*) &seed, sizeof(seed));
-    stream.write((const char*) &noiseIndex, sizeof(noiseIndex));
+    writeMTSCheckpoint(stream, seed, noiseIndex);
 }
 
 void ReferenceIntegrateMTSStepKernel::loadCheckpoint(ContextImpl& context, istream& stream) {
-    uint32_t version = 0;
-    stream.read((char*) &version, sizeof(version));
-    if (!stream || version != checkpointVersion)
-        throw OpenMMException("MTS integrator: the checkpoint holds no MTS integrator state this version can read "
-                              "(it was written by another integrator or another version of openmm-hybrid).");
-    stream.read((char*) &seed, sizeof(seed));
-    stream.read((char*) &noiseIndex, sizeof(noiseIndex));
+    readMTSCheckpoint(stream, seed, noiseIndex);
 }

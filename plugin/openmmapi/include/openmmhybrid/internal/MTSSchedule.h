@@ -6,6 +6,10 @@
  * supplies the three operations; this decides when each runs and with which coefficients. */
 
 #include "openmmhybrid/MTSIntegrator.h"
+#include "openmm/OpenMMException.h"
+#include <cstdint>
+#include <istream>
+#include <ostream>
 #include <vector>
 
 namespace OpenMMHybrid {
@@ -53,6 +57,28 @@ void takeMTSStep(const std::vector<MTSLevel>& levels, double dt, bool forcesVali
         }
         kick(coefficients);
     }
+}
+
+/**
+ * The integrator's own checkpoint state, the same on every platform (so a checkpoint moves between
+ * platforms): a version, the Philox key and the number of O steps taken.
+ */
+inline void writeMTSCheckpoint(std::ostream& stream, uint64_t seed, uint64_t noiseIndex) {
+    const uint32_t version = 1;
+    stream.write((const char*) &version, sizeof(version));
+    stream.write((const char*) &seed, sizeof(seed));
+    stream.write((const char*) &noiseIndex, sizeof(noiseIndex));
+}
+
+/** Read what writeMTSCheckpoint() wrote; throws if the stream holds something else. */
+inline void readMTSCheckpoint(std::istream& stream, uint64_t& seed, uint64_t& noiseIndex) {
+    uint32_t version = 0;
+    stream.read((char*) &version, sizeof(version));
+    if (!stream || version != 1)
+        throw OpenMM::OpenMMException("MTS integrator: the checkpoint holds no MTS integrator state this version can read "
+                                      "(it was written by another integrator or another version of openmm-hybrid).");
+    stream.read((char*) &seed, sizeof(seed));
+    stream.read((char*) &noiseIndex, sizeof(noiseIndex));
 }
 
 } // namespace OpenMMHybrid
