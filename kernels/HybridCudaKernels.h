@@ -22,6 +22,7 @@
 
 #include <cuda_runtime_api.h>
 #include <cstdint>
+#include <string>
 
 namespace OpenMMHybrid {
 namespace cudakernels {
@@ -147,8 +148,11 @@ void innerStepDisplace(void* velm, bool doubleVelm, void* posDelta, const int* a
 void innerStepMove(void* posq, float4* posqCorrection, bool doublePosq, void* velm, bool doubleVelm, const void* posDelta, int numAtoms,
                    double dt, const double* unconstrained, cudaStream_t stream);
 
-/** A readable description of the last CUDA error of the calling thread's runtime (and clear it). */
-const char* lastError();
+/**
+ * Whether a launch of this library's kernels failed (the runtime's last error, then cleared): an
+ * empty string, or what went wrong and how to fix it.
+ */
+std::string launchFailure();
 
 } // namespace cudakernels
 } // namespace OpenMMHybrid

@@ -8,6 +8,9 @@
 #include "DeviceCommon.cuh"
 #include <cub/device/device_scan.cuh>
 #include <cuda_runtime.h>
+#include <string>
+
+using std::string;
 
 namespace OpenMMHybrid {
 namespace cudakernels {
@@ -291,6 +294,20 @@ void gatherRegion(PositionArrays pos, const int* sortedIndexOf, const int* atoms
                                                            cutoff, status);
 }
 
+// The compaction and the padding for one dtype of the model's inputs.
+template <class T>
+static void writeEnvironment(PositionArrays pos, const int* sortedIndexOf, const int* candidates, const double* charges, int numCandidates,
+                             const int* flags, const int* offsets, const double* bounds, const double* box, bool periodic, double cutoff,
+                             int capacity, void* mmPositions, void* mmCharges, bool* mmMask, int* envSorted, int* envCount,
+                             DeviceStatus* status, cudaStream_t stream) {
+    if (numCandidates > 0)
+        writeEnvironmentKernel<T><<<blocksFor(numCandidates), BLOCK, 0, stream>>>(pos, sortedIndexOf, candidates, charges, numCandidates, flags,
+                                                                                offsets, bounds, box, periodic, capacity, mmPositions,
+                                                                                mmCharges, envSorted);
+    padEnvironmentKernel<T><<<blocksFor(capacity), BLOCK, 0, stream>>>(offsets + numCandidates, bounds, cutoff, capacity, mmPositions,
+                                                                       mmCharges, mmMask, envSorted, envCount, status);
+}
+
 // Scratch layout: flags[numCandidates + 1] | offsets[numCandidates + 1] | cub's temporary storage.
 static size_t alignUp(size_t n) {
     return (n + 255) / 256 * 256;
@@ -332,22 +349,12 @@ cudaError_t findEnvironment(PositionArrays pos, const int* sortedIndexOf, const 
     error = cub::DeviceScan::ExclusiveSum(temp, tempBytes, flags, offsets, numCandidates + 1, stream);
     if (error != cudaSuccess)
         return error;
-    if (outIsDouble) {
-        if (numCandidates > 0)
-            writeEnvironmentKernel<double><<<blocksFor(numCandidates), BLOCK, 0, stream>>>(
-                pos, sortedIndexOf, candidates, candidateCharges, numCandidates, flags, offsets, bounds, box, periodic, capacity, mmPositions,
-                mmCharges, envSorted);
-        padEnvironmentKernel<double><<<blocksFor(capacity), BLOCK, 0, stream>>>(offsets + numCandidates, bounds, cutoff, capacity, mmPositions,
-                                                                               mmCharges, mmMask, envSorted, envCount, status);
-    }
-    else {
-        if (numCandidates > 0)
-            writeEnvironmentKernel<float><<<blocksFor(numCandidates), BLOCK, 0, stream>>>(
-                pos, sortedIndexOf, candidates, candidateCharges, numCandidates, flags, offsets, bounds, box, periodic, capacity, mmPositions,
-                mmCharges, envSorted);
-        padEnvironmentKernel<float><<<blocksFor(capacity), BLOCK, 0, stream>>>(offsets + numCandidates, bounds, cutoff, capacity, mmPositions,
-                                                                              mmCharges, mmMask, envSorted, envCount, status);
-    }
+    if (outIsDouble)
+        writeEnvironment<double>(pos, sortedIndexOf, candidates, candidateCharges, numCandidates, flags, offsets, bounds, box, periodic, cutoff,
+                                 capacity, mmPositions, mmCharges, mmMask, envSorted, envCount, status, stream);
+    else
+        writeEnvironment<float>(pos, sortedIndexOf, candidates, candidateCharges, numCandidates, flags, offsets, bounds, box, periodic, cutoff,
+                                capacity, mmPositions, mmCharges, mmMask, envSorted, envCount, status, stream);
     return cudaPeekAtLastError();
 }
 
@@ -376,8 +383,15 @@ void finishEvaluation(const void* energy, bool energyIsDouble, const DerivativeA
     finishKernel<<<1, 1, 0, stream>>>(energy, energyIsDouble, derivs, valuesAreDouble, derivBuffer, derivBufferIsDouble, status);
 }
 
-const char* lastError() {
-    return cudaGetErrorString(cudaGetLastError());
+std::string launchFailure() {
+    cudaError_t error = cudaPeekAtLastError();
+    if (error == cudaSuccess)
+        return "";
+    cudaGetLastError();
+    string message = string(cudaGetErrorString(error)) + " (or an earlier asynchronous error)";
+    if (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction)
+        message += ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it";
+    return message + ".";
 }
 
 } // namespace cudakernels

@@ -105,15 +105,9 @@ CudaCalcMLForceKernel::~CudaCalcMLForceKernel() {
 }
 
 void CudaCalcMLForceKernel::checkLaunch(const char* what) {
-    cudaError_t error = cudaPeekAtLastError();
-    if (error != cudaSuccess) {
-        cudaGetLastError();
-        throw OpenMMException(string("MLForce (CUDA): launching ") + what + " failed (or an earlier asynchronous error): " +
-                              cudaGetErrorString(error) +
-                              (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction
-                                   ? ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it."
-                                   : "."));
-    }
+    string failure = cudakernels::launchFailure();
+    if (!failure.empty())
+        throw OpenMMException(string("MLForce (CUDA): launching ") + what + " failed: " + failure);
 }
 
 void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& force) {

@@ -94,14 +94,9 @@ void CudaIntegrateMTSStepKernel::innerStep(double dt, const MTSThermostat& therm
 }
 
 void CudaIntegrateMTSStepKernel::checkLaunch(const char* what) {
-    cudaError_t error = cudaPeekAtLastError();
-    if (error != cudaSuccess) {
-        cudaGetLastError();
-        throw OpenMMException(string("MTS integrator (CUDA): launching ") + what + " failed: " + cudaGetErrorString(error) +
-                              (error == cudaErrorNoKernelImageForDevice || error == cudaErrorInvalidDeviceFunction
-                                   ? ". The plugin was not compiled for this GPU: rebuild with CMAKE_CUDA_ARCHITECTURES including it."
-                                   : "."));
-    }
+    string failure = cudakernels::launchFailure();
+    if (!failure.empty())
+        throw OpenMMException(string("MTS integrator (CUDA): launching ") + what + " failed: " + failure);
 }
 
 void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
