@@ -23,11 +23,27 @@ class PairMLP(torch.nn.Module):
         return self.pair_energy(positions)
 
     def pair_energy(self, positions):
+        return self.pair_terms(positions).sum() * 10.0
+
+    def pair_terms(self, positions):
         n = positions.shape[0]
         ij = torch.triu_indices(n, n, 1, device=positions.device)
         r = torch.linalg.norm(positions[ij[0]] - positions[ij[1]], dim=1)
         features = torch.exp(-((r.unsqueeze(1) - self.centers) ** 2) / 0.01)
-        return (torch.tanh(features @ self.w1 + self.b1) @ self.w2).sum() * 10.0
+        return torch.tanh(features @ self.w1 + self.b1) @ self.w2
+
+    def magnitude(self, positions):
+        """The sum of the magnitudes of the pair terms (kJ/mol, float64): the scale of the rounding
+        error of pair_energy (tests/python/precision.py)."""
+        with torch.no_grad():
+            x = torch.as_tensor(positions, dtype=torch.float64).to(self.w1.dtype)
+            return float(self.pair_terms(x).abs().sum()) * 10.0
+
+    @staticmethod
+    def rounding_terms(n):
+        """Rounding steps of pair_energy on n atoms: the 2 layers' dot products (up to 16 terms)
+        for each of the n(n-1)/2 pairs."""
+        return 16 * 2 * n * (n - 1) // 2
 
 
 class PeriodicPairMLP(PairMLP):
