@@ -11,6 +11,7 @@ installed in this Python environment (the plugin is ABI-bound to both).  Environ
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = Path(__file__).resolve().parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (ROOT / "python" / "openmmhybrid" / "_version.py").read_text()).group(1)
 
 
 class CMakeExtension(Extension):
@@ -62,7 +64,7 @@ def _have(program):
 
 setup(
     name="openmmhybrid",
-    version="0.1.0",
+    version=VERSION,
     description="OpenMM plugins for fast hybrid ML/MM molecular dynamics",
     packages=find_packages("python"),
     package_dir={"": "python"},

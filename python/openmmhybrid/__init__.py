@@ -20,6 +20,7 @@ This build is bound to the OpenMM and torch versions in :data:`build_info`.
 import torch  # noqa: F401  (loads libtorch before the plugin libraries that link it)
 import openmm  # noqa: F401
 
+from ._version import __version__
 from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
 from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
@@ -30,7 +31,20 @@ from . import embedding
 
 load_plugins()
 
+
+def versionReport():
+    """The versions a bug report needs, one per line: openmm-hybrid, OpenMM and torch (each with the
+    version this build was compiled against) and the CPU kernels torch uses
+    (``torch.backends.cpu.get_cpu_capability()``, set by the processor or ``ATEN_CPU_CAPABILITY``)."""
+    import torch as _torch
+    built = build_info or {}
+    return "\n".join([
+        f"openmm-hybrid {__version__}",
+        f"OpenMM {openmm.version.version} (built against {built.get('openmm', 'unknown')})",
+        f"torch {_torch.__version__} (built against {built.get('torch', 'unknown')}), "
+        f"CPU capability {_torch.backends.cpu.get_cpu_capability()}",
+    ])
+
 __all__ = ["MLForce", "compileModel", "createMixedSystem", "selectAtoms", "interpolationEnergies", "mtsGroups", "LAMBDA_PARAMETER",
            "MTSIntegrator", "MTSLangevinIntegrator", "createMTSIntegrator",
-           "models", "embedding", "build_info", "plugin_directory"]
-__version__ = "0.1.0"
+           "models", "embedding", "build_info", "plugin_directory", "versionReport"]

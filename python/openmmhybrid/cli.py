@@ -6,6 +6,7 @@
     openmm-hybrid template > run.toml      # every setting, its default and its help
     openmm-hybrid report OUTPUT_FOLDER     # rebuild report.md from a run's outputs
     openmm-hybrid models                   # the registered ML model names
+    openmm-hybrid --version                # openmm-hybrid, OpenMM and torch versions, torch's CPU kernels
 
 Every key of the config file is also a flag (``inner_steps`` -> ``--inner-steps``); flags win.
 Bad input stops the command before any long work with one line on stderr and exit status 2.
@@ -16,6 +17,18 @@ import sys
 __all__ = ["main", "buildParser"]
 
 
+class _VersionAction(argparse.Action):
+    """--version: imports the package (and so OpenMM and torch) only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from . import versionReport
+        print(versionReport())
+        parser.exit()
+
+
 def buildParser():
     from .job.config import SECTIONS, SETTINGS
 
@@ -23,6 +36,8 @@ def buildParser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="docs/user_guide.md explains every setting; `openmm-hybrid template` "
                                             "prints a config file to start from.")
+    parser.add_argument("--version", action=_VersionAction, help="print the versions of openmm-hybrid, OpenMM and "
+                        "torch, and the CPU kernels torch uses, then exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="run an ML/MM simulation", description="Run an ML/MM simulation from a "
                               "TOML config; every key is also a flag, and flags override the file.")

@@ -725,9 +725,12 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         (default 1; 0 gives exactly the MM System) and every correction force reports
         ``dE/dlambda`` as an energy parameter derivative.  If False, lambda is fixed at 1.
     removeConstraints : bool
-        If True, constraints between two region atoms are removed; each needs an MM bond term
-        (a System built with ``flexibleConstraints=True`` has them).  By default constraints are
-        kept, identical at every lambda.
+        If True, constraints between two region atoms are removed, as openmm-ml's
+        ``removeConstraints=True`` does (no constraint is added).  With ``interpolate=False`` the
+        model holds those bonds, so a System built with ``constraints=AllBonds`` works.  With
+        ``interpolate=True`` each removed constraint needs an MM bond term (a System built with
+        ``flexibleConstraints=True`` has them), since at lambda = 0 only MM holds the bond.  By
+        default constraints are kept, identical at every lambda.
     correctionGroup : int, optional
         The force group of the correction; default: the lowest group no force of ``system`` uses.
     usesDoublePrecision : bool
@@ -764,7 +767,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     ------
     ValueError
         Empty region, index out of range or repeated, a virtual site as ML atom, an ML atom
-        constrained to an MM atom, a removed constraint without a bond term, a name that is
+        constrained to an MM atom, a removed constraint without a bond term (interpolate=True), a name that is
         not registered, an element the model does not cover.
     NotImplementedError
         A force class whose region energy cannot be separated (the message names the class).
@@ -800,7 +803,8 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                              "hydrogens with their heavy atom) or build the System without that constraint.")
         if removeConstraints and a in region and b in region:
             removed.append(i)
-    if removed:
+    if removed and interpolate:
+        # At lambda = 0 the model is switched off: a removed constraint needs an MM bond to hold it.
         bonded = set()
         for force in system.getForces():
             if isinstance(force, openmm.HarmonicBondForce):
@@ -811,10 +815,11 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         for i in removed:
             a, b, _ = system.getConstraintParameters(i)
             if (min(a, b), max(a, b)) not in bonded:
-                raise ValueError(f"createMixedSystem: removeConstraints=True would remove the constraint between atoms {a} "
-                                 f"and {b}, but the System has no harmonic bond term for that pair, so the bond would have "
-                                 "no restoring force. Build the System with flexibleConstraints=True (it keeps bond terms "
-                                 "for constrained bonds), or use removeConstraints=False.")
+                raise ValueError(f"createMixedSystem: removeConstraints=True with interpolate=True would remove the "
+                                 f"constraint between atoms {a} and {b}, but the System has no harmonic bond term for that "
+                                 "pair, so at lambda = 0 the bond would have no restoring force. Build the System with "
+                                 "flexibleConstraints=True (it keeps bond terms for constrained bonds), use "
+                                 "interpolate=False (the model then holds the bond), or removeConstraints=False.")
 
     # Check every force before building anything.
     for force in system.getForces():
