@@ -46,6 +46,21 @@ torch::Tensor splitOutput(const torch::jit::IValue& output, bool outputsForces, 
     return energy;
 }
 
+string nonFiniteEnergyMessage(double energy) {
+    return "MLForce: the model returned a non-finite energy (" + to_string(energy) +
+           "). Check the positions of the ML region (overlapping atoms, an exploded simulation) and that the model covers its elements.";
+}
+
+string nonFiniteForceMessage(int index, int particle) {
+    return "MLForce: the model gave a non-finite force on ML atom " + to_string(index) + " (particle " + to_string(particle) +
+           "). Check the positions of the ML region (overlapping atoms?) and the model.";
+}
+
+string nonFiniteEnvironmentForceMessage(int particle) {
+    return "MLForce: the model gave a non-finite force on environment atom " + to_string(particle) +
+           ". Check the embedding model (a 1/r at r = 0?) and the positions.";
+}
+
 torch::jit::Module load(const string& data, const string& origin) {
     if (data.empty())
         throw OpenMMException("MLForce: " + origin + " holds no data; expected a TorchScript archive written by torch.jit.save().");

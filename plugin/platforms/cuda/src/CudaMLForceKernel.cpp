@@ -6,7 +6,6 @@
 #include "openmm/internal/ContextImpl.h"
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
-#include <torch/autograd.h>
 #include <cmath>
 #include <cstring>
 #include <iostream>
@@ -134,38 +133,24 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
     periodic = force.usesPeriodicBoundaryConditions();
     outputsForces = force.getOutputsForces();
     useDouble = force.getUsesDoublePrecision();
-    torch::TensorOptions options = torch::TensorOptions().device(device).dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
     torch::TensorOptions ints = torch::TensorOptions().device(device).dtype(torch::kInt32);
     torch::TensorOptions doubles = torch::TensorOptions().device(device).dtype(torch::kFloat64);
     int numAtoms = atoms.size();
-    vector<string> inputNames = {"positions"};
-    positions = torch::zeros({numAtoms, 3}, options.requires_grad(!outputsForces));
-    inputs = {positions};
-    if (periodic) {
-        box = torch::zeros({3, 3}, options);
-        inputs.push_back(box);
-        inputNames.push_back("box");
-    }
+    modelInputs.initialize(system, force, torch::TensorOptions().device(device).dtype(useDouble ? torch::kFloat64 : torch::kFloat32),
+                           outputsForces);
     atomsDevice = torch::tensor(atoms, torch::TensorOptions().dtype(torch::kInt32)).to(device);
     sortedIndexOf = torch::zeros({numParticles}, ints);
     boxDevice = torch::zeros({9}, doubles);
 
     embedding = force.usesEmbedding();
-    capacity = 0;
     if (embedding) {
         cutoff = force.getEmbeddingCutoff();
         requestedCapacity = force.getEmbeddingCapacity();
         const vector<double>& charges = force.getEmbeddingCharges();
-        vector<bool> isML(numParticles, false);
-        for (int a : atoms)
-            isML[a] = true;
-        candidates.clear();
+        const vector<int>& candidates = modelInputs.getCandidates();
         vector<double> candidateQ;
-        for (int i = 0; i < numParticles; i++)
-            if (!isML[i] && charges[i] != 0.0) {
-                candidates.push_back(i);
-                candidateQ.push_back(charges[i]);
-            }
+        for (int i : candidates)
+            candidateQ.push_back(charges[i]);
         candidatesDevice = torch::tensor(candidates.empty() ? vector<int>{0} : candidates, torch::TensorOptions().dtype(torch::kInt32)).to(device);
         candidateCharges = torch::tensor(candidateQ.empty() ? vector<double>{0.0} : candidateQ, torch::TensorOptions().dtype(torch::kFloat64)).to(device);
         regionDevice = torch::zeros({numAtoms, 3}, doubles);
@@ -173,34 +158,13 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
         envCount = torch::zeros({1}, ints);
         scratch = torch::empty({(int64_t) cudakernels::environmentScratchBytes(candidates.size())},
                                torch::TensorOptions().device(device).dtype(torch::kUInt8));
-        mmInput = inputs.size();
-        for (const char* name : {"mm_positions", "mm_charges", "mm_mask"}) {
-            inputs.push_back(torch::Tensor());
-            inputNames.push_back(name);
-        }
     }
-    parameters.clear();
-    parameterNames.clear();
-    derivativeIndex.clear();
-    for (int i = 0; i < force.getNumGlobalParameters(); i++) {
-        parameterNames.push_back(force.getGlobalParameterName(i));
-        parameters.push_back(torch::zeros({}, options));
-        inputs.push_back(parameters.back());
-        inputNames.push_back(parameterNames.back());
-    }
-    lastParameterValues.assign(parameters.size(), NAN);
-    for (int i = 0; i < force.getNumEnergyParameterDerivatives(); i++) {
-        const string& name = force.getEnergyParameterDerivativeName(i);
-        for (int j = 0; j < (int) parameterNames.size(); j++)
-            if (parameterNames[j] == name) {
-                derivativeIndex.push_back(j);
-                parameters[j].requires_grad_(true);
-                cu.addEnergyParameterDerivative(name);
-            }
-    }
-    if (derivativeIndex.size() > 8)
+    lastParameterValues.assign(modelInputs.getNumParameters(), NAN);
+    for (int j : modelInputs.getDerivatives())
+        cu.addEnergyParameterDerivative(modelInputs.getParameterName(j));
+    if (modelInputs.getDerivatives().size() > 8)
         throw OpenMMException("MLForce: the CUDA platform supports at most 8 energy parameter derivatives per MLForce.");
-    TorchModel::checkSignature(module, inputNames);
+    TorchModel::checkSignature(module, modelInputs.getNames());
 
     map<string, string> properties = force.getProperties();
     useGraphs = properties.count("useCUDAGraphs") && properties["useCUDAGraphs"] == "true";
@@ -208,19 +172,6 @@ void CudaCalcMLForceKernel::initialize(const System& system, const MLForce& forc
         warmupSteps = max(1, stoi(properties["CUDAGraphWarmupSteps"]));  // at least one eager backward before a capture
     cu.addForce(new MLForceInfo(numParticles, atoms));
     cu.addReorderListener(new ReorderListener(*this));
-}
-
-void CudaCalcMLForceKernel::allocateEnvironment(int newCapacity) {
-    torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
-    torch::TensorOptions options = torch::TensorOptions().device(device).dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
-    capacity = newCapacity;
-    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(true));
-    mmCharges = torch::zeros({capacity}, options);
-    mmMask = torch::zeros({capacity}, torch::TensorOptions().device(device).dtype(torch::kBool));
-    envSorted = torch::full({capacity}, -1, torch::TensorOptions().device(device).dtype(torch::kInt32));
-    inputs[mmInput] = mmPositions;
-    inputs[mmInput + 1] = mmCharges;
-    inputs[mmInput + 2] = mmMask;
 }
 
 cudakernels::PositionArrays CudaCalcMLForceKernel::positionArrays() {
@@ -254,8 +205,8 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
     // Where the requested derivatives sit in OpenMM's energy-derivative buffer.
     derivativeBufferIndex.clear();
     const vector<string>& names = cu.getEnergyParamDerivNames();
-    for (int j : derivativeIndex)
-        derivativeBufferIndex.push_back(find(names.begin(), names.end(), parameterNames[j]) - names.begin());
+    for (int j : modelInputs.getDerivatives())
+        derivativeBufferIndex.push_back(find(names.begin(), names.end(), modelInputs.getParameterName(j)) - names.begin());
 
     if (embedding) {
         // Size the environment arrays from the current environment (the only synchronous step).
@@ -271,14 +222,16 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         indexDirty = false;
         updateValues(context, s);
         cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
-                                  boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
-                                  regionDevice.data_ptr<double>(), bounds.data_ptr<double>(), cutoff, statusDevice, s);
+                                  boxDevice.data_ptr<double>(), periodic, modelInputs.getPositions().data_ptr(),
+                                  periodic ? modelInputs.getBox().data_ptr() : nullptr, useDouble, regionDevice.data_ptr<double>(),
+                                  bounds.data_ptr<double>(), cutoff, statusDevice, s);
         int count = 0;
         {
             // capacity 0: only counts
             check(cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
-                                               candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(),
-                                               atoms.size(), bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, 0,
+                                               candidateCharges.data_ptr<double>(), modelInputs.getCandidates().size(),
+                                               regionDevice.data_ptr<double>(), atoms.size(), bounds.data_ptr<double>(),
+                                               boxDevice.data_ptr<double>(), periodic, cutoff, 0,
                                                nullptr, nullptr, nullptr, useDouble, nullptr, envCount.data_ptr<int>(), scratch.data_ptr(),
                                                statusDevice, s),
                   "the environment search");
@@ -291,15 +244,11 @@ void CudaCalcMLForceKernel::setUp(ContextImpl& context) {
         checkStatus();
         // The arrays cannot grow inside a captured graph: 50% headroom, rounded up to 128.
         int automatic = ((count + count / 2 + 64 + 127) / 128) * 128;
-        allocateEnvironment(requestedCapacity > 0 && requestedCapacity >= count ? requestedCapacity : automatic);
+        int capacity = (requestedCapacity > 0 && requestedCapacity >= count ? requestedCapacity : automatic);
+        modelInputs.allocateEnvironment(capacity);
+        torch::Device device(torch::kCUDA, (c10::DeviceIndex) deviceIndex);
+        envSorted = torch::full({capacity}, -1, torch::TensorOptions().device(device).dtype(torch::kInt32));
     }
-    gradInputs.clear();
-    if (!outputsForces)
-        gradInputs.push_back(positions);
-    if (embedding)
-        gradInputs.push_back(mmPositions);
-    for (int j : derivativeIndex)
-        gradInputs.push_back(parameters[j]);
     setUpDone = true;
 }
 
@@ -326,10 +275,10 @@ void CudaCalcMLForceKernel::updateValues(ContextImpl& context, cudaStream_t s) {
             boxKnown = true;
         }
     }
-    for (int i = 0; i < (int) parameters.size(); i++) {
-        double value = context.getParameter(parameterNames[i]);
+    for (int i = 0; i < modelInputs.getNumParameters(); i++) {
+        double value = context.getParameter(modelInputs.getParameterName(i));
         if (!(value == lastParameterValues[i])) {
-            add(parameters[i].data_ptr(), value, useDouble);
+            add(modelInputs.getParameter(i).data_ptr(), value, useDouble);
             lastParameterValues[i] = value;
         }
     }
@@ -339,24 +288,21 @@ void CudaCalcMLForceKernel::updateValues(ContextImpl& context, cudaStream_t s) {
 
 void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s) {
     cudakernels::gatherRegion(positionArrays(), sortedIndexOf.data_ptr<int>(), atomsDevice.data_ptr<int>(), atoms.size(),
-                              boxDevice.data_ptr<double>(), periodic, positions.data_ptr(), periodic ? box.data_ptr() : nullptr, useDouble,
+                              boxDevice.data_ptr<double>(), periodic, modelInputs.getPositions().data_ptr(),
+                              periodic ? modelInputs.getBox().data_ptr() : nullptr, useDouble,
                               embedding ? regionDevice.data_ptr<double>() : nullptr, embedding ? bounds.data_ptr<double>() : nullptr, cutoff,
                               statusDevice, s);
+    int capacity = modelInputs.getEnvironmentCapacity();
     if (embedding)
         check(cudakernels::findEnvironment(positionArrays(), sortedIndexOf.data_ptr<int>(), candidatesDevice.data_ptr<int>(),
-                                           candidateCharges.data_ptr<double>(), candidates.size(), regionDevice.data_ptr<double>(),
-                                           atoms.size(), bounds.data_ptr<double>(), boxDevice.data_ptr<double>(), periodic, cutoff, capacity,
-                                           mmPositions.data_ptr(), mmCharges.data_ptr(), mmMask.data_ptr<bool>(), useDouble,
-                                           envSorted.data_ptr<int>(), envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s),
+                                           candidateCharges.data_ptr<double>(), modelInputs.getCandidates().size(),
+                                           regionDevice.data_ptr<double>(), atoms.size(), bounds.data_ptr<double>(),
+                                           boxDevice.data_ptr<double>(), periodic, cutoff, capacity,
+                                           modelInputs.getEnvironmentPositions().data_ptr(), modelInputs.getEnvironmentCharges().data_ptr(),
+                                           modelInputs.getEnvironmentMask().data_ptr<bool>(), useDouble, envSorted.data_ptr<int>(),
+                                           envCount.data_ptr<int>(), scratch.data_ptr(), statusDevice, s),
               "the environment search");
-    torch::jit::IValue output;
-    try {
-        output = module.forward(inputs);
-    }
-    catch (const std::exception& e) {
-        throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
-                              (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
-    }
+    torch::jit::IValue output = modelInputs.forward(module);
     torch::Tensor modelForces;
     torch::Tensor energy = TorchModel::splitOutput(output, outputsForces, atoms.size(), modelForces);
     if (!energy.is_cuda())
@@ -368,18 +314,9 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
     if (includeForces) {
         long long* force = reinterpret_cast<long long*>(cu.getForce().getDevicePointer());
         int padded = cu.getPaddedNumAtoms();
-        vector<torch::Tensor> grads(gradInputs.size());
-        if (!gradInputs.empty() && scalar.requires_grad()) {
-            try {
-                grads = torch::autograd::grad({scalar}, gradInputs, {}, false, false, true);
-            }
-            catch (const std::exception& e) {
-                throw OpenMMException(string("MLForce: computing the gradient of the model's energy failed: ") + firstLine(e.what()));
-            }
-        }
-        int next = 0;
+        ModelInputs::Gradients grads = modelInputs.computeGradients(scalar);
         if (!outputsForces) {
-            torch::Tensor g = grads[next++];
+            torch::Tensor g = grads.positions;
             if (g.defined()) {
                 g = g.contiguous();
                 keep.push_back(g);
@@ -388,7 +325,7 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
             }
         }
         if (embedding) {
-            torch::Tensor g = grads[next++];
+            torch::Tensor g = grads.environment;
             if (g.defined()) {
                 g = g.contiguous();
                 keep.push_back(g);
@@ -407,8 +344,8 @@ void CudaCalcMLForceKernel::enqueueEvaluation(bool includeForces, cudaStream_t s
             cudakernels::scatterRegionForces(f.data_ptr(), f.scalar_type() == torch::kFloat64, 1.0, sortedIndexOf.data_ptr<int>(),
                                              atomsDevice.data_ptr<int>(), atoms.size(), force, padded, statusDevice, s);
         }
-        for (int d = 0; d < (int) derivativeIndex.size(); d++) {
-            torch::Tensor g = grads[next++];
+        for (int d = 0; d < (int) grads.parameters.size(); d++) {
+            torch::Tensor g = grads.parameters[d];
             if (!g.defined())
                 continue;
             g = g.detach().to(torch::kFloat64).contiguous();
@@ -523,8 +460,7 @@ double CudaCalcMLForceKernel::execute(ContextImpl& context, bool includeForces, 
     checkStatus();
     double energy = *hostEnergy;
     if (!std::isfinite(energy))
-        throw OpenMMException("MLForce: the model returned a non-finite energy (" + to_string(energy) +
-                              "). Check the positions of the ML region (overlapping atoms, an exploded simulation) and that the model covers its elements.");
+        throw OpenMMException(TorchModel::nonFiniteEnergyMessage(energy));
     return energy;
 }
 
@@ -538,12 +474,10 @@ void CudaCalcMLForceKernel::checkStatus() {
                   "region (overlapping atoms, an exploded simulation) and that the model covers its elements.";
     else if (flags->nonFiniteForce) {
         int i = flags->nonFiniteForce - 1;
-        message = "MLForce: the model gave a non-finite force on ML atom " + to_string(i) + " (particle " + to_string(atoms[i]) +
-                  "). Check the positions of the ML region (overlapping atoms?) and the model.";
+        message = TorchModel::nonFiniteForceMessage(i, atoms[i]);
     }
     else if (flags->nonFiniteEnvForce)
-        message = "MLForce: the model gave a non-finite force on environment atom " + to_string(flags->nonFiniteEnvForce - 1) +
-                  ". Check the embedding model (a 1/r at r = 0?) and the positions.";
+        message = TorchModel::nonFiniteEnvironmentForceMessage(flags->nonFiniteEnvForce - 1);
     else if (flags->boxTooSmall) {
         char text[600];
         snprintf(text, sizeof(text),
@@ -552,11 +486,13 @@ void CudaCalcMLForceKernel::checkStatus() {
                  "embedding cutoff, a smaller ML region or a larger box.", cutoff, (double) flags->regionDiameter);
         message = text;
     }
-    else if (flags->environmentCount)
+    else if (flags->environmentCount) {
+        int capacity = modelInputs.getEnvironmentCapacity();
         message = "MLForce: the embedding environment grew to " + to_string(flags->environmentCount) + " atoms, more than its capacity of " +
                   to_string(capacity) + " on the CUDA platform, where the arrays cannot grow during a simulation; the model saw only the first " +
                   to_string(capacity) + " since. Call setEmbeddingCapacity(" + to_string(flags->environmentCount + flags->environmentCount / 4) +
                   ") (or more) on the force and restart from a state saved before this point.";
+    }
     if (message.empty())
         return;
     memset(status, 0, sizeof(cudakernels::DeviceStatus));

@@ -3,6 +3,7 @@
 
 #include "openmmhybrid/HybridKernels.h"
 #include "HybridCudaKernels.h"
+#include "openmmhybrid/internal/ModelInputs.h"
 #include "openmm/cuda/CudaContext.h"
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAStream.h>
@@ -49,7 +50,7 @@ public:
     double execute(OpenMM::ContextImpl& context, bool includeForces, bool includeEnergy);
     int getNumEnvironmentAtoms() const;
     int getEnvironmentCapacity() const {
-        return capacity;
+        return modelInputs.getEnvironmentCapacity();
     }
     /** Called by the reorder listener: the particle -> sorted-position map must be rebuilt. */
     void atomsReordered() {
@@ -57,10 +58,8 @@ public:
     }
 private:
     void setUp(OpenMM::ContextImpl& context);
-    void allocateEnvironment(int newCapacity);
     void updateValues(OpenMM::ContextImpl& context, cudaStream_t stream);
     void enqueueEvaluation(bool includeForces, cudaStream_t stream);
-    void enqueueEnvironment(int capacity, cudaStream_t stream);
     bool captureGraph(cudaStream_t stream);
     void checkStatus();
     cudakernels::PositionArrays positionArrays();
@@ -76,14 +75,9 @@ private:
     bool periodic = false, outputsForces = false, useDouble = false;
     int numParticles = 0;
     // Inputs of the model (device tensors, allocated once: a captured graph reads them in place).
-    torch::Tensor positions, box;
-    std::vector<torch::Tensor> parameters;
-    std::vector<std::string> parameterNames;
+    ModelInputs modelInputs;
     std::vector<double> lastParameterValues;
-    std::vector<int> derivativeIndex;        // into parameters, one per requested derivative
-    std::vector<int> derivativeBufferIndex;  // the same derivatives' positions in OpenMM's buffer
-    std::vector<torch::jit::IValue> inputs;
-    std::vector<torch::Tensor> gradInputs;
+    std::vector<int> derivativeBufferIndex;  // the requested derivatives' positions in OpenMM's buffer
     // Device-side helpers.
     torch::Tensor atomsDevice, sortedIndexOf, boxDevice;
     double lastBox[9];
@@ -91,10 +85,8 @@ private:
     // Electrostatic embedding.
     bool embedding = false;
     double cutoff = 0;
-    int requestedCapacity = 0, capacity = 0, mmInput = 0;
-    std::vector<int> candidates;
+    int requestedCapacity = 0;
     torch::Tensor candidatesDevice, candidateCharges, regionDevice, bounds, envSorted, envCount, scratch;
-    torch::Tensor mmPositions, mmCharges, mmMask;
     // Outputs kept between enqueue and read-back (the graph's static outputs when captured).
     torch::Tensor energyOut;
     std::vector<torch::Tensor> keep;

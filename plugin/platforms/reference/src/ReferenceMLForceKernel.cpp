@@ -4,7 +4,6 @@
 #include "openmm/internal/ContextImpl.h"
 #include "openmm/reference/ReferencePlatform.h"
 #include <ATen/Parallel.h>
-#include <torch/autograd.h>
 #include <dlfcn.h>
 #include <cmath>
 #include <iostream>
@@ -74,8 +73,6 @@ private:
 
 } // namespace
 
-using TorchModel::firstLine;
-
 void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
     string origin = force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'";
     compiled.reset();
@@ -94,73 +91,23 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
     // A compiled package returns (energy, forces): no autograd at run time.
     outputsForces = force.getOutputsForces() || compiled != nullptr;
     useDouble = force.getUsesDoublePrecision();
-    torch::TensorOptions options = torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
-    int numAtoms = atoms.size();
-    vector<string> inputNames = {"positions"};
-    positions = torch::zeros({numAtoms, 3}, options.requires_grad(!outputsForces));
-    inputs = {positions};
-    if (periodic) {
-        box = torch::zeros({3, 3}, options);
-        inputs.push_back(box);
-        inputNames.push_back("box");
-    }
+    modelInputs.initialize(system, force, torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32), outputsForces);
     embedding = force.usesEmbedding();
     envAtoms.clear();
-    capacity = 0;
     if (embedding) {
         cutoff = force.getEmbeddingCutoff();
         charges = force.getEmbeddingCharges();
-        vector<bool> isML(system.getNumParticles(), false);
-        for (int a : atoms)
-            isML[a] = true;
-        vector<int> candidates;
-        for (int i = 0; i < system.getNumParticles(); i++)
-            if (!isML[i] && charges[i] != 0.0)
-                candidates.push_back(i);
-        search.initialize(candidates, cutoff);
-        mmInput = inputs.size();
-        for (const char* name : {"mm_positions", "mm_charges", "mm_mask"}) {
-            inputs.push_back(torch::Tensor());
-            inputNames.push_back(name);
-        }
-        allocateEnvironment(force.getEmbeddingCapacity());
+        search.initialize(modelInputs.getCandidates(), cutoff);
+        modelInputs.allocateEnvironment(force.getEmbeddingCapacity());
     }
-    parameters.clear();
-    parameterNames.clear();
-    derivativeIndex.clear();
-    for (int i = 0; i < force.getNumGlobalParameters(); i++) {
-        parameterNames.push_back(force.getGlobalParameterName(i));
-        parameters.push_back(torch::zeros({}, options));
-        inputs.push_back(parameters.back());
-        inputNames.push_back(parameterNames.back());
-    }
-    for (int i = 0; i < force.getNumEnergyParameterDerivatives(); i++) {
-        const string& name = force.getEnergyParameterDerivativeName(i);
-        for (int j = 0; j < (int) parameterNames.size(); j++)
-            if (parameterNames[j] == name) {
-                derivativeIndex.push_back(j);
-                parameters[j].requires_grad_(true);
-            }
-    }
-    gradInputs.clear();
-    if (!outputsForces)
-        gradInputs.push_back(positions);
-    if (embedding)
-        gradInputs.push_back(mmPositions);
-    for (int j : derivativeIndex)
-        gradInputs.push_back(parameters[j]);
     if (compiled) {
         vector<string> derivativeNames;
-        for (int j : derivativeIndex)
-            derivativeNames.push_back(parameterNames[j]);
-        compiled->check(inputNames, numAtoms, useDouble, derivativeNames);
-        gradInputs.clear();  // the package returns the derivatives itself
-        compiledInputs.clear();
-        for (auto& input : inputs)
-            compiledInputs.push_back(input.toTensor());
+        for (int j : modelInputs.getDerivatives())
+            derivativeNames.push_back(modelInputs.getParameterName(j));
+        compiled->check(modelInputs.getNames(), atoms.size(), useDouble, derivativeNames);
     }
     else
-        TorchModel::checkSignature(module, inputNames);
+        TorchModel::checkSignature(module, modelInputs.getNames());
 }
 
 void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
@@ -186,42 +133,31 @@ void ReferenceCalcMLForceKernel::gatherPositions(ContextImpl& context) {
                 regionPositions[i] = r;
         }
         if (periodic) {
-            auto* b = static_cast<decltype(out)>(box.data_ptr());
+            auto* b = static_cast<decltype(out)>(modelInputs.getBox().data_ptr());
             for (int i = 0; i < 3; i++)
                 for (int k = 0; k < 3; k++)
                     b[3 * i + k] = boxVectors[i][k];
         }
     };
     if (useDouble)
-        write(positions.data_ptr<double>());
+        write(modelInputs.getPositions().data_ptr<double>());
     else
-        write(positions.data_ptr<float>());
-}
-
-void ReferenceCalcMLForceKernel::allocateEnvironment(int newCapacity) {
-    torch::TensorOptions options = torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32);
-    capacity = newCapacity;
-    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(true));
-    mmCharges = torch::zeros({capacity}, options);
-    mmMask = torch::zeros({capacity}, torch::TensorOptions().dtype(torch::kBool));
-    inputs[mmInput] = mmPositions;
-    inputs[mmInput + 1] = mmCharges;
-    inputs[mmInput + 2] = mmMask;
-    if (!gradInputs.empty())
-        gradInputs[outputsForces ? 0 : 1] = mmPositions;
+        write(modelInputs.getPositions().data_ptr<float>());
 }
 
 void ReferenceCalcMLForceKernel::gatherEnvironment(ContextImpl& context) {
     ReferencePlatform::PlatformData& data = getData(context);
     search.find(regionPositions, *data.positions, periodic ? data.periodicBoxVectors : nullptr, data.threads, envAtoms, envPositions);
     int count = envAtoms.size();
+    int capacity = modelInputs.getEnvironmentCapacity();
     if (count > capacity) {
         // 25% headroom, rounded up to a multiple of 64.
         int grown = ((count + count / 4 + 63) / 64) * 64;
         if (capacity > 0)
             std::cerr << "openmm-hybrid: MLForce: the embedding environment has " << count << " atoms, more than the capacity of "
                       << capacity << "; growing it to " << grown << " (setEmbeddingCapacity() sets the initial size)." << std::endl;
-        allocateEnvironment(grown);
+        modelInputs.allocateEnvironment(grown);
+        capacity = grown;
     }
     // Padding: zero charge, false mask, distinct points on a line far outside the cutoff.
     Vec3 center = search.getCenter();
@@ -240,11 +176,13 @@ void ReferenceCalcMLForceKernel::gatherEnvironment(ContextImpl& context) {
         }
     };
     torch::NoGradGuard noGrad;
+    const torch::Tensor& mmPositions = modelInputs.getEnvironmentPositions();
+    const torch::Tensor& mmCharges = modelInputs.getEnvironmentCharges();
     if (useDouble)
         write(mmPositions.data_ptr<double>(), mmCharges.data_ptr<double>());
     else
         write(mmPositions.data_ptr<float>(), mmCharges.data_ptr<float>());
-    bool* mask = mmMask.data_ptr<bool>();
+    bool* mask = modelInputs.getEnvironmentMask().data_ptr<bool>();
     for (int i = 0; i < capacity; i++)
         mask[i] = (i < count);
 }
@@ -255,8 +193,7 @@ void ReferenceCalcMLForceKernel::addForces(const torch::Tensor& gradient, double
     int numAtoms = atoms.size();
     for (int i = 0; i < 3 * numAtoms; i++)
         if (!std::isfinite((double) g[i]))
-            throw OpenMMException("MLForce: the model gave a non-finite force on ML atom " + to_string(i / 3) + " (particle " +
-                                  to_string(atoms[i / 3]) + "). Check the positions of the ML region (overlapping atoms?) and the model.");
+            throw OpenMMException(TorchModel::nonFiniteForceMessage(i / 3, atoms[i / 3]));
     for (int i = 0; i < numAtoms; i++)
         for (int k = 0; k < 3; k++)
             forces[atoms[i]][k] += sign * g[3 * i + k];
@@ -266,47 +203,32 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
     gatherPositions(context);
     if (embedding)
         gatherEnvironment(context);
-    for (int i = 0; i < (int) parameters.size(); i++) {
+    for (int i = 0; i < modelInputs.getNumParameters(); i++) {
         torch::NoGradGuard noGrad;
-        parameters[i].fill_(context.getParameter(parameterNames[i]));
+        modelInputs.getParameter(i).fill_(context.getParameter(modelInputs.getParameterName(i)));
     }
     ModelThreads threadLimit(modelThreads, compiled != nullptr);  // until the gradient is computed
     torch::jit::IValue output;
-    try {
-        if (compiled) {
-            compiledResults = compiled->run(compiledInputs);
-            output = c10::ivalue::Tuple::create(compiledResults.at(0), compiledResults.at(1));
-        }
-        else
-            output = module.forward(inputs);
+    if (compiled) {
+        compiledResults = modelInputs.forward(*compiled);
+        output = c10::ivalue::Tuple::create(compiledResults.at(0), compiledResults.at(1));
     }
-    catch (const std::exception& e) {
-        throw OpenMMException(string("MLForce: the model's forward() failed: ") + firstLine(e.what()) +
-                              (useDouble ? "" : " (The model receives float32 inputs; if it expects float64, call setUsesDoublePrecision(True).)"));
-    }
+    else
+        output = modelInputs.forward(module);
     torch::Tensor modelForces;
     torch::Tensor energy = TorchModel::splitOutput(output, outputsForces, atoms.size(), modelForces);
     double energyValue = energy.item<double>();
     if (!std::isfinite(energyValue))
-        throw OpenMMException("MLForce: the model returned a non-finite energy (" + to_string(energyValue) +
-                              "). Check the positions of the ML region (overlapping atoms, an exploded simulation) and that the model covers its elements.");
+        throw OpenMMException(TorchModel::nonFiniteEnergyMessage(energyValue));
     if (!includeForces)
         return energyValue;
 
     ReferencePlatform::PlatformData& data = getData(context);
     vector<Vec3>& forces = *data.forces;
-    vector<torch::Tensor> grads(gradInputs.size());
-    if (!gradInputs.empty() && energy.requires_grad()) {
-        try {
-            grads = torch::autograd::grad({energy.dim() == 0 ? energy : energy.sum()}, gradInputs, {}, false, false, true);
-        }
-        catch (const std::exception& e) {
-            throw OpenMMException(string("MLForce: computing the gradient of the model's energy failed: ") + firstLine(e.what()));
-        }
-    }
-    int next = 0;
+    // A compiled package returns the forces and dE/dp itself: nothing is differentiated.
+    ModelInputs::Gradients grads = compiled ? ModelInputs::Gradients() : modelInputs.computeGradients(energy);
     if (!outputsForces) {
-        torch::Tensor g = grads[next++];
+        torch::Tensor g = grads.positions;
         if (g.defined()) {
             if (useDouble)
                 addForces<double>(g.contiguous(), -1.0, forces);
@@ -315,14 +237,13 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         }
     }
     if (embedding) {
-        torch::Tensor g = grads[next++];
+        torch::Tensor g = grads.environment;
         if (g.defined()) {
             auto scatter = [&](const auto* gm) {
                 int count = envAtoms.size();
                 for (int i = 0; i < 3 * count; i++)
                     if (!std::isfinite((double) gm[i]))
-                        throw OpenMMException("MLForce: the model gave a non-finite force on environment atom " + to_string(envAtoms[i / 3]) +
-                                              ". Check the embedding model (a 1/r at r = 0?) and the positions.");
+                        throw OpenMMException(TorchModel::nonFiniteEnvironmentForceMessage(envAtoms[i / 3]));
                 for (int i = 0; i < count; i++)
                     for (int k = 0; k < 3; k++)
                         forces[envAtoms[i]][k] -= gm[3 * i + k];
@@ -341,11 +262,12 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         else
             addForces<double>(f.to(torch::kFloat64), 1.0, forces);
     }
-    for (int k = 0; k < (int) derivativeIndex.size(); k++) {
+    const vector<int>& derivatives = modelInputs.getDerivatives();
+    for (int k = 0; k < (int) derivatives.size(); k++) {
         // A compiled package returns dE/dp after the forces, in the order of the derivatives.
-        torch::Tensor g = compiled ? compiledResults.at(2 + k) : grads[next++];
+        torch::Tensor g = compiled ? compiledResults.at(2 + k) : grads.parameters[k];
         double value = g.defined() ? g.item<double>() : 0.0;
-        (*data.energyParameterDerivatives)[parameterNames[derivativeIndex[k]]] += value;
+        (*data.energyParameterDerivatives)[modelInputs.getParameterName(derivatives[k])] += value;
     }
     return energyValue;
 }

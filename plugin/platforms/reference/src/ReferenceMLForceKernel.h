@@ -3,6 +3,7 @@
 
 #include "openmmhybrid/HybridKernels.h"
 #include "EnvironmentSearch.h"
+#include "openmmhybrid/internal/ModelInputs.h"
 #include "openmmhybrid/internal/TorchModel.h"
 #include <torch/script.h>
 #include <memory>
@@ -28,35 +29,27 @@ public:
         return envAtoms.size();
     }
     int getEnvironmentCapacity() const {
-        return capacity;
+        return modelInputs.getEnvironmentCapacity();
     }
 private:
     void gatherPositions(OpenMM::ContextImpl& context);
     void gatherEnvironment(OpenMM::ContextImpl& context);
-    void allocateEnvironment(int newCapacity);
     template <class T>
     void addForces(const torch::Tensor& gradient, double sign, std::vector<OpenMM::Vec3>& forces);
     torch::jit::Module module;
     std::unique_ptr<TorchModel::CompiledModel> compiled;  // set for an AOTInductor package instead of module
-    std::vector<torch::Tensor> compiledInputs, compiledResults;
+    std::vector<torch::Tensor> compiledResults;
     std::vector<int> atoms;
     int modelThreads = 0;  // threads the model runs on (0: torch's setting); see MLForce's modelThreads property
     bool periodic = false, outputsForces = false, useDouble = false;
-    torch::Tensor positions, box;
-    std::vector<torch::Tensor> parameters;
-    std::vector<std::string> parameterNames;
-    std::vector<int> derivativeIndex;  // indices into parameters, one per requested derivative
+    ModelInputs modelInputs;  // what the model is passed and what autograd differentiates
     // Electrostatic embedding.
     bool embedding = false;
     double cutoff = 0;
-    int capacity = 0, mmInput = 0;  // capacity of the environment tensors; their index in inputs
     std::vector<double> charges;
     std::vector<OpenMM::Vec3> regionPositions, envPositions;
     std::vector<int> envAtoms;
     EnvironmentSearch search;
-    torch::Tensor mmPositions, mmCharges, mmMask;
-    std::vector<torch::jit::IValue> inputs;
-    std::vector<torch::Tensor> gradInputs;  // what autograd differentiates: positions and/or parameters
 };
 
 } // namespace OpenMMHybrid

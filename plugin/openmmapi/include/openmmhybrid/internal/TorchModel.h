@@ -43,6 +43,28 @@ std::string firstLine(const std::string& message);
 torch::Tensor splitOutput(const torch::jit::IValue& output, bool outputsForces, int numAtoms, torch::Tensor& forces);
 
 /**
+ * The message for a non-finite energy returned by the model (the same on every platform).
+ *
+ * @param energy  the energy the model returned
+ */
+std::string nonFiniteEnergyMessage(double energy);
+
+/**
+ * The message for a non-finite force the model gave on an atom of the ML region.
+ *
+ * @param index     the atom's index in the ML region
+ * @param particle  its index in the System
+ */
+std::string nonFiniteForceMessage(int index, int particle);
+
+/**
+ * The message for a non-finite force the model gave on an atom of the embedding environment.
+ *
+ * @param particle  the atom's index in the System
+ */
+std::string nonFiniteEnvironmentForceMessage(int particle);
+
+/**
  * Whether the bytes are an AOTInductor package (written by openmmhybrid.compileModel, i.e. by
  * torch._inductor.aoti_compile_and_package) rather than a TorchScript archive.
  */
