@@ -23,8 +23,9 @@ import openmm  # noqa: F401
 from ._version import __version__
 from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
-from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies, mtsGroups, selectAtoms
-from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator
+from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies
+from .selection import selectAtoms
+from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator, mtsGroups
 from .compiled import compileModel
 from . import models
 from . import embedding

@@ -35,11 +35,15 @@ import openmm
 import openmm.unit as unit
 import torch
 
+from .adapters import DropBox
+from .utils import ONE_4PI_EPS0, mdValue
+
 __all__ = ["FixedChargeCoupling", "TholePolarization", "EmbeddedModel", "systemCharges", "VDS98_POLARIZABILITIES",
            "VDS98_DAMPING", "COULOMB_CONSTANT"]
 
-#: 1/(4 pi eps0) in kJ nm / (mol e^2), OpenMM's value.
-COULOMB_CONSTANT = 138.935456
+#: Deprecated alias of :data:`openmmhybrid.utils.ONE_4PI_EPS0` (OpenMM's Coulomb constant); will be
+#: removed in the next release.
+COULOMB_CONSTANT = ONE_4PI_EPS0
 
 _BOHR_NM = 0.0529177210903
 
@@ -55,10 +59,6 @@ VDS98_DAMPING = 2.1304
 _SYMBOLS = {1: "H", 6: "C", 7: "N", 8: "O", 9: "F", 16: "S", 17: "Cl", 35: "Br", 53: "I"}
 
 
-def _nm(x):
-    return float(x.value_in_unit(unit.nanometer)) if unit.is_quantity(x) else float(x)
-
-
 def _switch_distance(cutoff, switchDistance):
     if switchDistance is None:
         return None
@@ -66,14 +66,14 @@ def _switch_distance(cutoff, switchDistance):
         if switchDistance != "default":
             raise ValueError(f"switchDistance must be a distance, None or 'default', not {switchDistance!r}")
         return max(0.0, cutoff - 0.2)
-    value = _nm(switchDistance)
+    value = mdValue(switchDistance)
     if not 0 <= value < cutoff:
         raise ValueError(f"the switching distance ({value} nm) must be at least 0 and smaller than the cutoff ({cutoff} nm)")
     return value
 
 
 def _check_cutoff(cutoff, who):
-    value = _nm(cutoff)
+    value = mdValue(cutoff)
     if not value > 0 or not math.isfinite(value):
         raise ValueError(f"{who}: the cutoff must be a positive distance, not {cutoff}")
     return value
@@ -171,7 +171,7 @@ class FixedChargeCoupling(torch.nn.Module):
         switch = _switch_distance(self.cutoff, switchDistance)
         self.useSwitch = switch is not None
         self.switchDistance = switch if switch is not None else self.cutoff
-        self.coulombConstant = COULOMB_CONSTANT
+        self.coulombConstant = ONE_4PI_EPS0
         self.softmin = SOFTMIN_LENGTH
         self.chargeModel = charges if isinstance(charges, torch.nn.Module) else _ConstantCharges(charges)
         if not isinstance(charges, torch.nn.Module):
@@ -247,7 +247,7 @@ class TholePolarization(torch.nn.Module):
             raise ValueError("TholePolarization: the region has no atoms")
         self.register_buffer("alpha", torch.tensor(alphas, dtype=torch.float64))
         self.damping = float(damping)
-        self.coulombConstant = COULOMB_CONSTANT
+        self.coulombConstant = ONE_4PI_EPS0
         self.softmin = SOFTMIN_LENGTH
         _check_switch_end(switch, self.cutoff, len(alphas), "TholePolarization")
 
@@ -306,8 +306,7 @@ class EmbeddedModel(torch.nn.Module):
 
     def __init__(self, model, terms, modelTakesBox=False):
         super().__init__()
-        from .mixed import _DropBox
-        self.model = model if modelTakesBox else _DropBox(model)
+        self.model = model if modelTakesBox else DropBox(model)
         self.terms = torch.nn.ModuleList(list(terms))
 
     def forward(self, positions: torch.Tensor, box: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,

@@ -6,11 +6,16 @@
 :class:`openmm.Integrator` objects.  :func:`createMTSIntegrator` builds the right one for a mixed
 System: MM forces on the inner step, the ML correction on the outer step.
 """
+import numbers
+
 import openmm
 import openmm.unit as unit
 
 from . import _openmmhybrid as _core
-from .mlforce import MLForce, _strip_units
+from .mlforce import MLForce
+from .utils import groupsInUse, mdValue
+
+__all__ = ["MTSIntegrator", "MTSLangevinIntegrator", "createMTSIntegrator", "mtsGroups"]
 
 
 def _group_list(groups, who):
@@ -26,7 +31,7 @@ def _group_list(groups, who):
     return result
 
 
-def _create(who, factory, *args):
+def _create(factory, *args):
     try:
         return factory(*args)
     except openmm.OpenMMException as error:
@@ -98,7 +103,7 @@ class MTSIntegrator(_MultipleTimeStep):
     """
 
     def __init__(self, dt, groups):
-        handle = _create("MTSIntegrator", _core.MTSIntegrator_create, float(_strip_units(dt)),
+        handle = _create(_core.MTSIntegrator_create, mdValue(dt),
                          _group_list(groups, "MTSIntegrator"))
         self.this = handle.this
 
@@ -132,8 +137,8 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
     """
 
     def __init__(self, temperature, friction, dt, groups):
-        handle = _create("MTSLangevinIntegrator", _core.MTSLangevinIntegrator_create,
-                         float(_strip_units(temperature)), float(_strip_units(friction)), float(_strip_units(dt)),
+        handle = _create(_core.MTSLangevinIntegrator_create,
+                         mdValue(temperature), mdValue(friction), mdValue(dt),
                          _group_list(groups, "MTSLangevinIntegrator"))
         self.this = handle.this
 
@@ -147,7 +152,7 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
 
     def setTemperature(self, temperature):
         """Set the heat bath temperature (Quantity or K); takes effect on the next step."""
-        _create("MTSLangevinIntegrator", _core.MTS_setTemperature, self, float(_strip_units(temperature)))
+        _create(_core.MTS_setTemperature, self, mdValue(temperature))
 
     def getFriction(self):
         """The friction coefficient."""
@@ -155,7 +160,7 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
 
     def setFriction(self, friction):
         """Set the friction coefficient (Quantity or 1/ps); takes effect on the next step."""
-        _create("MTSLangevinIntegrator", _core.MTS_setFriction, self, float(_strip_units(friction)))
+        _create(_core.MTS_setFriction, self, mdValue(friction))
 
     def getRandomNumberSeed(self):
         """The random number seed (0: a new seed for every Context)."""
@@ -214,8 +219,6 @@ def createMTSIntegrator(system, dt, innerSteps, temperature=None, friction=1.0 /
     -------
     MTSIntegrator or MTSLangevinIntegrator
     """
-    from .mixed import mtsGroups
-
     if isinstance(innerSteps, bool) or int(innerSteps) != innerSteps or int(innerSteps) < 1:
         raise ValueError(f"createMTSIntegrator: innerSteps must be a positive integer, not {innerSteps!r}")
     if correctionGroup is None:
@@ -227,3 +230,35 @@ def createMTSIntegrator(system, dt, innerSteps, temperature=None, friction=1.0 /
     if temperature is None:
         return MTSIntegrator(dt, groups)
     return MTSLangevinIntegrator(temperature, friction, dt, groups)
+
+
+def mtsGroups(system, correctionGroup, innerSteps):
+    """The ``groups`` argument of a multiple-time-step integrator for a mixed System.
+
+    Every MM force group is evaluated ``innerSteps`` times per outer step; the correction group
+    (the ML force and the region's MM energy) once, on the outer step::
+
+        groups = mtsGroups(mixed, correctionGroup, 4)
+        integrator = openmmhybrid.MTSLangevinIntegrator(300*kelvin, 1/picosecond, 2*femtoseconds, groups)
+
+    Parameters
+    ----------
+    system : openmm.System
+        The mixed System.
+    correctionGroup : int or collection of int
+        The group passed to (or chosen by) :func:`createMixedSystem`, or several groups that all
+        go on the outer step.
+    innerSteps : int
+        MM steps per outer step.
+
+    Returns
+    -------
+    list of (int, int)
+        The outer groups first (in increasing order), then every other group in use.
+    """
+    if int(innerSteps) < 1:
+        raise ValueError("mtsGroups: innerSteps must be at least 1")
+    outer = ({int(correctionGroup)} if isinstance(correctionGroup, numbers.Integral)
+             else {int(g) for g in correctionGroup})
+    inner = sorted(groupsInUse(system) - outer)
+    return [(g, 1) for g in sorted(outer)] + [(g, int(innerSteps)) for g in inner]

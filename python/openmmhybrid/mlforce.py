@@ -8,50 +8,13 @@ import openmm.unit as unit
 import torch
 
 from . import _openmmhybrid as _core
-
-
-def _strip_units(value):
-    """A plain number in OpenMM's MD units (nm, ps, kJ/mol, ...) from a number or a Quantity."""
-    if unit.is_quantity(value):
-        return value.value_in_unit_system(unit.md_unit_system)
-    return value
-
-
-def _atom_list(atoms):
-    try:
-        result = [int(a) for a in atoms]
-    except TypeError:
-        raise TypeError(f"atoms must be a sequence of particle indices, not {type(atoms).__name__}") from None
-    for a, r in zip(atoms, result):
-        if r != a:
-            raise TypeError(f"atom index {a!r} is not an integer")
-    return result
-
-
-def _script(model, who="MLForce"):
-    """A ScriptModule for a ScriptModule or an nn.Module (scripted here); errors name ``who``."""
-    if isinstance(model, torch.jit.ScriptModule):
-        return model
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"{who}: model must be a path to a TorchScript file, a torch.nn.Module or a "
-                        f"torch.jit.ScriptModule, not {type(model).__name__}")
-    # TorchScript is the format the C++ kernels load; torch marks its Python entry points as
-    # deprecated, which says nothing about this use, so that warning is not passed on.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
-        try:
-            return torch.jit.script(model)
-        except Exception as error:
-            reason = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__).rstrip(".")
-            raise ValueError(
-                f"{who}: could not convert the {type(model).__name__} to TorchScript with torch.jit.script: "
-                f"{reason}. Make the module scriptable (type annotations, no Python-only "
-                "constructs) or pass a TorchScript file.") from error
+from .adapters import scriptModule
+from .utils import atomIndices, mdValue
 
 
 def _model_bytes(model):
     """The bytes of a TorchScript archive for a ScriptModule or nn.Module (scripted here)."""
-    scripted = _script(model)
+    scripted = scriptModule(model)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch.jit.*", category=DeprecationWarning)
@@ -110,7 +73,7 @@ class MLForce(openmm.Force):
     """
 
     def __init__(self, model, atoms, usesPeriodicBoundaryConditions=None, outputsForces=None, usesDoublePrecision=None):
-        atoms = _atom_list(atoms)
+        atoms = atomIndices(atoms, "MLForce")
         if isinstance(model, (str, os.PathLike)):
             path = os.fspath(model)
             if not os.path.exists(path):
@@ -173,7 +136,7 @@ class MLForce(openmm.Force):
 
     def setAtoms(self, atoms):
         """Replace the ML region (non-empty, no duplicates).  Reinitialize Contexts to apply it."""
-        _core.setAtoms(self, _atom_list(atoms))
+        _core.setAtoms(self, atomIndices(atoms, "MLForce.setAtoms"))
 
     def setUsesPeriodicBoundaryConditions(self, periodic):
         """Pass the box vectors ([3, 3], nm) to the model as its second argument and make the
@@ -206,7 +169,7 @@ class MLForce(openmm.Force):
         ``defaultValue`` may be a number or an ``openmm.unit`` Quantity (converted to MD units).
         Change it in a Context with ``context.setParameter(name, value)``.  Returns its index.
         """
-        return _core.addGlobalParameter(self, name, float(_strip_units(defaultValue)))
+        return _core.addGlobalParameter(self, name, mdValue(defaultValue))
 
     def getGlobalParameterName(self, index):
         """The name of a global parameter."""
@@ -222,7 +185,7 @@ class MLForce(openmm.Force):
 
     def setGlobalParameterDefaultValue(self, index, defaultValue):
         """Set the default value of a global parameter (number or Quantity)."""
-        _core.setGlobalParameterDefaultValue(self, index, float(_strip_units(defaultValue)))
+        _core.setGlobalParameterDefaultValue(self, index, mdValue(defaultValue))
 
     def addEnergyParameterDerivative(self, name):
         """Report dE/d(name) in ``State.getEnergyParameterDerivatives()`` (computed by autograd)."""
@@ -268,8 +231,8 @@ class MLForce(openmm.Force):
         """
         if unit.is_quantity(charges):
             charges = charges.value_in_unit(unit.elementary_charge)
-        values = [float(_strip_units(q)) for q in charges]
-        _core.setEmbedding(self, float(_strip_units(cutoff)), values)
+        values = [mdValue(q) for q in charges]
+        _core.setEmbedding(self, mdValue(cutoff), values)
 
     def usesEmbedding(self):
         """Whether electrostatic embedding is on."""

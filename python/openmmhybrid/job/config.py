@@ -15,6 +15,8 @@ import re
 
 import openmm.unit as unit
 
+from ..regionmodel import compileUnavailable
+
 try:
     import tomllib
 except ImportError:  # Python 3.10
@@ -109,6 +111,11 @@ SETTINGS = [
 
 SECTIONS = ["input", "ml", "dynamics", "output", "platform"]
 _BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def settingByName(name):
+    """The :class:`Setting` called ``name`` (a config key), or None."""
+    return _BY_NAME.get(name)
 
 _UNITS = {
     "fs": unit.femtosecond, "femtosecond": unit.femtosecond, "femtoseconds": unit.femtosecond,
@@ -343,8 +350,8 @@ def _check(config):
     if config["compile"] and config["platform"] not in ("Reference", "CPU"):
         raise ConfigError(f"compile applies to the Reference and CPU platforms, not {config['platform']} "
                           "(on CUDA, cuda_graphs gives the speed-up)")
-    if config["compile"] and config["embedding"] != "mechanical":
-        raise ConfigError("compile is not available with electrostatic embedding yet")
+    if config["compile"] and compileUnavailable(None, config["embedding"]):
+        raise ConfigError(compileUnavailable(None, config["embedding"]))
 
 
 def templateConfig():

@@ -8,6 +8,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from ..selection import selectAtoms
 from .config import ConfigError
 
 __all__ = ["Inputs", "readInputs", "selectRegion"]
@@ -208,7 +209,6 @@ def _sdf(config):
 def selectRegion(config, topology):
     """The ML region's atom indices from ``region``, ``residue`` or ``atoms`` (all atoms for an SDF
     ligand with none given); ConfigError when it matches nothing."""
-    from ..mixed import selectAtoms
     try:
         if config["region"] is not None:
             return selectAtoms(topology, selection=config["region"])

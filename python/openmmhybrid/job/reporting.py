@@ -12,6 +12,8 @@ import openmm
 import openmm.unit as unit
 import torch
 
+from .. import adapters
+
 __all__ = ["EnergyReporter", "ProgressReporter", "CheckpointReporter", "truncateCsv", "truncateDcd",
            "CSV_COLUMNS", "kabschRmsd"]
 
@@ -233,9 +235,8 @@ def truncateDcd(path, frames):
 
 def vacuumEnergyFunction(module, atoms, periodic, double, scale):
     """``f(positions_nm, box_nm) -> scale * E_model(region)`` in kJ/mol, for the reporter."""
-    from ..mlforce import _script
-    scripted = _script(module, "openmm-hybrid")
-    takesBox = len(scripted.forward.schema.arguments) >= 3
+    scripted = adapters.scriptModule(module, "openmm-hybrid")
+    takesBox = adapters.takesBox(scripted)
     dtype = torch.float64 if double else torch.float32
     atoms = list(atoms)
 

@@ -8,7 +8,13 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from .config import _BY_NAME, ConfigError, SETTINGS
+from .. import adapters
+from ..integrators import MTSLangevinIntegrator, mtsGroups
+from ..mixed import LAMBDA_PARAMETER, createMixedSystem
+from ..mlforce import MLForce
+from ..regionmodel import isModelFile, resolveModel
+from ..utils import groupsInUse
+from .config import ConfigError, SETTINGS, settingByName
 from .inputs import oneLine as _one_line, readInputs, selectRegion
 from .reporting import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
@@ -31,8 +37,7 @@ class Job:
 
 
 def _free_groups(system, count):
-    from ..mixed import _groups_in_use
-    used = _groups_in_use(system)
+    used = groupsInUse(system)
     free = [g for g in range(32) if g not in used]
     if len(free) < count:
         raise ConfigError("the System uses every force group; openmm-hybrid needs two free ones for the ML correction")
@@ -56,20 +61,15 @@ def prepare(config, log=print):
     """Read the inputs, build the ML/MM System, integrator and Simulation, and evaluate the energy
     once.  Everything that can be wrong with the input fails here, before any long work, with a
     :class:`ConfigError` of one line."""
-    from .. import mixed
-    from ..mixed import createMixedSystem, LAMBDA_PARAMETER
-    from ..mlforce import MLForce
-    from ..integrators import MTSLangevinIntegrator
-
     platform, properties = _platform(config)
     model = config["model"]
-    if (os.sep in model or model.endswith((".pt", ".pth", ".ts"))) and not os.path.isfile(model):
+    if isModelFile(model) and not os.path.isfile(model):
         raise ConfigError(f"the model file '{model}' does not exist")
     inputs = readInputs(config)
     topology = inputs.topology
     mlAtoms = selectRegion(config, topology)
     try:
-        module = mixed._resolve_model(model, topology, mlAtoms, None)
+        module = resolveModel(model, topology, mlAtoms)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
         raise ConfigError(f"model {model!r}: {_one_line(error)}") from None
 
@@ -103,9 +103,7 @@ def prepare(config, log=print):
     if config["inner_steps"] == 1:
         integrator = openmm.LangevinMiddleIntegrator(config["temperature"], config["friction"], config["timestep"])
     else:
-        outer = {correctionGroup, mlGroup}
-        inner = sorted(mixed._groups_in_use(system) - outer)
-        groups = [(g, 1) for g in sorted(outer)] + [(g, config["inner_steps"]) for g in inner]
+        groups = mtsGroups(system, {correctionGroup, mlGroup}, config["inner_steps"])
         integrator = MTSLangevinIntegrator(config["temperature"], config["friction"], config["timestep"], groups)
     if config["seed"]:
         integrator.setRandomNumberSeed(config["seed"])
@@ -131,7 +129,7 @@ def prepare(config, log=print):
     job.config, job.inputs, job.topology, job.system = config, inputs, topology, system
     job.simulation, job.mlAtoms, job.mlGroup, job.correctionGroup = simulation, mlAtoms, mlGroup, correctionGroup
     job.electrostatic = electrostatic
-    takesEnvironment = electrostatic and mixed._takes_environment(mixed._script(module, "openmm-hybrid"))
+    takesEnvironment = electrostatic and adapters.takesEnvironment(adapters.scriptModule(module, "openmm-hybrid"))
     job.vacuumEnergy = None if takesEnvironment or not electrostatic else vacuumEnergyFunction(
         module, mlAtoms, system.usesPeriodicBoundaryConditions(), config["model_double"], config["lambda"])
     job.platformName = platform.getName()
@@ -170,7 +168,8 @@ def _check_resume(config, out):
 
 
 def _comparable(name, value):
-    kind = _BY_NAME[name].kind if name in _BY_NAME else None
+    setting = settingByName(name)
+    kind = setting.kind if setting is not None else None
     if kind == "path" and isinstance(value, str):
         return os.path.basename(value)
     if kind == "paths" and isinstance(value, list):

@@ -1,0 +1,143 @@
+"""The region's model: from a name, a file or a module to what MLForce runs.
+
+:func:`resolveModel` turns what the user gave into a torch module; :func:`regionModel`,
+:func:`embeddedModel` and :func:`compiledRegionModel` adapt it to the inputs an MLForce of a
+mixed System passes (the box of a periodic System, the embedding environment, the
+``lambda_interpolate`` scale), with the wrappers of :mod:`openmmhybrid.adapters`.
+"""
+import os
+import tempfile
+
+import torch
+
+from . import adapters, embedding, models
+from .compiled import compileModel
+from .utils import LAMBDA_PARAMETER, firstLine
+
+__all__ = ["isModelFile", "resolveModel", "compileUnavailable", "compiledRegionModel", "regionModel", "embeddingTerms",
+           "embeddedModel"]
+
+
+def isModelFile(model):
+    """Whether ``model`` (a str or path) names a model file rather than a registered model name: it
+    exists, or holds a path separator or an extension (``'ani1x'`` is a name, ``'model.pt'`` a file)."""
+    name = os.fspath(model)
+    return os.path.exists(name) or os.sep in name or os.path.splitext(name)[1] != ""
+
+
+def resolveModel(model, topology, mlAtoms, modelArgs=None):
+    """A torch module for the region from a registered name, a TorchScript file or a module.
+
+    Raises
+    ------
+    FileNotFoundError
+        A model file that does not exist.
+    ValueError
+        A file torch.jit.load cannot read, a name that is not registered, modelArgs without a name.
+    TypeError
+        ``model`` is none of the three.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        name = os.fspath(model)
+        if not isModelFile(name):
+            return models.createModel(name, topology, mlAtoms, **(modelArgs or {}))
+        if not os.path.isfile(name):
+            raise FileNotFoundError(f"createMixedSystem: the model file '{name}' does not exist. Pass a TorchScript file, "
+                                    f"a torch.nn.Module, or a registered model name ({', '.join(models.availableModels())}).")
+        try:
+            return torch.jit.load(name, map_location="cpu")
+        except Exception as error:
+            raise ValueError(f"createMixedSystem: '{name}' is not a TorchScript file torch.jit.load can read: "
+                             f"{firstLine(error)}") from None
+    if modelArgs:
+        raise ValueError("createMixedSystem: modelArgs is only used with a model given by name")
+    if isinstance(model, torch.nn.Module):
+        return model
+    raise TypeError(f"createMixedSystem: model must be a registered name, a TorchScript file, or a torch.nn.Module, "
+                    f"not {type(model).__name__}")
+
+
+def compileUnavailable(model, embedding):
+    """Why ``compile=True`` cannot be used with this model and embedding, or None if it can."""
+    if embedding == "electrostatic":
+        return "compile is not available with electrostatic embedding yet"
+    if isinstance(model, torch.jit.ScriptModule):
+        return ("compile needs a torch.nn.Module or a registered model name; a TorchScript model cannot be compiled "
+                "(it is not traceable Python)")
+    return None
+
+
+def compiledRegionModel(module, periodic, interpolate, numAtoms, usesDoublePrecision):
+    """The bytes of an AOTInductor package of the region model (see :func:`~openmmhybrid.compileModel`)."""
+    if not periodic:
+        wrapped = adapters.Scaled(module) if interpolate else module
+    elif interpolate:
+        wrapped = adapters.ScaledWithBox(module) if adapters.takesBox(module) else adapters.ScaledDropBox(module)
+    else:
+        wrapped = module if adapters.takesBox(module) else adapters.DropBox(module)
+    parameters = [(LAMBDA_PARAMETER, 1.0)] if interpolate else []
+    with tempfile.TemporaryDirectory(prefix="openmmhybrid-") as folder:
+        path = compileModel(wrapped, numAtoms, os.path.join(folder, "region.pt2"), periodic=periodic, parameters=parameters,
+                            derivatives=[name for name, _ in parameters], usesDoublePrecision=usesDoublePrecision)
+        with open(path, "rb") as f:
+            return f.read()
+
+
+def regionModel(module, periodic, interpolate):
+    """Adapt module to what MLForce passes: (positions[, box][, lambda_interpolate])."""
+    scripted = adapters.scriptModule(module, "createMixedSystem")
+    takesBox = adapters.takesBox(scripted)
+    if not periodic:
+        return adapters.Scaled(scripted) if interpolate else scripted
+    if interpolate:
+        return adapters.ScaledWithBox(scripted) if takesBox else adapters.ScaledDropBox(scripted)
+    return scripted if takesBox else adapters.DropBox(scripted)
+
+
+def embeddingTerms(terms, topology, mlAtoms, charges, cutoff, switchDistance):
+    """The embedding term modules from names (``'coulomb'``, ``'polarization'``) or modules."""
+    if terms is None:
+        terms = ["coulomb", "polarization"]
+    if isinstance(terms, (str, torch.nn.Module)):
+        terms = [terms]
+    atoms = list(topology.atoms())
+    result = []
+    for term in terms:
+        if isinstance(term, torch.nn.Module):
+            result.append(term)
+        elif term == "coulomb":
+            result.append(embedding.FixedChargeCoupling([charges[i] for i in mlAtoms], cutoff, switchDistance))
+        elif term == "polarization":
+            numbers = []
+            for i in mlAtoms:
+                element = atoms[i].element
+                if element is None:
+                    raise ValueError(f"createMixedSystem: ML atom {i} ({atoms[i].name}) has no element in the topology, "
+                                     "which the polarization term needs.")
+                numbers.append(element.atomic_number)
+            result.append(embedding.TholePolarization(numbers, cutoff, switchDistance))
+        else:
+            raise ValueError(f"createMixedSystem: unknown embedding term {term!r}; use 'coulomb', 'polarization' or a "
+                             "torch.nn.Module with forward(positions, mm_positions, mm_charges, mm_mask)")
+    return result
+
+
+def embeddedModel(module, periodic, interpolate, terms):
+    """Adapt a region model to what an embedding MLForce passes:
+    (positions[, box], mm_positions, mm_charges, mm_mask[, lambda_interpolate])."""
+    scripted = adapters.scriptModule(module, "createMixedSystem")
+    numArgs = len(scripted.forward.schema.arguments) - 1
+    if adapters.takesEnvironment(scripted):
+        expected = 5 if periodic else 4
+        if numArgs != expected:
+            raise ValueError(f"createMixedSystem: the embedding model's forward() takes {numArgs} arguments, but a "
+                             f"{'periodic' if periodic else 'non-periodic'} System passes {expected}: (positions, "
+                             f"{'box, ' if periodic else ''}mm_positions, mm_charges, mm_mask).")
+        model = scripted
+    else:
+        model = embedding.EmbeddedModel(scripted, terms, modelTakesBox=adapters.takesBox(scripted))
+        if not periodic:
+            model = adapters.EmbeddedNoBox(model)
+    if interpolate:
+        model = adapters.EmbeddedScaled(model) if periodic else adapters.EmbeddedScaledNoBox(model)
+    return model
