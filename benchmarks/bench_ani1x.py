@@ -6,7 +6,7 @@ Compared, in float32 and float64:
 
 - ``ours``: :class:`openmmhybrid.models.ani.ANI1x`, scripted with ``torch.jit.script`` (as MLForce
   runs it), positions in nm;
-- ``torchani``: :func:`openmmhybrid.models.ani.torchani_ani1x` (torchani's pipeline,
+- ``torchani``: :func:`openmmhybrid.models.ani.torchaniANI1x` (torchani's pipeline,
   SpeciesConverter -> AEVComputer -> Ensemble -> EnergyShifter), eager and ``torch.jit.script``-ed,
   coordinates in Angstrom.
 
@@ -20,33 +20,27 @@ Usage::
     python benchmarks/bench_ani1x.py [--threads N] [--repeats 300] [--warmup 30] [--waters 9] [--compiled]
 """
 import argparse
-import datetime
 import os
-import platform
-import socket
-import statistics
 import sys
-import time
 import warnings
 
 import numpy as np
-import openmm.app as app
 import openmm.unit as unit
 import torch
 
-from openmmhybrid.models.ani import ANI1x, torchani_ani1x
+from openmmhybrid.models.ani import ANI1x, torchaniANI1x
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "data", "pxylene-water")
+import common
 
 
 def load_molecules(waters):
     """{name: (atomic numbers, positions in nm)} for p-xylene alone and with its nearest waters."""
-    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene_water.prmtop"))
-    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene_water.inpcrd"))
+    inputs = common.load("pxylene")
+    prmtop, inpcrd = inputs.prmtop, inputs.inpcrd
     positions = np.asarray(inpcrd.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     box = np.array([inpcrd.getBoxVectors()[i][i].value_in_unit(unit.nanometer) for i in range(3)])
     residues = list(prmtop.topology.residues())
-    ligand = [r for r in residues if r.name == "TMP"][0]
+    ligand = [r for r in residues if r.name == common.LIGAND][0]
     ligand_atoms = [a.index for a in ligand.atoms()]
     ligand_positions = positions[ligand_atoms]
     centre = ligand_positions.mean(axis=0)
@@ -75,14 +69,7 @@ def load_molecules(waters):
 
 def time_it(step, warmup, repeats):
     """Median and minimum wall time of ``step()`` in ms."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, min(times) * 1e3
+    return common.median_min(common.repeated(step, repeats, warmup), 1e3)
 
 
 def ours_step(model, positions, dtype):
@@ -130,7 +117,7 @@ def main(argv=None):
 
     molecules = load_molecules(args.waters)
     # float32 as built (its self energies stay float64; .float() would round them to float32), and .double().
-    reference = {torch.float32: torchani_ani1x(), torch.float64: torchani_ani1x().double()}
+    reference = {torch.float32: torchaniANI1x(), torch.float64: torchaniANI1x().double()}
     try:
         reference_scripted = {dtype: torch.jit.script(model) for dtype, model in reference.items()}
     except Exception as error:  # noqa: BLE001 - report and go on without it
@@ -162,10 +149,10 @@ def main(argv=None):
     def ratio(t, ours):
         return "n/a" if t is None else f"{t[0] / ours[0]:.2f}x"
 
-    print(f"ANI-1x forward + backward on CPU, {datetime.date.today().isoformat()}, host {socket.gethostname()} "
-          f"({platform.processor() or platform.machine()}), {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, {args.repeats} repeats after {args.warmup} warm-up; "
-          "times in ms as median / min; ratios of medians (torchani / ours)")
+    print(f"ANI-1x forward + backward on CPU, {torch.get_num_threads()} threads, {args.repeats} repeats after "
+          f"{args.warmup} warm-up; times in ms as median / min; ratios of medians (torchani / ours)")
+    print()
+    print(common.machine_header())
     print()
     print("| molecule | atoms | dtype | ours (scripted) | torchani eager | torchani scripted "
           "| eager / ours | scripted / ours | abs(dE) vs torchani (Ha) | ours compiled | scripted / compiled |")

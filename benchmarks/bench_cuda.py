@@ -21,73 +21,29 @@ Usage: python benchmarks/bench_cuda.py [--steps 2000] [--json out.json] [--markd
 """
 import argparse
 import json
-import os
-import platform as host
-import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import torch
 
 import openmmhybrid
-from openmmhybrid import MLForce
-from openmmhybrid.mixed import createMixedSystem, mtsGroups
+from openmmhybrid import createMixedSystem, mtsGroups
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data", "t4l-l99a-pxylene-water")
+import common
+
 ML_GROUP = 2
 
 
-def load():
-    prm = app.AmberPrmtopFile(os.path.join(DATA, "complex.prmtop"))
-    crd = app.AmberInpcrdFile(os.path.join(DATA, "complex.inpcrd"))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
-    return prm.topology, system, crd, ligand
-
-
-def ml_force_index(system):
-    return next(i for i in range(system.getNumForces()) if MLForce.isinstance(system.getForce(i)))
-
-
-def minimize(system, crd, platform, properties):
-    """Minimize the mixed System once (the shipped coordinates are not minimized for ANI-1x); every
-    row starts from these positions."""
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform, properties)
-    context.setPeriodicBoxVectors(*crd.boxVectors)
-    context.setPositions(crd.positions)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 300)
-    crd.minimized = context.getState(getPositions=True).getPositions()
-
-
-def make_context(system, crd, integrator, platform, properties):
-    context = openmm.Context(system, integrator, platform, properties)
-    context.setPeriodicBoxVectors(*crd.boxVectors)
-    context.setPositions(getattr(crd, "minimized", crd.positions))
-    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
-    return context
-
-
-def ns_per_day(system, crd, integrator, platform, properties, steps, warmup):
+def ns_per_day(system, positions, box, integrator, platform, properties, steps, warmup):
     """(ns/day, ms per step) over `steps` steps after `warmup` steps."""
-    context = make_context(system, crd, integrator, platform, properties)
-    integrator.step(warmup)
-    context.getState(getEnergy=True)  # waits for the device and checks the energy is finite
-    start = time.perf_counter()
-    integrator.step(steps)
-    state = context.getState(getEnergy=True)
-    elapsed = time.perf_counter() - start
-    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    seconds, energy = common.time_steps(system, integrator, platform, box, positions, steps, warmup, properties)
     if not np.isfinite(energy):
         raise RuntimeError("non-finite energy in the benchmark run")
     dt = integrator.getStepSize().value_in_unit(unit.nanosecond)
-    del context
-    return steps * dt / elapsed * 86400, elapsed / steps * 1e3
+    return dt / seconds * 86400, seconds * 1e3
 
 
 def langevin():
@@ -136,55 +92,24 @@ def python_force_system(mixed, model, ligand, device):
     """The mixed System with its MLForce replaced by a PythonForce running the same model."""
     scripted = torch.jit.script(model).to(device)
     system = openmm.XmlSerializer.clone(mixed)
-    index = ml_force_index(system)
+    index = common.ml_force_index(system)
     group = system.getForce(index).getForceGroup()
     system.removeForce(index)
-
-    def compute(state):
-        pos = torch.tensor(state.getPositions(asNumpy=True)._value, dtype=torch.float32, device=device, requires_grad=True)
-        energy = scripted(pos)
-        grad, = torch.autograd.grad(energy, pos)
-        return energy.item(), -grad.cpu().numpy()
-
-    force = openmm.PythonForce(compute)
-    force.setParticles(ligand)
+    force = common.python_force(scripted, ligand, device)
     force.setForceGroup(group)
     system.addForce(force)
     return system
 
 
-def without_ml(mixed, ligand):
-    """The mixed System without its MLForce, everything else evaluated as before.  Without the ML
-    energy the ligand has no internal forces (the correction removed its MM ones), so it is frozen
-    (zero masses, its constraints removed) to keep the run stable."""
-    system = openmm.XmlSerializer.clone(mixed)
-    system.removeForce(ml_force_index(system))
-    frozen = set(ligand)
-    for i in reversed(range(system.getNumConstraints())):
-        a, b, _ = system.getConstraintParameters(i)
-        if a in frozen or b in frozen:
-            system.removeConstraint(i)
-    for a in ligand:
-        system.setParticleMass(a, 0.0)
-    return system
-
-
 def with_graphs(mixed, on):
     system = openmm.XmlSerializer.clone(mixed)
-    MLForce.cast(system.getForce(ml_force_index(system))).setProperty("useCUDAGraphs", "true" if on else "false")
+    common.ml_force(system).setProperty("useCUDAGraphs", "true" if on else "false")
     return system
 
 
 def describe_device(platform_name):
-    if platform_name != "CUDA" or not torch.cuda.is_available():
-        return host.processor() or host.machine()
-    name = torch.cuda.get_device_name(0)
-    try:
-        driver = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                                text=True).stdout.strip()
-    except OSError:
-        driver = "?"
-    return f"{name} (driver {driver})"
+    device = common.gpu() if platform_name == "CUDA" else None
+    return device or common.cpu_model()
 
 
 def main():
@@ -200,16 +125,19 @@ def main():
     platform = openmm.Platform.getPlatformByName(args.platform)
     properties = {"Precision": args.precision} if args.platform in ("CUDA", "OpenCL") else {}
     device = torch.device("cuda" if args.platform == "CUDA" and torch.cuda.is_available() else "cpu")
-    topology, system, crd, ligand = load()
+    print(common.machine_header(), flush=True)
+    inputs = common.load("complex")
+    topology, system, crd, ligand = inputs.topology, inputs.system, inputs.inpcrd, inputs.ligand
     model = openmmhybrid.models.createModel("ani1x", topology, ligand)
     mixed = createMixedSystem(topology, system, ligand, model, correctionGroup=ML_GROUP)
-    minimize(mixed, crd, platform, properties)
+    # Minimized once (the shipped coordinates are not minimized for ANI-1x); every row starts there.
+    start = common.minimized(mixed, crd.boxVectors, crd.positions, platform, properties, iterations=300)
     steps, warmup = args.steps, args.warmup
     rows = []
 
     def row(label, system_, integrator, steps_=steps):
         t0 = time.perf_counter()
-        nsday, ms = ns_per_day(system_, crd, integrator, platform, properties, steps_, warmup)
+        nsday, ms = ns_per_day(system_, start, crd.boxVectors, integrator, platform, properties, steps_, warmup)
         rows.append({"row": label, "ns_per_day": nsday, "ms_per_step": ms, "steps": steps_})
         print(f"{label:<44s} {nsday:10.1f} ns/day  {ms:8.3f} ms/step   ({time.perf_counter() - t0:.0f} s)", flush=True)
 
@@ -220,7 +148,7 @@ def main():
     row("(a) MM, LangevinMiddle 2 fs", system, langevin())
     row("(b) ML/MM every step, graphs", with_graphs(mixed, True), langevin())
     row("(b') ML/MM every step, no graphs", with_graphs(mixed, False), langevin())
-    row("(e) mixed System without the MLForce (ligand frozen)", without_ml(mixed, ligand), langevin())
+    row("(e) mixed System without the MLForce (ligand frozen)", common.without_ml(mixed, ligand), langevin())
     for inner in (2, 4):
         integrator = openmmhybrid.MTSLangevinIntegrator(300 * unit.kelvin, 1 / unit.picosecond, inner * 0.002 * unit.picoseconds,
                                                         mtsGroups(mixed, ML_GROUP, inner))
@@ -236,9 +164,11 @@ def main():
         "c_over_a": max(r["ns_per_day"] for r in rows if r["row"].startswith("(c)")) / by["(a) "]["ns_per_day"],
         "model_eager_ms": eager, "model_graphed_ms": graphed,
     }
-    info = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": describe_device(args.platform),
-            "platform": args.platform, "precision": args.precision, "openmm": openmm.version.full_version,
-            "torch": torch.__version__, "steps": steps, "atoms": system.getNumParticles(), "ml_atoms": len(ligand)}
+    machine = common.machine()
+    info = {"date": machine["date"], "device": describe_device(args.platform),
+            "platform": args.platform, "precision": args.precision, "openmm": machine["openmm"],
+            "torch": machine["torch"], "steps": steps, "atoms": system.getNumParticles(), "ml_atoms": len(ligand),
+            "machine": machine}
     print(json.dumps(summary, indent=1))
     if args.json:
         with open(args.json, "w") as f:
@@ -246,7 +176,8 @@ def main():
     if args.markdown:
         with open(args.markdown, "w") as f:
             f.write(f"{info['date']}, {info['device']}, OpenMM {info['openmm']}, torch {info['torch']}, {args.platform} "
-                    f"{args.precision} precision, {info['atoms']} atoms, ANI-1x on {len(ligand)}, {steps} timed steps\n\n")
+                    f"{args.precision} precision, {info['atoms']} atoms, ANI-1x on {len(ligand)}, {steps} timed steps\n\n"
+                    f"{common.machine_header()}\n\n")
             f.write("| run | ns/day | ms/step |\n| --- | ---: | ---: |\n")
             for r in rows:
                 f.write(f"| {r['row']} | {r['ns_per_day']:.1f} | {r['ms_per_step']:.3f} |\n")

@@ -20,24 +20,18 @@ median of (ANI-1x - empty).  The issue's target: environment step <= 10% of the 
 Usage: python benchmarks/bench_embedding.py [--rounds 200] [--threads 2]
 """
 import argparse
-import os
-import platform as host
-import statistics
-import time
-from datetime import date
 
 import numpy as np
 import openmm
-import openmm.app as app
-import openmm.unit as unit
 import torch
 
 import openmmhybrid
 from openmmhybrid import MLForce
 from openmmhybrid.embedding import EmbeddedModel, FixedChargeCoupling, TholePolarization, systemCharges
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data")
+import common
+
+SYSTEMS = {"complex": "complex", "water": "pxylene"}  # row name: common.load's name
 
 
 class Free(torch.nn.Module):
@@ -57,20 +51,6 @@ class WithBox(torch.nn.Module):
 class FreeEmbedded(torch.nn.Module):
     def forward(self, positions, box, mm_positions, mm_charges, mm_mask):
         return (positions * 0.0).sum() + (mm_positions * 0.0).sum()
-
-
-def load(name):
-    if name == "complex":
-        folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
-        prm = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
-        crd = app.AmberInpcrdFile(os.path.join(folder, "complex.inpcrd"))
-    else:
-        folder = os.path.join(DATA, "pxylene-water")
-        prm = app.AmberPrmtopFile(os.path.join(folder, "pxylene_water.prmtop"))
-        crd = app.AmberInpcrdFile(os.path.join(folder, "pxylene_water.inpcrd"))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    ligand = [a.index for a in prm.topology.atoms() if a.residue.name in ("TMP", "PXY", "LIG", "MOL")]
-    return prm.topology, system, crd, ligand
 
 
 def variants(topology, system, ligand, cutoff):
@@ -98,12 +78,13 @@ def main():
     parser.add_argument("--cutoff", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"# bench_embedding: {date.today()}, {host.node()}, {os.cpu_count()} cores, CPU platform, "
-          f"{args.threads} threads, torch {torch.__version__}, OpenMM {openmm.__version__}, cutoff {args.cutoff} nm, "
-          f"{args.rounds} rounds")
+    print(f"# bench_embedding: CPU platform, {args.threads} threads, cutoff {args.cutoff} nm, {args.rounds} rounds")
+    print()
+    print(common.machine_header())
     rows = []
-    for name in ("complex", "water"):
-        topology, system, crd, ligand = load(name)
+    for name, key in SYSTEMS.items():
+        inputs = common.load(key)
+        topology, system, crd, ligand = inputs.topology, inputs.system, inputs.inpcrd, inputs.ligand
         forces = variants(topology, system, ligand, args.cutoff)
         test = openmm.System()
         for i in range(system.getNumParticles()):
@@ -119,19 +100,16 @@ def main():
         context = openmm.Context(test, openmm.VerletIntegrator(0.001), platform, {"Threads": str(args.threads)})
         context.setPositions(crd.positions)
         labels = ["empty", "trivial", "trivial+env", "ANI-1x", "ANI-1x+emb"]
-        times = {label: [] for label in labels}
-        for label in labels:  # warm up
+        calls = {label: (lambda g=groups[label]: context.getState(getEnergy=True, getForces=True, groups={g}))
+                 for label in labels}
+        for call in calls.values():  # warm up
             for _ in range(5):
-                context.getState(getEnergy=True, getForces=True, groups={groups[label]})
-        for _ in range(args.rounds):
-            for label in labels:
-                start = time.perf_counter()
-                context.getState(getEnergy=True, getForces=True, groups={groups[label]})
-                times[label].append(time.perf_counter() - start)
+                call()
+        times = common.interleaved(calls, args.rounds)
         t = {label: np.array(v) * 1e6 for label, v in times.items()}
-        envStep = statistics.median(t["trivial+env"] - t["trivial"])
-        model = statistics.median(t["ANI-1x"] - t["empty"])
-        embedded = statistics.median(t["ANI-1x+emb"] - t["empty"])
+        envStep = common.paired_median(t["trivial+env"], t["trivial"])
+        model = common.paired_median(t["ANI-1x"], t["empty"])
+        embedded = common.paired_median(t["ANI-1x+emb"], t["empty"])
         count = forces["trivial+env"].getNumEnvironmentAtoms(context)
         rows.append((name, system.getNumParticles(), count, envStep, model, embedded))
         print(f"\n{name}: {system.getNumParticles()} particles, {len(ligand)} ML atoms, {count} environment atoms "

@@ -16,22 +16,15 @@ Reports ms per step (median and min over blocks) and the ratio lambda / no lambd
 Usage: python benchmarks/bench_mixed_step.py [--model ani1x] [--blocks 10] [--steps 50]
 """
 import argparse
-import os
-import platform as host
 import statistics
 import sys
-import time
-from datetime import date
 
 import openmm
-import openmm.app as app
 import openmm.unit as unit
-import torch
 
 import openmmhybrid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data", "pxylene-water")
+import common
 
 
 def openmm_ml_system(topology, system, atoms, model):
@@ -60,10 +53,8 @@ def main():
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--platform", default="CPU")
     args = parser.parse_args()
-    prm = app.AmberPrmtopFile(os.path.join(DATA, "pxylene_water.prmtop"))
-    crd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene_water.inpcrd"))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
+    inputs = common.load("pxylene")
+    prm, crd, system, atoms = inputs.prmtop, inputs.inpcrd, inputs.system, inputs.ligand
     model = openmmhybrid.models.createModel(args.model, prm.topology, atoms)
     systems = {"MM": system,
                "ML/MM": openmmhybrid.createMixedSystem(prm.topology, system, atoms, model),
@@ -77,26 +68,23 @@ def main():
     for name, s in systems.items():
         integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 2 * unit.femtosecond)
         integrator.setRandomNumberSeed(1)
-        context = openmm.Context(s, integrator, platform)
-        context.setPeriodicBoxVectors(*crd.boxVectors)
-        context.setPositions(crd.positions)
+        context = common.make_context(s, integrator, platform, crd.boxVectors, crd.positions)
         if "lambda" in name:
             context.setParameter("lambda_interpolate", 0.5)
-        context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
         integrator.step(10)
         contexts[name] = (context, integrator)
-    times = {name: [] for name in contexts}
-    for _ in range(args.blocks):
-        for name, (context, integrator) in contexts.items():
-            context.getState(getEnergy=True)
-            start = time.perf_counter()
-            integrator.step(args.steps)
-            context.getState(getEnergy=True)
-            times[name].append((time.perf_counter() - start) / args.steps * 1e3)
-    print(f"# Step cost, {date.today()}, {host.node()} ({os.cpu_count()} cores), OpenMM {openmm.version.version}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads), platform {args.platform}; model {args.model}; "
+
+    def block(context, integrator):
+        return lambda: (integrator.step(args.steps), context.getState(getEnergy=True))
+
+    seconds = common.interleaved({name: block(*run) for name, run in contexts.items()}, args.blocks,
+                                 before=lambda name, i: contexts[name][0].getState(getEnergy=True))
+    times = {name: [t / args.steps * 1e3 for t in samples] for name, samples in seconds.items()}
+    print(f"# Step cost, platform {args.platform}; model {args.model}; "
           f"p-xylene in water (3,180 atoms), PME 0.9 nm, HBonds, LangevinMiddle 2 fs; "
           f"{args.blocks} blocks of {args.steps} steps, interleaved; ms per step, median / min")
+    print()
+    print(common.machine_header())
     print()
     print("| System | ms/step | relative to ML/MM without lambda |")
     print("|---|---|---|")

@@ -29,24 +29,17 @@ Usage: python benchmarks/bench_mlforce_overhead.py [--repeats 300] [--threads 2]
 """
 import argparse
 import os
-import platform as host
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from datetime import date
 
 import numpy as np
 import openmm
-import openmm.app as app
-import openmm.unit as unit
 import torch
 
 import openmmhybrid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data")
+import common
 
 
 class PairDistanceMLP(torch.nn.Module):
@@ -79,36 +72,27 @@ class PairDistanceMLP(torch.nn.Module):
 SWEEP_BYTES = 8 << 20
 
 
+def sweeper(sweep):
+    """before(name, i) for common's timers: write `sweep` (a numpy array) before each call."""
+    if sweep is None:
+        return None
+
+    def before(name, i):
+        sweep[:] = i
+    return before
+
+
 def timed(function, repeats, warmup=20, sweep=None):
     """(median, min) in us of function(); sweep: a numpy array written before each call, untimed."""
-    for _ in range(warmup):
-        function()
-    samples = []
-    for i in range(repeats):
-        if sweep is not None:
-            sweep[:] = i
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples) * 1e6, min(samples) * 1e6
+    return common.median_min(common.repeated(function, repeats, warmup, sweeper(sweep)), 1e6)
 
 
 def interleaved(functions, repeats, sweep=None, warmup=20):
     """Times of several calls made in rotation (so drift on a shared machine hits all alike):
     {name: (median, min)} in us, plus "paired": the median over rounds of MLForce - empty."""
-    for _ in range(warmup):
-        for function in functions.values():
-            function()
-    samples = {name: [] for name in functions}
-    for i in range(repeats):
-        for name, function in functions.items():
-            if sweep is not None:
-                sweep[:] = i
-            start = time.perf_counter()
-            function()
-            samples[name].append(time.perf_counter() - start)
-    result = {name: (statistics.median(t) * 1e6, min(t) * 1e6) for name, t in samples.items()}
-    result["paired"] = statistics.median(a - b for a, b in zip(samples["MLForce"], samples["empty"])) * 1e6
+    samples = common.interleaved(functions, repeats, warmup, sweeper(sweep))
+    result = {name: common.median_min(t, 1e6) for name, t in samples.items()}
+    result["paired"] = common.paired_median(samples["MLForce"], samples["empty"], 1e6)
     return result
 
 
@@ -122,22 +106,10 @@ def direct_timer(model, positions):
     return run
 
 
-def python_force(model, atoms):
-    """The peer coupling: OpenMM's PythonForce on the region, with the same TorchScript model."""
-    def compute(state):
-        pos = torch.tensor(state.getPositions(asNumpy=True)._value, dtype=torch.float32, requires_grad=True)
-        energy = model(pos)
-        grad, = torch.autograd.grad(energy, pos)
-        return energy.item(), -grad.numpy()
-    force = openmm.PythonForce(compute)
-    force.setParticles(atoms)
-    return force
-
-
 def cpp_floor(scripted, positions, repeats, touch_bytes):
     """(warm median, warm min, cold median, cold min) of BenchModel, or None if it is not built.
     `scripted` is a ScriptModule, or the path of a compiled package (.pt2)."""
-    binary = os.path.join(ROOT, "build", "benchmarks", "BenchModel")
+    binary = os.path.join(common.ROOT, "build", "benchmarks", "BenchModel")
     if not os.path.exists(binary):
         return None
     with tempfile.TemporaryDirectory() as tmp:
@@ -167,7 +139,7 @@ def measure(system, positions, atoms, model, platform_name, repeats, box=None, s
     ml.setProperty("modelThreads", str(torch.get_num_threads()))
     ml.setForceGroup(30)
     system.addForce(ml)
-    peer = python_force(scripted, atoms)
+    peer = common.python_force(scripted, atoms)
     peer.setForceGroup(29)
     system.addForce(peer)
     platform = openmm.Platform.getPlatformByName(platform_name)
@@ -231,9 +203,10 @@ def main():
     args = parser.parse_args()
     compiled_dir = tempfile.mkdtemp(prefix="bench-compiled-") if (args.compiled or args.only_compiled_complex) else None
     torch.set_num_threads(args.threads)
-    print(f"# MLForce overhead, {date.today()}, {host.node()} ({os.cpu_count()} cores, {host.processor() or host.machine()}), "
-          f"OpenMM {openmm.version.version}, torch {torch.__version__}, {args.threads} torch threads, "
-          f"{args.repeats} repeats; model: PairDistanceMLP (float32); times in us, median / min")
+    print(f"# MLForce overhead, {args.threads} torch threads, {args.repeats} repeats; model: PairDistanceMLP (float32); "
+          "times in us, median / min")
+    print()
+    print(common.machine_header())
     print()
     print("| case | model from Python | model from C++, warm | model from C++, cold | empty group | MLForce group | "
           "PythonForce group | MLForce overhead vs C++ warm | vs C++ cold | PythonForce - MLForce | "
@@ -261,12 +234,8 @@ def main():
                 result = measure(system, cluster(n), list(range(n)), model, platform_name, args.repeats, compiled=compiled_dir)
                 report(f"{n}-atom region alone, {platform_name}, compiled model", result)
     if not args.skip_complex:
-        folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
-        prmtop = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))
-        inpcrd = app.AmberInpcrdFile(os.path.join(folder, "complex.inpcrd"))
-        ligand = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
-        system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer,
-                                     constraints=app.HBonds)
+        inputs = common.load("complex")
+        inpcrd, ligand, system = inputs.inpcrd, inputs.ligand, inputs.system
         repeats = args.repeats
         result = measure(openmm.XmlSerializer.clone(system), inpcrd.positions, ligand, model, "CPU", repeats, box=inpcrd.boxVectors)
         report(f"18-atom ligand in the {system.getNumParticles()}-atom T4L complex, CPU", result)

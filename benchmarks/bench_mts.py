@@ -15,40 +15,17 @@ Usage: python benchmarks/bench_mts.py [--systems pxylene complex] [--platform CP
            [--dt 4] [--inner 4] [--blocks 5] [--steps N]
 """
 import argparse
-import os
-import platform as host
 import statistics
 import sys
-import time
-from datetime import date
 
 import openmm
-import openmm.app as app
 import openmm.unit as unit
-import torch
 
 import openmmhybrid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data")
-SYSTEMS = {
-    "pxylene": ("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd", 20),
-    "complex": ("t4l-l99a-pxylene-water", "complex.prmtop", "complex.inpcrd", 4),
-}
+import common
 
-
-def load(name):
-    folder, prmtop, inpcrd, steps = SYSTEMS[name]
-    prm = app.AmberPrmtopFile(os.path.join(DATA, folder, prmtop))
-    crd = app.AmberInpcrdFile(os.path.join(DATA, folder, inpcrd))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
-    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, "ani1x")
-    return prm, crd, mixed, steps
-
-
-def ml_force(system):
-    return next(openmmhybrid.MLForce.cast(f) for f in system.getForces() if openmmhybrid.MLForce.isinstance(f))
+SYSTEMS = {"pxylene": 20, "complex": 4}  # common.load's name: outer steps per block by default
 
 
 def main():
@@ -62,40 +39,39 @@ def main():
     args = parser.parse_args()
     platform = openmm.Platform.getPlatformByName(args.platform)
     dt = args.dt * unit.femtoseconds
-    print(f"# MTS integrators, {date.today()}, {host.node()} ({os.cpu_count()} cores), OpenMM {openmm.version.version}, "
-          f"torch {torch.__version__}, platform {args.platform}; outer step {args.dt} fs (ANI-1x correction), "
+    print(f"# MTS integrators, platform {args.platform}; outer step {args.dt} fs (ANI-1x correction), "
           f"{args.inner} MM steps of {args.dt / args.inner:g} fs; Langevin 300 K, 1/ps; {args.blocks} blocks, interleaved")
+    print()
+    print(common.machine_header())
     print()
     print("| System | integrator | outer steps/s (median / best) | ns/day | model calls/step | native / OpenMM |")
     print("|---|---|---|---|---|---|")
     for name in args.systems:
-        prm, crd, mixed, default_steps = load(name)
-        steps = args.steps or default_steps
-        groups = openmmhybrid.mtsGroups(mixed, ml_force(mixed).getForceGroup(), args.inner)
+        inputs = common.load(name)
+        crd = inputs.inpcrd
+        mixed = openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, "ani1x")
+        steps = args.steps or SYSTEMS[name]
+        ml = common.ml_force(mixed)
+        groups = openmmhybrid.mtsGroups(mixed, ml.getForceGroup(), args.inner)
         runs = {}
         for label, cls in (("openmm.MTSLangevinIntegrator", openmm.MTSLangevinIntegrator),
                            ("openmmhybrid.MTSLangevinIntegrator", openmmhybrid.MTSLangevinIntegrator)):
             integrator = cls(300 * unit.kelvin, 1 / unit.picosecond, dt, groups)
-            context = openmm.Context(mixed, integrator, platform)
-            context.setPeriodicBoxVectors(*crd.boxVectors)
-            context.setPositions(crd.positions)
-            context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+            context = common.make_context(mixed, integrator, platform, crd.boxVectors, crd.positions)
             integrator.step(2)
-            runs[label] = (context, integrator, [], [])
-        for _ in range(args.blocks):
-            for label, (context, integrator, rates, calls) in runs.items():
-                before = ml_force(mixed).getNumModelCalls(context)
-                start = time.perf_counter()
-                integrator.step(steps)
-                elapsed = time.perf_counter() - start
-                rates.append(steps / elapsed)
-                calls.append((ml_force(mixed).getNumModelCalls(context) - before) / steps)
-        theirs = statistics.median(runs["openmm.MTSLangevinIntegrator"][2])
-        for label, (context, integrator, rates, calls) in runs.items():
+            runs[label] = (context, integrator)
+        before = {label: ml.getNumModelCalls(context) for label, (context, _) in runs.items()}
+        seconds = common.interleaved({label: (lambda i=integrator: i.step(steps)) for label, (_, integrator) in runs.items()},
+                                     args.blocks)
+        theirs = statistics.median(steps / t for t in seconds["openmm.MTSLangevinIntegrator"])
+        for label, (context, integrator) in runs.items():
+            rates = [steps / t for t in seconds[label]]
+            # The mean over blocks of the model calls per step (every block has the same steps).
+            calls = (ml.getNumModelCalls(context) - before[label]) / (args.blocks * steps)
             rate = statistics.median(rates)
             ns_day = rate * args.dt * 1e-6 * 86400
             print(f"| {name} ({mixed.getNumParticles():,} atoms) | {label} | {rate:.2f} / {max(rates):.2f} | {ns_day:.3f} | "
-                  f"{statistics.mean(calls):.2f} | {rate / theirs:.2f} |", flush=True)
+                  f"{calls:.2f} | {rate / theirs:.2f} |", flush=True)
     return 0
 
 

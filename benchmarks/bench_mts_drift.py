@@ -20,34 +20,26 @@ Usage: python benchmarks/bench_mts_drift.py [--ps 2] [--inner 0.5 1.0] [--outer 
            [--plot docs/mts_drift.png]
 """
 import argparse
-import os
-import platform as host
 import sys
 import time
-from datetime import date
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
-import torch
 
 import openmmhybrid
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data", "pxylene-water")
+import common
+
 KJ = unit.kilojoule_per_mole
 FS = unit.femtoseconds
 SAMPLE_FS = 20.0
 
 
 def setup(platform):
-    prm = app.AmberPrmtopFile(os.path.join(DATA, "pxylene_water.prmtop"))
-    crd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene_water.inpcrd"))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds,
-                              switchDistance=0.8 * unit.nanometer, ewaldErrorTolerance=1e-6)
-    atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
-    mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, "ani1x")
+    inputs = common.load("pxylene", switchDistance=0.8 * unit.nanometer, ewaldErrorTolerance=1e-6)
+    crd = inputs.inpcrd
+    mixed = openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, "ani1x")
     groups = sorted({f.getForceGroup() for f in mixed.getForces()})
     equilibrate = openmmhybrid.MTSLangevinIntegrator(300 * unit.kelvin, 5 / unit.picosecond, 1 * FS, [(g, 1) for g in groups])
     equilibrate.setRandomNumberSeed(1)
@@ -75,7 +67,7 @@ def run(mixed, start, platform, outer_fs, inner_fs, ps):
     integrator.setConstraintTolerance(1e-8)
     context = openmm.Context(mixed, integrator, platform)
     context.setState(start)
-    ml = next(openmmhybrid.MLForce.cast(f) for f in mixed.getForces() if openmmhybrid.MLForce.isinstance(f))
+    ml = common.ml_force(mixed)
     steps_per_sample = max(1, int(round(SAMPLE_FS / outer_fs)))
     samples = int(round(ps * 1000 / (steps_per_sample * outer_fs)))
     energies, times = [], []
@@ -106,11 +98,12 @@ def main():
     mixed, start = setup(platform)
     kT = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(KJ)
     dof = degrees_of_freedom(mixed)
-    print(f"# NVE energy drift, {date.today()}, {host.node()} ({os.cpu_count()} cores), OpenMM {openmm.version.version}, "
-          f"torch {torch.__version__}, platform {args.platform}; p-xylene (ANI-1x) in water, 3,180 atoms, {dof} degrees "
+    print(f"# NVE energy drift, platform {args.platform}; p-xylene (ANI-1x) in water, 3,180 atoms, {dof} degrees "
           f"of freedom, PME 0.9 nm (tolerance 1e-6), LJ switched from 0.8 nm, HBonds, rigid water; openmmhybrid.MTSIntegrator, "
           f"constraint tolerance 1e-8; "
           f"{args.ps} ps per run from the same equilibrated state; total energy every {SAMPLE_FS:g} fs")
+    print()
+    print(common.machine_header())
     print()
     print("| MM step (fs) | outer step, ML (fs) | std E (kJ/mol) | drift (kJ/mol/ns) | drift (kT/ns/dof) | max abs dE (kJ/mol) "
           "| model calls/ps | wall s/ps |")

@@ -12,50 +12,23 @@ with them.
 Usage: python benchmarks/bench_step_threads.py [--steps 60] [--rounds 3] [--no-compiled]
 """
 import argparse
-import os
 import statistics
-import time
-from datetime import date
 
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import torch
 
 import openmmhybrid
-from openmmhybrid.mixed import createMixedSystem
 
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_cuda import without_ml  # noqa: E402  (the same baseline as the GPU benchmark)
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "examples", "data", "t4l-l99a-pxylene-water")
-
-
-def minimized(system, crd):
-    """Positions after 200 L-BFGS iterations (the shipped coordinates are not minimized for ANI-1x)."""
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
-    context.setPeriodicBoxVectors(*crd.boxVectors)
-    context.setPositions(crd.positions)
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
-    return context.getState(getPositions=True).getPositions()
+import common
 
 
 def step_time(system, crd, positions, steps, warmup):
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.002 * unit.picoseconds)
     integrator.setRandomNumberSeed(1)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"))
-    context.setPeriodicBoxVectors(*crd.boxVectors)
-    context.setPositions(positions)
-    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
-    integrator.step(warmup)
-    context.getState(getEnergy=True)
-    start = time.perf_counter()
-    integrator.step(steps)
-    context.getState(getEnergy=True)
-    return (time.perf_counter() - start) / steps * 1e3
+    seconds, _ = common.time_steps(system, integrator, openmm.Platform.getPlatformByName("CPU"), crd.boxVectors, positions,
+                                   steps, warmup)
+    return seconds * 1e3
 
 
 def main():
@@ -65,24 +38,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-compiled", action="store_true")
     args = parser.parse_args()
-    prm = app.AmberPrmtopFile(os.path.join(DATA, "complex.prmtop"))
-    crd = app.AmberInpcrdFile(os.path.join(DATA, "complex.inpcrd"))
-    system = prm.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
-    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    inputs = common.load("complex")
+    crd, system, ligand = inputs.inpcrd, inputs.system, inputs.ligand
     formats = [("TorchScript", False)] + ([] if args.no_compiled else [("compiled", True)])
-    print(f"# ML force cost per step on the CPU platform, {date.today()}, {os.cpu_count()} cores, OpenMM "
-          f"{openmm.version.version}, torch {torch.__version__} ({torch.get_num_threads()} threads), {args.steps} steps "
-          f"after {args.warmup}, {args.rounds} rounds; ms per step, median over rounds")
+    print(f"# ML force cost per step on the CPU platform, {args.steps} steps after {args.warmup}, {args.rounds} rounds; "
+          "ms per step, median over rounds")
+    print()
+    print(common.machine_header())
     print()
     print("| model | modelThreads | step with ML | step without ML | ML force per step |")
     print("|---|---|---:|---:|---:|")
     for label, compile in formats:
-        mixed = createMixedSystem(prm.topology, system, ligand, "ani1x", compile=compile)
-        index = next(i for i in range(mixed.getNumForces()) if openmmhybrid.MLForce.isinstance(mixed.getForce(i)))
-        without = without_ml(mixed, ligand)
-        positions = minimized(mixed, crd)
+        mixed = openmmhybrid.createMixedSystem(inputs.topology, system, ligand, "ani1x", compile=compile)
+        without = common.without_ml(mixed, ligand)  # the same baseline as the GPU benchmark
+        positions = common.minimized(mixed, crd.boxVectors, crd.positions, openmm.Platform.getPlatformByName("CPU"))
         for threads in ("0", "1"):
-            openmmhybrid.MLForce.cast(mixed.getForce(index)).setProperty("modelThreads", threads)
+            common.ml_force(mixed).setProperty("modelThreads", threads)
             pairs = [(step_time(mixed, crd, positions, args.steps, args.warmup),
                       step_time(without, crd, positions, args.steps, args.warmup))
                      for _ in range(args.rounds)]

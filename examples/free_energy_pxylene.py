@@ -79,7 +79,7 @@ def build_legs(model_name):
         topology = s.topology
         atoms = openmmhybrid.selectAtoms(topology, residueName="TMP")
         model = openmmhybrid.models.createModel(model_name, topology, atoms)
-        offset = float(getattr(model, "self_energy", 0.0))
+        offset = float(getattr(model, "selfEnergy", 0.0))
         mixed = openmmhybrid.createMixedSystem(topology, system, atoms, WithoutSelfEnergies(model, offset),
                                                interpolate=True)
         legs.append((name, topology, mixed, s.positions, box))

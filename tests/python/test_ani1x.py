@@ -1,7 +1,7 @@
 """Tests of openmmhybrid.models.ani.ANI1x, the static-shape ANI-1x.
 
 The reference is torchani's own ANI-1x ensemble built from the same shipped weight files
-(:func:`torchani_ani1x`), plus finite differences, symmetry, and MLForce inside OpenMM.
+(:func:`torchaniANI1x`), plus finite differences, symmetry, and MLForce inside OpenMM.
 Molecules: p-xylene (H, C; residue TMP of examples/data/pxylene-water) and alanine dipeptide
 (H, C, N, O; coordinates below).
 """
@@ -23,7 +23,7 @@ with warnings.catch_warnings():
 
 from openmmhybrid import MLForce  # noqa: E402
 from openmmhybrid.models import ani  # noqa: E402
-from openmmhybrid.models.ani import ANI1x, HARTREE_TO_KJ_PER_MOL, torchani_ani1x  # noqa: E402
+from openmmhybrid.models.ani import ANI1x, HARTREE_TO_KJ_PER_MOL, torchaniANI1x  # noqa: E402
 from precision import EPS64, bound, networkTerms  # noqa: E402
 
 KJ = unit.kilojoule_per_mole
@@ -68,13 +68,13 @@ ANI_WIDTH, ANI_LAYERS, ANI_MEMBERS = 384, 4, 8
 def network_scale(model, positions):
     """|network energy| in kJ/mol: the part of the energy computed in the positions' dtype (the
     self energies are a float64 constant, the same in every code path)."""
-    return abs(model.network_energy(torch.tensor(positions, dtype=torch.float64)).item()) * HARTREE_TO_KJ_PER_MOL
+    return abs(model.networkEnergy(torch.tensor(positions, dtype=torch.float64)).item()) * HARTREE_TO_KJ_PER_MOL
 
 
 def paths_energy_bound(model, positions, dtype):
     """Two code paths, same dtype: each atom's 8 member outputs round at a few eps of the network
     energy; adding the float64 self energies rounds the total once more (2 ulp: both paths)."""
-    total = abs(model.self_energy) + network_scale(model, positions)
+    total = abs(model.selfEnergy) + network_scale(model, positions)
     return bound(network_scale(model, positions), dtype, terms=ANI_MEMBERS * len(positions)) + 2 * np.spacing(total)
 
 
@@ -127,7 +127,7 @@ MOLECULES = {
 @pytest.fixture(scope="module")
 def reference():
     """torchani's ANI-1x (float64), taking atomic numbers and Angstrom, returning Hartree."""
-    return torchani_ani1x(periodic_table_index=True).double()
+    return torchaniANI1x(periodicTableIndex=True).double()
 
 
 @pytest.fixture(scope="module")
@@ -201,8 +201,8 @@ def test_float32_keeps_the_energy(name, models):
     resolution = abs(float(np.spacing(np.float32(energy64.item()))))
     assert resolution > 4 * tolerance
     # The same total assembled in float32 (network + self energies) carries that rounding.
-    naive = (model.network_energy(torch.tensor(displaced, dtype=torch.float32)) * HARTREE_TO_KJ_PER_MOL
-             + torch.tensor(model.self_energy, dtype=torch.float32))
+    naive = (model.networkEnergy(torch.tensor(displaced, dtype=torch.float32)) * HARTREE_TO_KJ_PER_MOL
+             + torch.tensor(model.selfEnergy, dtype=torch.float32))
     assert naive.dtype == torch.float32 and abs(naive.item() - energy64.item()) < resolution
 
 
@@ -309,7 +309,7 @@ def test_unsupported_element_names_atom_and_element():
 
 def test_missing_weights_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ANI1x([6, 1], weights_dir=tmp_path / "nowhere")
+        ANI1x([6, 1], weightsDir=tmp_path / "nowhere")
 
 
 def test_missing_torchani_says_how_to_install(monkeypatch):

@@ -8,7 +8,7 @@ and the cutoffs are applied as masks.  There is no neighbour list, no ``.item()`
 and is built to be captured in a CUDA graph.  It takes positions in nm and returns kJ/mol, the contract of
 :class:`openmmhybrid.MLForce`.
 
-:func:`torchani_ani1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
+:func:`torchaniANI1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
 for tests and benchmarks.
 
 torchani is needed only to read the weight files when a model is built (``pip install
@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["ANI1x", "torchani_ani1x", "default_weights_dir", "HARTREE_TO_KJ_PER_MOL"]
+__all__ = ["ANI1x", "torchaniANI1x", "defaultWeightsDir", "HARTREE_TO_KJ_PER_MOL"]
 
 # torchani.units.HARTREE_TO_KJOULEMOL, built from the same CODATA 2014 values so that the energies
 # agree with torchani's to the last bit (the tests check that the two constants are equal).
@@ -64,7 +64,7 @@ def _import_torchani():
     return torchani
 
 
-def default_weights_dir():
+def defaultWeightsDir():
     """The ``resources/ani-1x_8x`` folder of the installed torchani package.
 
     torchani 2.2.4 ships the ANI-1x weights there (``train0`` ... ``train7``).  The folder is found
@@ -89,7 +89,7 @@ def default_weights_dir():
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"The installed torchani has no ANI-1x weights at '{folder}'. torchani 2.2.4 ships "
                                 "them; " + _INSTALL_HINT[0].lower() + _INSTALL_HINT[1:] +
-                                " Or pass weights_dir= pointing at an ani-1x_8x folder.")
+                                " Or pass weightsDir= pointing at an ani-1x_8x folder.")
     return folder
 
 
@@ -98,7 +98,7 @@ class _Files:
 
     def __init__(self, weights_dir):
         if weights_dir is None:
-            weights_dir = default_weights_dir()
+            weights_dir = defaultWeightsDir()
         weights_dir = os.fspath(weights_dir)
         if not os.path.isdir(weights_dir):
             raise FileNotFoundError(f"The ANI-1x weights folder '{weights_dir}' does not exist. Pass the ani-1x_8x "
@@ -126,7 +126,7 @@ class _Files:
         return os.path.join(f"{self.prefix}{member}", "networks", f"ANN-{symbol}.nnf")
 
 
-def torchani_ani1x(periodic_table_index=True, weights_dir=None):
+def torchaniANI1x(periodicTableIndex=True, weightsDir=None):
     """torchani's own ANI-1x ensemble, built from the shipped files without downloading anything.
 
     The same pipeline as ``torchani.models.ANI1x()``: ``[SpeciesConverter ->] AEVComputer ->
@@ -144,9 +144,9 @@ def torchani_ani1x(periodic_table_index=True, weights_dir=None):
 
     Parameters
     ----------
-    periodic_table_index : bool, optional
+    periodicTableIndex : bool, optional
         Species are atomic numbers (True, the default) or torchani's indices 0-3 for H, C, N, O.
-    weights_dir : str or os.PathLike, optional
+    weightsDir : str or os.PathLike, optional
         An ``ani-1x_8x`` folder; by default the one inside the installed torchani.
 
     Returns
@@ -155,11 +155,11 @@ def torchani_ani1x(periodic_table_index=True, weights_dir=None):
         The model, float32, on the CPU.
     """
     torchani = _import_torchani()
-    files = _Files(weights_dir)
+    files = _Files(weightsDir)
     neurochem = torchani.neurochem
     consts = neurochem.Constants(files.params)
     modules = []
-    if periodic_table_index:
+    if periodicTableIndex:
         modules.append(torchani.nn.SpeciesConverter(consts.species))
     modules.append(torchani.AEVComputer(**consts))
     modules.append(neurochem.load_model_ensemble(consts.species, files.prefix, files.count))
@@ -438,10 +438,10 @@ class ANI1x(torch.nn.Module):
 
     Parameters
     ----------
-    atomic_numbers : sequence of int
+    atomicNumbers : sequence of int
         The elements of the region's atoms, in the order the model sees them (the order of
         :class:`~openmmhybrid.MLForce`'s ``atoms``).  Only H, C, N and O (1, 6, 7, 8).
-    weights_dir : str or os.PathLike, optional
+    weightsDir : str or os.PathLike, optional
         An ``ani-1x_8x`` folder in NeuroChem format (a ``.params`` file, ``sae_linfit.dat`` and
         ``train0`` ... ``train7``).  By default the one inside the installed torchani.  torchani
         (``pip install torchani==2.2.4``) is needed to read the files; it is not used afterwards.
@@ -449,7 +449,7 @@ class ANI1x(torch.nn.Module):
     Raises
     ------
     ValueError
-        ``atomic_numbers`` is empty or holds an element other than H, C, N, O.
+        ``atomicNumbers`` is empty or holds an element other than H, C, N, O.
     ImportError
         torchani is not installed.
     FileNotFoundError
@@ -462,28 +462,32 @@ class ANI1x(torch.nn.Module):
     >>> force = MLForce(model, [a.index for a in residue])
     """
 
-    atomic_numbers: List[int]
-    self_energy: float
-    hartree_to_kj_per_mol: float
+    atomicNumbers: List[int]
+    selfEnergy: float
+    hartreeToKJPerMol: float
 
-    def __init__(self, atomic_numbers: Sequence[int], weights_dir=None):
+    def __init__(self, atomicNumbers: Optional[Sequence[int]] = None, weightsDir=None, **deprecated):
         super().__init__()
+        atomicNumbers, weightsDir = _renamedArguments("ANI1x", deprecated, {"atomic_numbers": atomicNumbers,
+                                                                             "weights_dir": weightsDir})
+        if atomicNumbers is None:
+            raise TypeError("ANI1x: give atomicNumbers, the atomic number of every atom of the ML region")
         numbers = []
-        for i, z in enumerate(atomic_numbers):
+        for i, z in enumerate(atomicNumbers):
             try:
                 value = int(z)
             except (TypeError, ValueError):
-                raise TypeError(f"ANI1x: atomic_numbers must be integers; atom {i} is {z!r}") from None
+                raise TypeError(f"ANI1x: atomicNumbers must be integers; atom {i} is {z!r}") from None
             numbers.append(value)
         if not numbers:
-            raise ValueError("ANI1x: atomic_numbers is empty; give the atomic number of every atom of the ML region.")
+            raise ValueError("ANI1x: atomicNumbers is empty; give the atomic number of every atom of the ML region.")
         supported = {1: "H", 6: "C", 7: "N", 8: "O"}
         for i, z in enumerate(numbers):
             if z not in supported:
                 raise ValueError(f"atom {i} is {_symbol(z)} (Z={z}); ANI-1x covers only H, C, N and O. Choose a model "
                                  "that covers it or leave the atom out of the ML region.")
 
-        files = _Files(weights_dir)
+        files = _Files(weightsDir)
         torchani = _import_torchani()
         neurochem = torchani.neurochem
         consts = neurochem.Constants(files.params)
@@ -501,10 +505,10 @@ class ANI1x(torch.nn.Module):
                 members = [neurochem.load_atomic_network(files.network(m, symbol)) for m in range(files.count)]
                 networks.append((atoms, _ensemble_layers(members)))
 
-        self.atomic_numbers = numbers
-        self.hartree_to_kj_per_mol = HARTREE_TO_KJ_PER_MOL
+        self.atomicNumbers = numbers
+        self.hartreeToKJPerMol = HARTREE_TO_KJ_PER_MOL
         # Summed in float64 (Python floats) once; forward adds it to the float64 network energy.
-        self.self_energy = math.fsum(sae[s] for s in symbols) * HARTREE_TO_KJ_PER_MOL
+        self.selfEnergy = math.fsum(sae[s] for s in symbols) * HARTREE_TO_KJ_PER_MOL
         self.core32 = _Core(torch.float32, species, consts, networks, files.count)
         self.core64 = _Core(torch.float64, species, consts, networks, files.count)
 
@@ -530,7 +534,7 @@ class ANI1x(torch.nn.Module):
             energy = self.core64(positions * 10.0)  # nm -> Angstrom
         else:
             energy = self.core32(positions.to(torch.float32) * 10.0)
-        return energy.to(torch.float64) * self.hartree_to_kj_per_mol + self.self_energy
+        return energy.to(torch.float64) * self.hartreeToKJPerMol + self.selfEnergy
 
     @torch.jit.export
     def aev(self, positions: Tensor) -> Tensor:
@@ -553,7 +557,7 @@ class ANI1x(torch.nn.Module):
         return self.core32.compute_aev(positions.to(torch.float32) * 10.0)
 
     @torch.jit.export
-    def network_energy(self, positions: Tensor) -> Tensor:
+    def networkEnergy(self, positions: Tensor) -> Tensor:
         """The ensemble-mean network energy in Hartree, without self energies, in the positions' dtype.
 
         Parameters
@@ -569,3 +573,39 @@ class ANI1x(torch.nn.Module):
         if positions.dtype == torch.float64:
             return self.core64(positions * 10.0)
         return self.core32(positions.to(torch.float32) * 10.0)
+
+    @torch.jit.unused
+    def network_energy(self, positions: Tensor) -> Tensor:
+        """Deprecated alias of :meth:`networkEnergy`."""
+        _deprecated("ANI1x.network_energy", "ANI1x.networkEnergy")
+        return self.networkEnergy(positions)
+
+
+def _deprecated(old, new):
+    warnings.warn(f"{old} is deprecated and will be removed in the next release; use {new}", DeprecationWarning,
+                  stacklevel=3)
+
+
+def _renamedArguments(who, deprecated, current):
+    """The values of renamed keyword arguments: the new name's value, or the old snake_case one
+    (with a DeprecationWarning)."""
+    values = dict(current)
+    for old, value in deprecated.items():
+        if old not in current:
+            raise TypeError(f"{who}() got an unexpected keyword argument {old!r}")
+        new = "".join(part.capitalize() if i else part for i, part in enumerate(old.split("_")))
+        _deprecated(f"{who}({old}=)", f"{who}({new}=)")
+        values[old] = value
+    return list(values.values())
+
+
+def default_weights_dir():
+    """Deprecated alias of :func:`defaultWeightsDir`."""
+    _deprecated("default_weights_dir()", "defaultWeightsDir()")
+    return defaultWeightsDir()
+
+
+def torchani_ani1x(periodic_table_index=True, weights_dir=None):
+    """Deprecated alias of :func:`torchaniANI1x`."""
+    _deprecated("torchani_ani1x()", "torchaniANI1x()")
+    return torchaniANI1x(periodicTableIndex=periodic_table_index, weightsDir=weights_dir)
