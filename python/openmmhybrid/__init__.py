@@ -4,7 +4,7 @@ Importing this package loads the plugin libraries into OpenMM (no environment va
 and provides:
 
 - :class:`MLForce`: a PyTorch model evaluated on a subset of atoms (the ML region) inside an OpenMM
-  Context, on the Reference and CPU platforms.  It is a real :class:`openmm.Force`.
+  Context, on the Reference, CPU and CUDA platforms.  It is a real :class:`openmm.Force`.
 - :func:`createMixedSystem`: an ML/MM System from an MM System (mechanical embedding, optional
   lambda interpolation, the correction in its own force group for multiple time steps) or
   electrostatic embedding, with

@@ -2,15 +2,8 @@
 
 With :meth:`MLForce.setEmbedding <openmmhybrid.MLForce.setEmbedding>` every evaluation hands the
 model the MM environment: each charged particle within the cutoff of any ML atom, imaged next to
-the region.  The model contract for embedding models is::
-
-    forward(positions, box, mm_positions, mm_charges, mm_mask) -> energy     (periodic System)
-    forward(positions, mm_positions, mm_charges, mm_mask) -> energy          (non-periodic)
-
-positions ``[n, 3]`` nm, box ``[3, 3]`` nm, mm_positions ``[capacity, 3]`` nm, mm_charges
-``[capacity]`` e, mm_mask ``[capacity]`` bool; energy in kJ/mol.  The region's atomic numbers and
-total charge are fixed when the model is built.  Padding entries (mask false) have zero charge and
-lie far outside the cutoff; do not re-image mm_positions.
+the region: ``forward(positions[, box], mm_positions, mm_charges, mm_mask) -> energy``, as section
+4 of ``docs/user_guide.md`` states in full.
 
 This module ships embedding *terms*, TorchScript-compatible modules with the signature
 ``forward(positions, mm_positions, mm_charges, mm_mask) -> energy``, and :class:`EmbeddedModel`,
@@ -146,10 +139,9 @@ class FixedChargeCoupling(torch.nn.Module):
     charge is weighted once, by its distance ``R_j`` to the region as a whole (a soft minimum over
     the ML atoms, smoothing length 0.02 nm), not pair by pair: the region then keeps its net charge
     and multipoles against every MM charge, and a water molecule cut by the cutoff interacts with
-    a nearly neutral ligand only through its small multipole field.  (A pairwise switch lets one
-    ML atom see a charge its neighbour does not, a spurious monopole that ordered the water in the
-    switching shell and drove a p-xylene/water coupling to -300 kJ/mol against -22 kJ/mol with
-    PME in a test run.)  ``S`` is 1 below ``switchDistance`` and the quintic
+    a nearly neutral ligand only through its small multipole field.  (A pairwise switch would let
+    one ML atom see a charge its neighbour does not: a spurious monopole that orders the water in
+    the switching shell.)  ``S`` is 1 below ``switchDistance`` and the quintic
     ``1 - 10x^3 + 15x^4 - 6x^5`` up to ``cutoff - 0.02 nm * ln n`` (continuous energy, forces and
     their derivatives).  Without a switch (``switchDistance=None``) it is the plain Coulomb
     interaction of the region's charges with every MM charge in the environment.
@@ -206,7 +198,7 @@ class TholePolarization(torch.nn.Module):
     MM hydrogen comes close) and weighted by the same per-MM-atom switch ``S(R_j)`` as
     :class:`FixedChargeCoupling`.  The switch multiplies the field, not the potential: the
     gradient of a switched potential would add a spurious ``Q S'(r)/r`` from every charge in the
-    switching shell (it gave -600 kJ/mol of "induction" for p-xylene in water).  ``E_pol`` is the induction energy
+    switching shell.  ``E_pol`` is the induction energy
     (the field energy minus the cost of polarizing); MM atoms feel the induced dipoles through
     its gradient.
 

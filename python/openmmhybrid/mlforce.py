@@ -37,28 +37,11 @@ class MLForce(openmm.Force):
     usesPeriodicBoundaryConditions, outputsForces, usesDoublePrecision : bool, optional
         Shortcuts for the setters of the same names.
 
-    Model contract (the same as openmm-torch's ``TorchForce``, so existing models work unchanged)::
-
-        forward(positions[, box][, p1, p2, ...]) -> energy | (energy, forces)
-
-    - ``positions``: tensor ``[n, 3]`` in nm, the region's atoms in the order of ``atoms``.
-    - ``box``: tensor ``[3, 3]`` in nm (rows are box vectors), only when periodic.  The region is
-      then made whole (each atom imaged next to the region's first atom) before the model sees it.
-    - ``p1, p2, ...``: one scalar tensor per global parameter, in the order they were added.
-    - returns the energy in kJ/mol (a one-element tensor), or ``(energy, forces)`` with forces
-      ``[n, 3]`` in kJ/mol/nm when :meth:`setOutputsForces` is on.
-
-    With electrostatic embedding (:meth:`setEmbedding`) the model also receives the MM point
-    charges around the region::
-
-        forward(positions[, box], mm_positions, mm_charges, mm_mask[, p1, ...]) -> energy
-
-    - ``mm_positions``: ``[capacity, 3]`` nm, each charged particle outside the region that lies
-      within the cutoff of any ML atom, imaged next to the region (never re-image them);
-    - ``mm_charges``: ``[capacity]`` in e; ``mm_mask``: ``[capacity]`` bool, true for real entries.
-      Padding entries have zero charge, a false mask and distinct positions far outside the cutoff.
-      The gradient with respect to ``mm_positions`` becomes forces on those particles.
-      :mod:`openmmhybrid.embedding` has ready-made embedding energies.
+    The model computes the region's energy, ``forward(positions[, box][, p1, p2, ...]) -> energy``
+    (positions ``[n, 3]`` in nm in the order of ``atoms``, the box ``[3, 3]`` in nm when periodic,
+    one scalar per global parameter; energy in kJ/mol), or ``(energy, forces)`` with
+    :meth:`setOutputsForces`; with :meth:`setEmbedding` it also takes ``mm_positions, mm_charges,
+    mm_mask`` after the box.  The full contract is section 4 of ``docs/user_guide.md``.
 
     Inputs are float32 unless :meth:`setUsesDoublePrecision` is on.  Every problem (bad atom
     indices, unreadable model, wrong signature or output, non-finite energy) raises

@@ -106,8 +106,8 @@ def atomicNumbers(topology, atoms):
     return numbers
 
 
-#: Peak memory of an ANI-1x forward + backward per cubed region size (measured: 575 MB for 150 atoms,
-#: 158 MB for 100; the static-shape model holds every triple of atoms).
+#: Peak memory of an ANI-1x forward + backward per cubed region size, in bytes: the static-shape
+#: model holds every triple of atoms (575 MB at 150 atoms, 158 MB at 100, benchmarks/bench_ani1x.py).
 ANI_BYTES_PER_ATOM_CUBED = 175.0
 
 

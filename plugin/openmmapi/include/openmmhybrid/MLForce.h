@@ -17,27 +17,15 @@ namespace OpenMMHybrid {
  * A Force whose energy is computed by a PyTorch model (TorchScript) from the positions of a
  * chosen subset of particles, the ML region.
  *
- * Model contract (compatible with openmm-torch's TorchForce, so existing models work unchanged):
+ * The model computes the region's energy, forward(positions[, box][, p1, p2, ...]) -> energy
+ * (kJ/mol) or (energy, forces), with positions [n, 3] in nm in the order of getAtoms(), the box
+ * [3, 3] in nm when usesPeriodicBoundaryConditions() is true (the region is then made whole: every
+ * atom imaged next to the region's first atom), and one scalar per global parameter.  With
+ * electrostatic embedding (setEmbedding()) mm_positions [capacity, 3], mm_charges [capacity] and
+ * mm_mask [capacity] follow the box: every particle outside the region with a nonzero embedding
+ * charge within the cutoff of an ML atom, imaged next to the region, in increasing particle index.
+ * The full contract is section 4 of docs/user_guide.md.
  *
- *     forward(positions[, box][, p1, p2, ...]) -> energy  |  (energy, forces)
- *
- * - positions: tensor [n, 3] in nm, the ML region's atoms in the order given by getAtoms().
- * - box: tensor [3, 3] in nm (rows are the box vectors), passed only when
- *   usesPeriodicBoundaryConditions() is true.  In that case the region is made whole before the
- *   model sees it: every atom is imaged to lie within half a box of the region's first atom.
- * - p1, p2, ...: one scalar tensor per global parameter, in the order they were added.
- * - energy: a scalar (or one-element) floating point tensor in kJ/mol.
- * - forces (only with setOutputsForces(true)): tensor [n, 3] in kJ/mol/nm.
- *
- * With electrostatic embedding (setEmbedding()) the model also receives the MM environment:
- *
- *     forward(positions[, box], mm_positions, mm_charges, mm_mask[, p1, p2, ...]) -> energy
- *
- * - mm_positions: tensor [capacity, 3] in nm: every particle outside the ML region with a nonzero
- *   embedding charge that lies within the embedding cutoff of at least one ML atom, imaged next to
- *   the region (the image nearest the region's centre), in increasing particle index.
- * - mm_charges: tensor [capacity] in elementary charges.
- * - mm_mask: bool tensor [capacity], true for real entries.
  * Entries past the real ones are padding: zero charge, false mask, and distinct positions far
  * outside the cutoff.  The capacity grows (with one message on stderr) when the environment
  * outgrows it; atoms are never dropped.  The gradient of the energy with respect to mm_positions
@@ -140,8 +128,8 @@ public:
      * - "modelThreads" (integer, Reference/CPU): the CPU threads the model runs on; "0" leaves
      *   torch's own setting.  Default: 1 on the CPU platform, where OpenMM's threads compute PME and
      *   the nonbonded forces at the same time and a multi-threaded model competes with them for the
-     *   cores (measured on the T4L complex with 2 cores: 3.5 ms per step for ANI-1x instead of 9 ms);
-     *   0 on the Reference platform, which runs nothing beside it.
+     *   cores (docs/benchmarks.md has the figures); 0 on the Reference platform, which runs nothing
+     *   beside it.
      */
     void setProperty(const std::string& name, const std::string& value);
     /** The properties set with setProperty(). */
