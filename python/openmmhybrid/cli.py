@@ -89,10 +89,12 @@ def main(argv=None):
         return 0
     if args.command == "report":
         import os
+        from .job.outputs import FILES, outputPaths
         from .job.report import writeReport
-        for name in ("energies.csv", "run.json"):
-            if not os.path.isfile(os.path.join(args.folder, name)):
-                return _fail(f"'{args.folder}' has no {name}; give the output folder of a run")
+        paths = outputPaths(args.folder)
+        for role in ("energies", "settings"):
+            if not os.path.isfile(paths[role]):
+                return _fail(f"'{args.folder}' has no {FILES[role]}; give the output folder of a run")
         print(writeReport(args.folder))
         return 0
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "dry_run")}

@@ -3,24 +3,36 @@
 Everything here is quick and runs before any long work, so bad input stops a run at once.
 """
 import os
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import openmm
 import openmm.app as app
 import openmm.unit as unit
 
 from ..selection import selectAtoms
+from ..utils import firstLine
 from .config import ConfigError
 
 __all__ = ["Inputs", "readInputs", "selectRegion"]
 
 
+@dataclass
 class Inputs:
-    """What the run starts from: ``topology``, ``system`` (MM), ``positions``, ``box`` (vectors or
-    None), ``velocities`` (or None) and ``description`` (one line)."""
+    """What the run starts from."""
 
-    def __init__(self, topology, system, positions, box, velocities, description):
-        self.topology, self.system, self.positions = topology, system, positions
-        self.box, self.velocities, self.description = box, velocities, description
+    #: The topology of the whole system.
+    topology: app.Topology
+    #: The MM System.
+    system: openmm.System
+    #: The starting coordinates.
+    positions: Any
+    #: The periodic box vectors, or None for a system without a box.
+    box: Optional[Any]
+    #: The starting velocities, or None to draw them from the temperature.
+    velocities: Optional[Any]
+    #: What was read, in one line (for the log and report.md).
+    description: str
 
 
 def _need(path, what):
@@ -30,12 +42,6 @@ def _need(path, what):
 
 def _constraints(config):
     return {"none": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds, "HAngles": app.HAngles}[config["constraints"]]
-
-
-def oneLine(error):
-    """An exception's message on one line (the command prints every error as one line)."""
-    text = str(error).strip() or type(error).__name__
-    return " ".join(text.split())
 
 
 def readInputs(config):
@@ -69,7 +75,7 @@ def _read_state(path):
         with open(path) as f:
             state = openmm.XmlSerializer.deserialize(f.read())
     except Exception as error:
-        raise ConfigError(f"cannot read the serialized State '{path}': {oneLine(error)}") from None
+        raise ConfigError(f"cannot read the serialized State '{path}': {firstLine(error)}") from None
     if not isinstance(state, openmm.State):
         raise ConfigError(f"'{path}' holds a {type(state).__name__}, not a State")
     return state
@@ -95,11 +101,11 @@ def _amber(config):
     try:
         prmtop = app.AmberPrmtopFile(config["prmtop"])
     except Exception as error:
-        raise ConfigError(f"cannot read the prmtop '{config['prmtop']}': {oneLine(error)}") from None
+        raise ConfigError(f"cannot read the prmtop '{config['prmtop']}': {firstLine(error)}") from None
     try:
         inpcrd = app.AmberInpcrdFile(config["inpcrd"])
     except Exception as error:
-        raise ConfigError(f"cannot read the inpcrd '{config['inpcrd']}': {oneLine(error)}") from None
+        raise ConfigError(f"cannot read the inpcrd '{config['inpcrd']}': {firstLine(error)}") from None
     _check_count(prmtop.topology, len(inpcrd.positions), config["prmtop"], config["inpcrd"])
     box = inpcrd.boxVectors
     if box is not None:
@@ -119,7 +125,7 @@ def _read_pdb(path):
     try:
         return app.PDBFile(path)
     except Exception as error:
-        raise ConfigError(f"cannot read the PDB file '{path}': {oneLine(error)}") from None
+        raise ConfigError(f"cannot read the PDB file '{path}': {firstLine(error)}") from None
 
 
 def _pdb_forcefield(config):
@@ -127,7 +133,7 @@ def _pdb_forcefield(config):
     try:
         forcefield = app.ForceField(*config["forcefield"])
     except Exception as error:
-        raise ConfigError(f"cannot load the force field {config['forcefield']}: {oneLine(error)} "
+        raise ConfigError(f"cannot load the force field {config['forcefield']}: {firstLine(error)} "
                           "(give files that exist or names OpenMM ships, e.g. amber14-all.xml)") from None
     box = pdb.topology.getPeriodicBoxVectors()
     kwargs = dict(nonbondedMethod=app.PME if box is not None else app.NoCutoff, constraints=_constraints(config))
@@ -136,7 +142,7 @@ def _pdb_forcefield(config):
     try:
         system = forcefield.createSystem(pdb.topology, **kwargs)
     except Exception as error:
-        raise ConfigError(f"the force field does not cover '{os.path.basename(config['pdb'])}': {oneLine(error)}") \
+        raise ConfigError(f"the force field does not cover '{os.path.basename(config['pdb'])}': {firstLine(error)}") \
             from None
     return Inputs(pdb.topology, system, pdb.positions, box, None,
                   f"{os.path.basename(config['pdb'])} + {', '.join(os.path.basename(f) for f in config['forcefield'])}")
@@ -150,7 +156,7 @@ def _serialized(config):
         with open(config["system"]) as f:
             system = openmm.XmlSerializer.deserialize(f.read())
     except Exception as error:
-        raise ConfigError(f"cannot read the serialized System '{config['system']}': {oneLine(error)}") from None
+        raise ConfigError(f"cannot read the serialized System '{config['system']}': {firstLine(error)}") from None
     if not isinstance(system, openmm.System):
         raise ConfigError(f"'{config['system']}' holds a {type(system).__name__}, not a System")
     state = _read_state(config["state"])
@@ -187,7 +193,7 @@ def _sdf(config):
     try:
         molecule = Molecule.from_file(config["sdf"], allow_undefined_stereo=True)
     except Exception as error:
-        raise ConfigError(f"openff-toolkit cannot read '{config['sdf']}': {oneLine(error)}") from None
+        raise ConfigError(f"openff-toolkit cannot read '{config['sdf']}': {firstLine(error)}") from None
     if isinstance(molecule, list):
         raise ConfigError(f"'{config['sdf']}' holds {len(molecule)} molecules; give one ligand")
     if not molecule.conformers:
@@ -197,7 +203,7 @@ def _sdf(config):
         offTopology = molecule.to_topology()
         system = forcefield.create_openmm_system(offTopology)
     except Exception as error:
-        raise ConfigError(f"SMIRNOFF '{config['smirnoff']}' cannot parametrize the ligand: {oneLine(error)}") \
+        raise ConfigError(f"SMIRNOFF '{config['smirnoff']}' cannot parametrize the ligand: {firstLine(error)}") \
             from None
     topology = offTopology.to_openmm()
     coordinates = molecule.conformers[0].m_as("nanometer")

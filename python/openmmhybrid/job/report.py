@@ -7,7 +7,13 @@ import os
 
 import numpy as np
 
+from .outputs import (EMBEDDING, FILES, KINETIC, ML, MM, POTENTIAL, RMSD, STEP, TEMPERATURE, TIME, VOLUME,
+                      outputPaths)
+
 __all__ = ["writeReport", "readEnergies"]
+
+#: The plots next to report.md.
+PLOTS = {"energies": "energies.png", "temperature": "temperature.png", "rmsd": "rmsd.png"}
 
 
 def readEnergies(path):
@@ -31,18 +37,19 @@ def writeReport(folder):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = readEnergies(os.path.join(folder, "energies.csv"))
-    with open(os.path.join(folder, "run.json")) as f:
+    paths = outputPaths(folder)
+    data = readEnergies(paths["energies"])
+    with open(paths["settings"]) as f:
         record = json.load(f)
     settings, segments = record["settings"], record.get("segments", [])
     summary = record.get("summary", {})
-    t = data["time (ps)"]
-    split = np.isfinite(data["embedding (kJ/mol)"]).any()
+    t = data[TIME]
+    split = np.isfinite(data[EMBEDDING]).any()
     electrostatic = settings.get("embedding") == "electrostatic"
 
-    components = [("ML (kJ/mol)", "ML region (model)"), ("MM (kJ/mol)", "MM"), ("potential (kJ/mol)", "potential")]
+    components = [(ML, "ML region (model)"), (MM, "MM"), (POTENTIAL, "potential")]
     if split:
-        components.insert(1, ("embedding (kJ/mol)", "ML-MM electrostatic embedding"))
+        components.insert(1, (EMBEDDING, "ML-MM electrostatic embedding"))
     fig, axes = plt.subplots(len(components), 1, figsize=(7, 1.9 * len(components) + 0.6), sharex=True)
     for ax, (column, label) in zip(np.atleast_1d(axes), components):
         values = data[column]
@@ -52,35 +59,35 @@ def writeReport(folder):
         ax.set_ylabel("kJ/mol")
         ax.set_title(f"{label}: change from {first:.1f} kJ/mol", fontsize=9, loc="left")
         ax.ticklabel_format(axis="y", useOffset=False, style="plain")
-    np.atleast_1d(axes)[-1].set_xlabel("time (ps)")
+    np.atleast_1d(axes)[-1].set_xlabel(TIME)
     fig.tight_layout()
-    fig.savefig(os.path.join(folder, "energies.png"), dpi=110)
+    fig.savefig(os.path.join(folder, PLOTS["energies"]), dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
-    ax.plot(t, data["temperature (K)"], lw=1)
+    ax.plot(t, data[TEMPERATURE], lw=1)
     target = settings.get("temperature", "")
     try:
         ax.axhline(float(str(target).split()[0]), color="gray", ls="--", lw=0.8, label=f"thermostat {target}")
         ax.legend(fontsize=8)
     except ValueError:
         pass
-    ax.set_xlabel("time (ps)")
-    ax.set_ylabel("temperature (K)")
+    ax.set_xlabel(TIME)
+    ax.set_ylabel(TEMPERATURE)
     fig.tight_layout()
-    fig.savefig(os.path.join(folder, "temperature.png"), dpi=110)
+    fig.savefig(os.path.join(folder, PLOTS["temperature"]), dpi=110)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 2.6))
-    ax.plot(t, data["ligand RMSD (A)"], lw=1)
-    ax.set_xlabel("time (ps)")
+    ax.plot(t, data[RMSD], lw=1)
+    ax.set_xlabel(TIME)
     ax.set_ylabel("ML-region RMSD (Å)")
     ax.set_ylim(bottom=0)
     fig.tight_layout()
-    fig.savefig(os.path.join(folder, "rmsd.png"), dpi=110)
+    fig.savefig(os.path.join(folder, PLOTS["rmsd"]), dpi=110)
     plt.close(fig)
 
-    steps = int(data["step"][-1]) if data["step"].size else 0
+    steps = int(data[STEP][-1]) if data[STEP].size else 0
     lines = ["# openmm-hybrid run report", ""]
     lines += ["| setting | value |", "|---|---|"]
     lines += [f"| input | {summary.get('input', '')} |",
@@ -96,8 +103,7 @@ def writeReport(folder):
                      f"{segment['platform']} ({segment['machine']}), {segment['wall_seconds']:.0f} s, "
                      f"{segment['date']} |")
     lines += ["", "| quantity | mean | std | last |", "|---|---|---|---|"]
-    for column in ["potential (kJ/mol)", "ML (kJ/mol)", "embedding (kJ/mol)", "MM (kJ/mol)", "kinetic (kJ/mol)",
-                   "temperature (K)", "ligand RMSD (A)", "volume (nm^3)"]:
+    for column in [POTENTIAL, ML, EMBEDDING, MM, KINETIC, TEMPERATURE, RMSD, VOLUME]:
         if np.isfinite(data[column]).any():
             lines.append(f"| {column} | " + " | ".join(_stats(data[column])) + " |")
     if split:
@@ -111,12 +117,13 @@ def writeReport(folder):
               + ", MM the force field without the region's internal terms.  The RMSD is that of the region's heavy "
               "atoms from the starting structure after superposing the protein's C-alpha atoms (the region itself "
               "when there is no protein).",
-              "", "## Energy components", "", "![energy components](energies.png)",
-              "", "## Temperature", "", "![temperature](temperature.png)",
-              "", "## ML-region RMSD", "", "![ligand RMSD](rmsd.png)", "",
-              "Files: `trajectory.dcd` (view with `start.pdb` as topology), `energies.csv`, `checkpoint.chk` "
-              "(continue with `--resume`), `final_state.xml`, `run.json` (settings and timings)."]
-    path = os.path.join(folder, "report.md")
+              "", "## Energy components", "", f"![energy components]({PLOTS['energies']})",
+              "", "## Temperature", "", f"![temperature]({PLOTS['temperature']})",
+              "", "## ML-region RMSD", "", f"![ligand RMSD]({PLOTS['rmsd']})", "",
+              f"Files: `{FILES['trajectory']}` (view with `{FILES['structure']}` as topology), `{FILES['energies']}`, "
+              f"`{FILES['checkpoint']}` (continue with `--resume`), `{FILES['final']}`, `{FILES['settings']}` "
+              "(settings and timings)."]
+    path = paths["report"]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     return path

@@ -1,8 +1,16 @@
-"""Set up and run an ML/MM simulation from a config (what ``openmm-hybrid run`` does)."""
+"""Set up and run an ML/MM simulation from a config (what ``openmm-hybrid run`` does).
+
+:func:`prepare` builds the run and checks it; :func:`runJob` then goes through its steps in order:
+set up, start fresh or resume from the checkpoint, run the production steps, and finish (final
+state, timings, report).
+"""
 import json
 import math
 import os
 import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
 
 import openmm
 import openmm.app as app
@@ -10,13 +18,14 @@ import openmm.unit as unit
 
 from .. import adapters
 from ..integrators import MTSLangevinIntegrator, mtsGroups
-from ..mixed import LAMBDA_PARAMETER, createMixedSystem
+from ..mixed import createMixedSystem
 from ..mlforce import MLForce
 from ..regionmodel import isModelFile, resolveModel
-from ..utils import groupsInUse
+from ..utils import LAMBDA_PARAMETER, firstLine, groupsInUse
 from .config import ConfigError, SETTINGS, settingByName
-from .inputs import oneLine as _one_line, readInputs, selectRegion
-from .reporting import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
+from .inputs import Inputs, readInputs, selectRegion
+from .outputs import FILES, outputPaths
+from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
 __all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES"]
@@ -27,21 +36,66 @@ KJ = unit.kilojoule_per_mole
 #: Input files are compared by name, so a moved project folder can be resumed.
 RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output", "cuda_graphs"}
 
-FILES = {"trajectory": "trajectory.dcd", "energies": "energies.csv", "checkpoint": "checkpoint.chk",
-         "structure": "start.pdb", "settings": "run.json", "final": "final_state.xml", "report": "report.md"}
 
-
+@dataclass
 class Job:
-    """A run that is set up and ready to go: ``simulation``, ``topology``, ``mlAtoms``, ``mlGroup``,
-    ``correctionGroup``, ``vacuumEnergy`` and the config."""
+    """A run that is set up and ready to go (what :func:`prepare` returns)."""
+
+    #: The checked settings (see :mod:`openmmhybrid.job.config`).
+    config: dict[str, object]
+    #: What was read from the input files.
+    inputs: Inputs
+    #: The topology of the whole system.
+    topology: app.Topology
+    #: The ML/MM System (with the barostat, when there is a pressure).
+    system: openmm.System
+    #: The Simulation, at the starting coordinates.
+    simulation: app.Simulation
+    #: The ML region's atom indices.
+    mlAtoms: list[int]
+    #: The force group of the ML force.
+    mlGroup: int
+    #: The force group of the MM terms the ML force replaces.
+    correctionGroup: int
+    #: Whether the embedding is electrostatic.
+    electrostatic: bool
+    #: ``f(positions_nm, box_nm)``: the region's vacuum-model energy in kJ/mol (times lambda), to
+    #: split the embedding energy from the ML energy; None when that split is not possible.
+    vacuumEnergy: Optional[Callable[..., float]]
+    #: The name of the OpenMM platform the Simulation runs on.
+    platformName: str
+    #: The potential energy at the starting coordinates, in kJ/mol.
+    startEnergy: float
 
 
-def _free_groups(system, count):
-    used = groupsInUse(system)
-    free = [g for g in range(32) if g not in used]
-    if len(free) < count:
-        raise ConfigError("the System uses every force group; openmm-hybrid needs two free ones for the ML correction")
-    return free[:count]
+# -- prepare: build the System, integrator and Simulation ------------------------------------------
+
+
+def prepare(config, log=print):
+    """Read the inputs, build the ML/MM System, integrator and Simulation, and evaluate the energy
+    once.  Everything that can be wrong with the input fails here, before any long work, with a
+    :class:`ConfigError` of one line.  Returns a :class:`Job`."""
+    platform, properties = _platform(config)
+    model = config["model"]
+    if isModelFile(model) and not os.path.isfile(model):
+        raise ConfigError(f"the model file '{model}' does not exist")
+    inputs = readInputs(config)
+    topology = inputs.topology
+    mlAtoms = selectRegion(config, topology)
+    try:
+        module = resolveModel(model, topology, mlAtoms)
+    except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
+        raise ConfigError(f"model {model!r}: {firstLine(error)}") from None
+
+    correctionGroup, mlGroup = _free_groups(inputs.system, 2)
+    system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log)
+    integrator = _integrator(config, system, {correctionGroup, mlGroup})
+    simulation, energy = _simulation(config, inputs, system, integrator, platform, properties)
+    electrostatic = config["embedding"] == "electrostatic"
+    return Job(config=config, inputs=inputs, topology=topology, system=system, simulation=simulation,
+               mlAtoms=mlAtoms, mlGroup=mlGroup, correctionGroup=correctionGroup, electrostatic=electrostatic,
+               vacuumEnergy=_vacuum_energy(config, module, mlAtoms, system) if electrostatic else None,
+               platformName=platform.getName(), startEnergy=energy)
 
 
 def _platform(config):
@@ -57,39 +111,36 @@ def _platform(config):
     return openmm.Platform.getPlatformByName(name), properties
 
 
-def prepare(config, log=print):
-    """Read the inputs, build the ML/MM System, integrator and Simulation, and evaluate the energy
-    once.  Everything that can be wrong with the input fails here, before any long work, with a
-    :class:`ConfigError` of one line."""
-    platform, properties = _platform(config)
-    model = config["model"]
-    if isModelFile(model) and not os.path.isfile(model):
-        raise ConfigError(f"the model file '{model}' does not exist")
-    inputs = readInputs(config)
-    topology = inputs.topology
-    mlAtoms = selectRegion(config, topology)
-    try:
-        module = resolveModel(model, topology, mlAtoms)
-    except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
-        raise ConfigError(f"model {model!r}: {_one_line(error)}") from None
+def _interpolates(config):
+    """Whether the ML correction is scaled by a lambda other than 1 (a global parameter of the Context)."""
+    return config["lambda"] != 1.0
 
-    correctionGroup, mlGroup = _free_groups(inputs.system, 2)
-    interpolate = config["lambda"] != 1.0
-    electrostatic = config["embedding"] == "electrostatic"
+
+def _free_groups(system, count):
+    """The ``count`` lowest force groups no force of ``system`` uses."""
+    used = groupsInUse(system)
+    free = [g for g in range(32) if g not in used]
+    if len(free) < count:
+        raise ConfigError("the System uses every force group; openmm-hybrid needs two free ones for the ML correction")
+    return free[:count]
+
+
+def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log):
+    """The ML/MM System: the MM System with the ML force in ``mlGroup``, the replaced MM terms in
+    ``correctionGroup``, and a barostat when there is a pressure."""
     if config["compile"]:
         log("openmm-hybrid: compiling the model ahead of time (AOTInductor; 10-60 s)")
     try:
-        import warnings
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            system = createMixedSystem(topology, inputs.system, mlAtoms, module, interpolate=interpolate,
-                                       correctionGroup=correctionGroup, usesDoublePrecision=config["model_double"],
-                                       compile=config["compile"],
+            system = createMixedSystem(inputs.topology, inputs.system, mlAtoms, module,
+                                       interpolate=_interpolates(config), correctionGroup=correctionGroup,
+                                       usesDoublePrecision=config["model_double"], compile=config["compile"],
                                        embedding=config["embedding"], cutoff=config["embedding_cutoff"])
         for warning in caught:
             log(f"warning: {warning.message}")
     except (ValueError, NotImplementedError) as error:
-        raise ConfigError(_one_line(error).replace("createMixedSystem: ", "")) from None
+        raise ConfigError(firstLine(error).replace("createMixedSystem: ", "")) from None
     for force in system.getForces():
         if MLForce.isinstance(force):
             force.setForceGroup(mlGroup)
@@ -97,57 +148,115 @@ def prepare(config, log=print):
     if config["pressure"] is not None:
         if not system.usesPeriodicBoundaryConditions():
             raise ConfigError("pressure needs a periodic system (a box); this one has none")
-        system.addForce(openmm.MonteCarloBarostat(config["pressure"], config["temperature"],
-                                                  config["barostat_interval"]))
+        barostat = openmm.MonteCarloBarostat(config["pressure"], config["temperature"], config["barostat_interval"])
+        if config["seed"]:
+            barostat.setRandomNumberSeed(config["seed"])
+        system.addForce(barostat)
+    return system
 
+
+def _integrator(config, system, outerGroups):
+    """Langevin dynamics; with ``inner_steps`` > 1, multiple time steps with ``outerGroups`` (the ML
+    force and its correction) on the outer step."""
     if config["inner_steps"] == 1:
         integrator = openmm.LangevinMiddleIntegrator(config["temperature"], config["friction"], config["timestep"])
     else:
-        groups = mtsGroups(system, {correctionGroup, mlGroup}, config["inner_steps"])
+        groups = mtsGroups(system, outerGroups, config["inner_steps"])
         integrator = MTSLangevinIntegrator(config["temperature"], config["friction"], config["timestep"], groups)
     if config["seed"]:
         integrator.setRandomNumberSeed(config["seed"])
-        if config["pressure"] is not None:
-            system.getForce(system.getNumForces() - 1).setRandomNumberSeed(config["seed"])
+    return integrator
+
+
+def _simulation(config, inputs, system, integrator, platform, properties):
+    """The Simulation at the input's coordinates, and its potential energy in kJ/mol (finite)."""
     try:
-        simulation = app.Simulation(topology, system, integrator, platform, properties)
+        simulation = app.Simulation(inputs.topology, system, integrator, platform, properties)
         if inputs.box is not None:
             simulation.context.setPeriodicBoxVectors(*inputs.box)
         simulation.context.setPositions(inputs.positions)
-        if interpolate:
+        if _interpolates(config):
             simulation.context.setParameter(LAMBDA_PARAMETER, config["lambda"])
         if system.getNumConstraints():
             simulation.context.applyConstraints(integrator.getConstraintTolerance())
         state = simulation.context.getState(getEnergy=True)
     except openmm.OpenMMException as error:
-        raise ConfigError(_one_line(error)) from None
+        raise ConfigError(firstLine(error)) from None
     energy = state.getPotentialEnergy().value_in_unit(KJ)
     if not math.isfinite(energy):
         raise ConfigError(f"the starting energy is {energy}: check the coordinates (overlapping atoms?) and the model")
+    return simulation, energy
 
-    job = Job()
-    job.config, job.inputs, job.topology, job.system = config, inputs, topology, system
-    job.simulation, job.mlAtoms, job.mlGroup, job.correctionGroup = simulation, mlAtoms, mlGroup, correctionGroup
-    job.electrostatic = electrostatic
-    takesEnvironment = electrostatic and adapters.takesEnvironment(adapters.scriptModule(module, "openmm-hybrid"))
-    job.vacuumEnergy = None if takesEnvironment or not electrostatic else vacuumEnergyFunction(
-        module, mlAtoms, system.usesPeriodicBoundaryConditions(), config["model_double"], config["lambda"])
-    job.platformName = platform.getName()
-    job.startEnergy = energy
+
+def _vacuum_energy(config, module, mlAtoms, system):
+    """The vacuum-model energy of the region for an electrostatic embedding, or None for a model
+    that takes the MM environment itself (its energy has no vacuum part to split off)."""
+    if adapters.takesEnvironment(adapters.scriptModule(module, "openmm-hybrid")):
+        return None
+    return vacuumEnergyFunction(module, mlAtoms, system.usesPeriodicBoundaryConditions(), config["model_double"],
+                                config["lambda"])
+
+
+# -- runJob: set up, start or resume, run, finish --------------------------------------------------
+
+
+def runJob(config, resume=False, dryRun=False, log=print):
+    """Run the simulation ``config`` describes (see :mod:`openmmhybrid.job.config`) and write its
+    outputs to ``config['output']``.  Returns the output folder."""
+    out = config["output"]
+    job = _set_up(config, resume, dryRun, log)
+    if dryRun:
+        log("openmm-hybrid: dry run: the input is consistent; nothing was simulated")
+        return out
+    paths = outputPaths(out)
+    checkpoint = CheckpointReporter(paths["checkpoint"], config["checkpoint_interval"])
+    first = _resume(job, paths, log) if resume else _start(job, paths, checkpoint, log)
+    log(f"openmm-hybrid: running {config['steps'] - first} steps -> {out}/")
+    wall = _run(job, paths, first, checkpoint, append=resume)
+    _finish(job, paths, first, wall, log)
+    return out
+
+
+def _set_up(config, resume, dryRun, log):
+    """Check the output folder (and, to resume, its checkpoint and settings), :func:`prepare` the
+    run and log what it is."""
+    out = config["output"]
+    _check_output(out, create=not dryRun)
+    if resume:
+        _check_resume(config, out)
+    log(f"openmm-hybrid: setting up ({config['platform']} platform)")
+    start = time.perf_counter()
+    job = prepare(config, log=log)
+    system = job.system
+    mode = (f"MTS: ML every {config['timestep']}, MM every {config['timestep'] / config['inner_steps']}"
+            if config["inner_steps"] > 1 else f"time step {config['timestep']}")
+    log(f"  input:     {job.inputs.description}: {system.getNumParticles()} atoms"
+        + (", periodic" if system.usesPeriodicBoundaryConditions() else ", no box"))
+    log(f"  ML region: {len(job.mlAtoms)} atoms, model {config['model']}, {config['embedding']} embedding"
+        + (f", lambda {config['lambda']}" if _interpolates(config) else ""))
+    log(f"  dynamics:  Langevin {config['temperature']}, {mode}"
+        + (f", {config['pressure']}" if config["pressure"] is not None else "") + f", {config['steps']} steps")
+    log(f"  start energy {job.startEnergy:.2f} kJ/mol (set-up took {time.perf_counter() - start:.1f} s)")
     return job
 
 
-def _settings_record(config):
-    record = {}
-    for s in SETTINGS:
-        value = config[s.name]
-        if isinstance(value, unit.Quantity):
-            value = f"{value.value_in_unit(s.unit):.12g} {s.unit.get_symbol()}"
-        record[s.name] = value
-    return record
+def _check_output(out, create):
+    """The output must be a writable folder; ``create`` makes it when it does not exist."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"the output '{out}' is a file, not a folder; give another output")
+    if not create:
+        return
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(f"cannot create the output folder '{out}': {error.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"the output folder '{out}' is not writable")
 
 
 def _check_resume(config, out):
+    """The output folder has a checkpoint and its run used the same settings, but for
+    :data:`RESUMABLE_CHANGES`."""
     path = os.path.join(out, FILES["settings"])
     checkpoint = os.path.join(out, FILES["checkpoint"])
     if not os.path.isfile(checkpoint) or not os.path.isfile(path):
@@ -156,7 +265,7 @@ def _check_resume(config, out):
         with open(path) as f:
             saved = json.load(f)["settings"]
     except (ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"--resume: '{path}' is damaged ({_one_line(error)}); start a new run") from None
+        raise ConfigError(f"--resume: '{path}' is damaged ({firstLine(error)}); start a new run") from None
     current = _settings_record(config)
     changed = [k for k in current if k not in RESUMABLE_CHANGES and k in saved
                and _comparable(k, saved[k]) != _comparable(k, current[k])]
@@ -167,7 +276,19 @@ def _check_resume(config, out):
                           "change)")
 
 
+def _settings_record(config):
+    """The settings as run.json stores them: quantities as text with their unit."""
+    record = {}
+    for s in SETTINGS:
+        value = config[s.name]
+        if isinstance(value, unit.Quantity):
+            value = f"{value.value_in_unit(s.unit):.12g} {s.unit.get_symbol()}"
+        record[s.name] = value
+    return record
+
+
 def _comparable(name, value):
+    """A setting's value as resuming compares it: files by name only."""
     setting = settingByName(name)
     kind = setting.kind if setting is not None else None
     if kind == "path" and isinstance(value, str):
@@ -179,17 +300,66 @@ def _comparable(name, value):
     return value
 
 
-def _prepare_output(out, dryRun):
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"the output '{out}' is a file, not a folder; give another output")
-    if dryRun:
-        return
+def _resume(job, paths, log):
+    """Load the checkpoint and cut the outputs back to its step; returns that step."""
+    config, simulation = job.config, job.simulation
     try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as error:
-        raise ConfigError(f"cannot create the output folder '{out}': {error.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise ConfigError(f"the output folder '{out}' is not writable")
+        with open(paths["checkpoint"], "rb") as f:
+            simulation.context.loadCheckpoint(f.read())
+    except openmm.OpenMMException as error:
+        raise ConfigError(f"--resume: cannot load '{paths['checkpoint']}' ({firstLine(error)}); checkpoints only "
+                          "load on the platform and machine that wrote them") from None
+    first = simulation.currentStep
+    if first > config["steps"]:
+        raise ConfigError(f"--resume: the checkpoint is at step {first}, past steps = {config['steps']}; give a "
+                          "larger --steps to extend the run")
+    try:
+        truncateCsv(paths["energies"], first)
+        if config["trajectory_interval"]:
+            truncateDcd(paths["trajectory"], first // config["trajectory_interval"])
+    except (ValueError, IndexError, OSError) as error:
+        raise ConfigError(f"--resume: the outputs in '{config['output']}' are damaged ({firstLine(error)}); start a "
+                          "new run") from None
+    log(f"openmm-hybrid: resuming at step {first} of {config['steps']}")
+    return first
+
+
+def _start(job, paths, checkpoint, log):
+    """Minimize, set the velocities and equilibrate; then write the starting structure, run.json and
+    the first checkpoint, and remove a previous run's outputs.  Returns the first step, 0."""
+    config, simulation = job.config, job.simulation
+    if config["minimize"]:
+        log(f"openmm-hybrid: minimizing (at most {config['minimize_iterations'] or 'unlimited'} iterations)")
+        t = time.perf_counter()
+        simulation.minimizeEnergy(maxIterations=config["minimize_iterations"])
+        e = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ)
+        log(f"  energy {job.startEnergy:.2f} -> {e:.2f} kJ/mol in {time.perf_counter() - t:.1f} s")
+    if job.inputs.velocities is not None:
+        simulation.context.setVelocities(job.inputs.velocities)
+    else:
+        simulation.context.setVelocitiesToTemperature(config["temperature"], config["seed"] or
+                                                      int.from_bytes(os.urandom(3), "little"))
+    if config["equilibration_steps"]:
+        log(f"openmm-hybrid: equilibrating for {config['equilibration_steps']} steps")
+        simulation.reporters = [ProgressReporter(config["equilibration_steps"], 0, config["timestep"],
+                                                 "equilibration", enabled=config["progress"])]
+        simulation.step(config["equilibration_steps"])
+        simulation.reporters = []
+    simulation.currentStep = 0
+    simulation.context.setTime(0)
+    state = simulation.context.getState(getPositions=True, enforcePeriodicBox=False)
+    with open(paths["structure"], "w") as f:
+        app.PDBFile.writeFile(job.topology, state.getPositions(), f, keepIds=True)
+    with open(paths["settings"], "w") as f:
+        json.dump({"settings": _settings_record(config)}, f, indent=1)
+    stale = [k for k in ("trajectory", "energies", "final", "report") if os.path.exists(paths[k])]
+    if stale:
+        log(f"openmm-hybrid: replacing the previous run's outputs in {config['output']}/ (use --resume to continue "
+            "it)")
+    for k in stale:
+        os.remove(paths[k])
+    checkpoint.save(simulation)
+    return 0
 
 
 class _Tracked:
@@ -215,7 +385,8 @@ class _Tracked:
 
 
 def _fit_atoms(topology, mlAtoms):
-    """Atoms to superimpose on for the ligand RMSD: the C-alpha atoms outside the region, else the region."""
+    """Atoms to superimpose on for the ligand RMSD: the C-alpha atoms outside the region, else the
+    region's heavy atoms; and the atoms whose RMSD is reported, the region's heavy atoms."""
     region = set(mlAtoms)
     ca = [a.index for a in topology.atoms() if a.name == "CA" and a.element is not None
           and a.element.symbol == "C" and a.index not in region]
@@ -224,142 +395,76 @@ def _fit_atoms(topology, mlAtoms):
     return (ca if len(ca) >= 3 else heavy), heavy
 
 
-def runJob(config, resume=False, dryRun=False, log=print):
-    """Run the simulation ``config`` describes (see :mod:`openmmhybrid.job.config`) and write its
-    outputs to ``config['output']``.  Returns the output folder."""
-    out = config["output"]
-    _prepare_output(out, dryRun)
-    if resume:
-        _check_resume(config, out)
-    log(f"openmm-hybrid: setting up ({config['platform']} platform)")
-    start = time.perf_counter()
-    job = prepare(config, log=log)
-    simulation, topology, system = job.simulation, job.topology, job.system
-    mode = (f"MTS: ML every {config['timestep']}, MM every {config['timestep'] / config['inner_steps']}"
-            if config["inner_steps"] > 1 else f"time step {config['timestep']}")
-    log(f"  input:     {job.inputs.description}: {system.getNumParticles()} atoms"
-        + (", periodic" if system.usesPeriodicBoundaryConditions() else ", no box"))
-    log(f"  ML region: {len(job.mlAtoms)} atoms, model {config['model']}, {config['embedding']} embedding"
-        + (f", lambda {config['lambda']}" if config["lambda"] != 1 else ""))
-    log(f"  dynamics:  Langevin {config['temperature']}, {mode}"
-        + (f", {config['pressure']}" if config["pressure"] is not None else "") + f", {config['steps']} steps")
-    log(f"  start energy {job.startEnergy:.2f} kJ/mol (set-up took {time.perf_counter() - start:.1f} s)")
-    if dryRun:
-        log("openmm-hybrid: dry run: the input is consistent; nothing was simulated")
-        return out
+def _run(job, paths, first, checkpoint, append):
+    """Run from step ``first`` to ``steps`` with the energy, trajectory, checkpoint and progress
+    reporters (``append``: continue the outputs of a resumed run), and write a checkpoint at the
+    end; returns the wall time of the steps in s.
 
-    paths = {k: os.path.join(out, v) for k, v in FILES.items()}
-    checkpoint = CheckpointReporter(paths["checkpoint"], config["checkpoint_interval"])
-    if resume:
-        try:
-            with open(paths["checkpoint"], "rb") as f:
-                simulation.context.loadCheckpoint(f.read())
-        except openmm.OpenMMException as error:
-            raise ConfigError(f"--resume: cannot load '{paths['checkpoint']}' ({_one_line(error)}); checkpoints only "
-                              "load on the platform and machine that wrote them") from None
-        first = simulation.currentStep
-        if first > config["steps"]:
-            raise ConfigError(f"--resume: the checkpoint is at step {first}, past steps = {config['steps']}; give a "
-                              "larger --steps to extend the run")
-        try:
-            truncateCsv(paths["energies"], first)
-            if config["trajectory_interval"]:
-                truncateDcd(paths["trajectory"], first // config["trajectory_interval"])
-        except (ValueError, IndexError, OSError) as error:
-            raise ConfigError(f"--resume: the outputs in '{out}' are damaged ({_one_line(error)}); start a new run") \
-                from None
-        log(f"openmm-hybrid: resuming at step {first} of {config['steps']}")
-    else:
-        if config["minimize"]:
-            log(f"openmm-hybrid: minimizing (at most {config['minimize_iterations'] or 'unlimited'} iterations)")
-            t = time.perf_counter()
-            simulation.minimizeEnergy(maxIterations=config["minimize_iterations"])
-            e = simulation.context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ)
-            log(f"  energy {job.startEnergy:.2f} -> {e:.2f} kJ/mol in {time.perf_counter() - t:.1f} s")
-        if job.inputs.velocities is not None:
-            simulation.context.setVelocities(job.inputs.velocities)
-        else:
-            simulation.context.setVelocitiesToTemperature(config["temperature"], config["seed"] or
-                                                          int.from_bytes(os.urandom(3), "little"))
-        if config["equilibration_steps"]:
-            log(f"openmm-hybrid: equilibrating for {config['equilibration_steps']} steps")
-            simulation.reporters = [ProgressReporter(config["equilibration_steps"], 0, config["timestep"],
-                                                     "equilibration", enabled=config["progress"])]
-            simulation.step(config["equilibration_steps"])
-            simulation.reporters = []
-        simulation.currentStep = 0
-        simulation.context.setTime(0)
-        first = 0
-        state = simulation.context.getState(getPositions=True, enforcePeriodicBox=False)
-        with open(paths["structure"], "w") as f:
-            app.PDBFile.writeFile(topology, state.getPositions(), f, keepIds=True)
-        with open(paths["settings"], "w") as f:
-            json.dump({"settings": _settings_record(config)}, f, indent=1)
-        stale = [k for k in ("trajectory", "energies", "final", "report") if os.path.exists(paths[k])]
-        if stale:
-            log(f"openmm-hybrid: replacing the previous run's outputs in {out}/ (use --resume to continue it)")
-        for k in stale:
-            os.remove(paths[k])
-        checkpoint.save(simulation)
-
+    Ctrl-C writes the reports due at the current step and a checkpoint, then raises
+    KeyboardInterrupt; a failed step raises RuntimeError."""
+    config, simulation = job.config, job.simulation
     reference = app.PDBFile(paths["structure"]).getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-    fitAtoms, rmsdAtoms = _fit_atoms(topology, job.mlAtoms)
-    energies = EnergyReporter(paths["energies"], config["report_interval"], system, job.mlGroup, job.vacuumEnergy,
-                              reference, fitAtoms, rmsdAtoms, job.electrostatic, append=resume)
-    progress = ProgressReporter(config["steps"], first, config["timestep"], enabled=config["progress"])
+    fitAtoms, rmsdAtoms = _fit_atoms(job.topology, job.mlAtoms)
+    energies = EnergyReporter(paths["energies"], config["report_interval"], job.system, job.mlGroup,
+                              job.vacuumEnergy, reference, fitAtoms, rmsdAtoms, job.electrostatic, append=append)
     tracked = [_Tracked(energies, config["report_interval"])]
     if config["trajectory_interval"]:
         dcd = app.DCDReporter(paths["trajectory"], config["trajectory_interval"],
-                              append=resume and os.path.exists(paths["trajectory"]), enforcePeriodicBox=False)
+                              append=append and os.path.exists(paths["trajectory"]), enforcePeriodicBox=False)
         tracked.insert(0, _Tracked(dcd, config["trajectory_interval"]))
+    progress = ProgressReporter(config["steps"], first, config["timestep"], enabled=config["progress"])
     simulation.reporters = tracked + [checkpoint, progress]
-    remaining = config["steps"] - first
-    log(f"openmm-hybrid: running {remaining} steps -> {out}/")
-    wall = time.perf_counter()
+    start = time.perf_counter()
     try:
-        simulation.step(max(remaining, 0))
+        simulation.step(max(config["steps"] - first, 0))
+        wall = time.perf_counter() - start
     except KeyboardInterrupt:
         for reporter in tracked:
             reporter.catchUp(simulation)
         checkpoint.save(simulation)
-        energies.close()
         raise KeyboardInterrupt(f"interrupted at step {simulation.currentStep}; continue with --resume") from None
     except (openmm.OpenMMException, FloatingPointError, ValueError) as error:
-        energies.close()
-        raise RuntimeError(f"the simulation failed at step {simulation.currentStep}: {_one_line(error)}. A smaller "
+        raise RuntimeError(f"the simulation failed at step {simulation.currentStep}: {firstLine(error)}. A smaller "
                            "timestep (or fewer inner_steps), a longer minimization, or checking the structure usually "
                            "helps; the last checkpoint is in the output folder.") from None
-    wall = time.perf_counter() - wall
-    energies.close()
+    finally:
+        energies.close()
     checkpoint.save(simulation)
-    state = simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True,
-                                        getParameters=True)
+    return wall
+
+
+def _finish(job, paths, first, wall, log):
+    """Write the final state, add the timing of the steps from ``first`` (``wall`` seconds) to
+    run.json, and write report.md."""
+    config, simulation = job.config, job.simulation
+    steps = simulation.currentStep - first
+    state = simulation.context.getState(getPositions=True, getVelocities=True, getEnergy=True, getParameters=True)
     with open(paths["final"], "w") as f:
         f.write(openmm.XmlSerializer.serialize(state))
-    nsPerDay = remaining * config["timestep"].value_in_unit(unit.nanosecond) / wall * 86400 \
-        if wall > 0 and remaining > 0 else float("nan")
+    nsPerDay = (steps * config["timestep"].value_in_unit(unit.nanosecond) / wall * 86400
+                if wall > 0 and steps > 0 else float("nan"))
     with open(paths["settings"]) as f:
         record = json.load(f)
-    if remaining > 0:
+    if steps > 0:
         record.setdefault("segments", []).append({
             "first_step": first, "last_step": simulation.currentStep, "wall_seconds": wall, "ns_per_day": nsPerDay,
             "platform": job.platformName, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine()})
-    record["summary"] = {"atoms": system.getNumParticles(), "ml_atoms": len(job.mlAtoms),
+    record["summary"] = {"atoms": job.system.getNumParticles(), "ml_atoms": len(job.mlAtoms),
                          "input": job.inputs.description}
     with open(paths["settings"], "w") as f:
         json.dump(record, f, indent=1)
-    if remaining > 0:
-        log(f"openmm-hybrid: {remaining} steps in {wall:.1f} s ({nsPerDay:.3g} ns/day)")
+    if steps > 0:
+        log(f"openmm-hybrid: {steps} steps in {wall:.1f} s ({nsPerDay:.3g} ns/day)")
     else:
         log(f"openmm-hybrid: the run is already at step {first}; nothing left to run")
     if config["report"]:
         from .report import writeReport
-        report = writeReport(out)
-        log(f"openmm-hybrid: report: {report}")
-    log(f"openmm-hybrid: outputs in {out}/: {', '.join(v for k, v in FILES.items() if os.path.exists(paths[k]))}")
-    return out
+        log(f"openmm-hybrid: report: {writeReport(config['output'])}")
+    written = [name for role, name in FILES.items() if os.path.exists(paths[role])]
+    log(f"openmm-hybrid: outputs in {config['output']}/: {', '.join(written)}")
 
 
 def _machine():
-    import platform as _p
-    return f"{_p.machine()}, {os.cpu_count()} CPUs"
+    """The machine a segment ran on, for run.json."""
+    import platform
+    return f"{platform.machine()}, {os.cpu_count()} CPUs"
