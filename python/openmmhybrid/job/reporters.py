@@ -208,8 +208,13 @@ def truncateCsv(path, lastStep):
 
 
 def truncateDcd(path, frames):
-    """Keep the first ``frames`` frames of an OpenMM DCD file and fix its header."""
+    """Keep the first ``frames`` frames of an OpenMM DCD file and fix its header.  An empty file
+    (the DCDReporter opens it at once and writes the header with the first frame) is removed, so
+    that the resumed run starts a new one."""
     if not os.path.exists(path):
+        return
+    if os.path.getsize(path) == 0:
+        os.remove(path)
         return
     with open(path, "r+b") as f:
         header = f.read(100)
