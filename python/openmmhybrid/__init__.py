@@ -23,7 +23,8 @@ import openmm  # noqa: F401
 from ._version import __version__
 from ._loader import load_plugins, plugin_directory, build_info
 from .mlforce import MLForce
-from .mixed import LAMBDA_PARAMETER, createMixedSystem, interpolationEnergies
+from .mixed import createMixedSystem, interpolationEnergies
+from .utils import LAMBDA_PARAMETER
 from .selection import selectAtoms
 from .integrators import MTSIntegrator, MTSLangevinIntegrator, createMTSIntegrator, mtsGroups
 from .compiled import compileModel

@@ -54,10 +54,9 @@ from .mlforce import MLForce
 from .regionenergy import checkSupported, regionElectrostatics, regionEnergyForces, removeRegionCharges
 from .regionmodel import compileUnavailable, compiledRegionModel, embeddedModel, regionModel, resolveModel
 from .regionmodel import embeddingTerms as buildEmbeddingTerms
-from .selection import selectAtoms
-from .utils import LAMBDA_PARAMETER, ONE_4PI_EPS0, atomIndices, freeForceGroup, mdValue
+from .utils import LAMBDA_PARAMETER, atomIndices, freeForceGroup, mdValue
 
-__all__ = ["createMixedSystem", "interpolationEnergies", "LAMBDA_PARAMETER", "ONE_4PI_EPS0", "selectAtoms"]
+__all__ = ["createMixedSystem", "interpolationEnergies"]
 
 WHO = "createMixedSystem"
 
