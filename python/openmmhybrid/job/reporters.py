@@ -11,9 +11,9 @@ import time
 import numpy as np
 import openmm
 import openmm.unit as unit
-import torch
 
-from .. import adapters
+from ..mlforce import MLForce
+from ..regionmodel import regionModel
 from .outputs import CSV_COLUMNS
 
 __all__ = ["EnergyReporter", "ProgressReporter", "CheckpointReporter", "truncateCsv", "truncateDcd", "kabschRmsd",
@@ -238,27 +238,25 @@ def truncateDcd(path, frames):
 
 
 def vacuumEnergyFunction(module, atoms, periodic, double, scale):
-    """``f(positions_nm, box_nm) -> scale * E_model(region)`` in kJ/mol, for the reporter."""
-    scripted = adapters.scriptModule(module, "openmm-hybrid")
-    takesBox = adapters.takesBox(scripted)
-    dtype = torch.float64 if double else torch.float32
+    """``f(positions_nm, box_nm) -> scale * E_model(region)`` in kJ/mol, for the reporter.
+
+    The model runs in an :class:`~openmmhybrid.MLForce` of a System that holds the region alone
+    (Reference platform), so the region is made whole by the same code as in the run."""
     atoms = list(atoms)
+    system = openmm.System()
+    for _ in atoms:
+        system.addParticle(1.0)
+    if periodic:
+        system.setDefaultPeriodicBoxVectors(openmm.Vec3(10, 0, 0), openmm.Vec3(0, 10, 0), openmm.Vec3(0, 0, 10))
+    force = MLForce(regionModel(module, periodic, interpolate=False), list(range(len(atoms))),
+                    usesPeriodicBoundaryConditions=periodic, usesDoublePrecision=double)
+    system.addForce(force)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
 
     def energy(positions, box):
-        region = np.array(positions, dtype=np.float64)[atoms]
         if periodic:
-            # Make the region whole, as MLForce does: every atom imaged next to the first one.
-            box = np.asarray(box, dtype=np.float64)
-            delta = region - region[0]
-            for k in (2, 1, 0):
-                delta -= np.outer(np.round(delta[:, k] / box[k, k]), box[k])
-            region = region[0] + delta
-        with torch.no_grad():
-            pos = torch.as_tensor(region, dtype=dtype)
-            if periodic and takesBox:
-                value = scripted(pos, torch.as_tensor(box, dtype=dtype))
-            else:
-                value = scripted(pos)
-        return scale * float(value)
+            context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.asarray(box, dtype=np.float64)])
+        context.setPositions(np.asarray(positions, dtype=np.float64)[atoms])
+        return scale * context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ)
 
     return energy
