@@ -137,16 +137,27 @@ void testThreadsGiveTheSameEnvironment() {
     ASSERT_EQUAL_CONTAINERS(atoms3, again);
 }
 
-void testCentreAndRadius() {
-    vector<Vec3> region = {Vec3(1, 1, 1), Vec3(1.4, 1, 1), Vec3(1, 1.2, 1)};
+/** find() for a region and the MM particles after it in positions, all of them candidates. */
+static EnvironmentSearch findAfterRegion(const vector<Vec3>& region, const vector<Vec3>& mm, const Vec3* box, double cutoff,
+                                         vector<int>& atoms) {
     vector<Vec3> positions = region;
-    positions.push_back(Vec3(1.1, 1.1, 1.5));
+    vector<int> candidates;
+    for (const Vec3& p : mm) {
+        candidates.push_back((int) positions.size());
+        positions.push_back(p);
+    }
     EnvironmentSearch search;
-    search.initialize({3}, 0.6);
+    search.initialize(candidates, cutoff);
     ThreadPool pool(1);
-    vector<int> atoms;
     vector<Vec3> imaged;
-    search.find(region, positions, nullptr, pool, atoms, imaged);
+    search.find(region, positions, box, pool, atoms, imaged);
+    return search;
+}
+
+void testCentreAndRadius() {
+    vector<int> atoms;
+    EnvironmentSearch search = findAfterRegion({Vec3(1, 1, 1), Vec3(1.4, 1, 1), Vec3(1, 1.2, 1)}, {Vec3(1.1, 1.1, 1.5)},
+                                               nullptr, 0.6, atoms);
     ASSERT_EQUAL_VEC(Vec3(1.2, 1.1, 1.0), search.getCenter(), 1e-15);
     ASSERT_EQUAL_TOL(sqrt(0.2 * 0.2 + 0.1 * 0.1), search.getRadius(), 1e-15);
     ASSERT_EQUAL(1, (int) atoms.size());
@@ -155,15 +166,9 @@ void testCentreAndRadius() {
 void testBoxTooSmall() {
     // 2 x cutoff + the region's extent must stay below the shortest box width.
     Vec3 box[3] = {Vec3(2.0, 0, 0), Vec3(0, 3.0, 0), Vec3(0, 0, 3.0)};
-    vector<Vec3> region = {Vec3(1, 1, 1), Vec3(1.3, 1, 1)};
-    vector<Vec3> positions = region;
-    positions.push_back(Vec3(0.1, 0.1, 0.1));
-    EnvironmentSearch search;
-    search.initialize({2}, 0.9);
-    ThreadPool pool(1);
     vector<int> atoms;
-    vector<Vec3> imaged;
-    assertThrows([&]() { search.find(region, positions, box, pool, atoms, imaged); }, "shortest box width (2.000 nm)");
+    assertThrows([&]() { findAfterRegion({Vec3(1, 1, 1), Vec3(1.3, 1, 1)}, {Vec3(0.1, 0.1, 0.1)}, box, 0.9, atoms); },
+                 "shortest box width (2.000 nm)");
 }
 
 int main() {

@@ -53,6 +53,57 @@ static double pairEnergy(const vector<Vec3>& pos, const vector<int>& atoms, doub
     return energy;
 }
 
+/**
+ * Bounds for a pair-energy model against the closed form.  The arithmetic (about 10 rounding steps
+ * a pair: differences, squares, sum, sqrt, -r0, square, *k) scales with the energies k(r-r0)^2,
+ * the force terms 2k|r-r0| and dE/dr0's 2k|r-r0| (roundingBound); the rounding of r (2 eps r) and
+ * of the two atoms' coordinates (2 eps xmax, xmax the largest coordinate the model sees) moves them
+ * by at most eps times the sensitivities 2k|r-r0| (2r + 2 xmax) for the energy, the Hessian
+ * 2k max(1, |r-r0|/r) times (2r + 2 xmax) for a force (summed over every pair: more than any one
+ * atom's), and 2k (2r + 2 xmax) for dE/dr0 (first order, worst case).  thirdDerivative bounds the
+ * third derivative of E along a unit direction, 12 sqrt(2) k (1 + |r-r0|/r) / r a pair, for
+ * finite differences.
+ */
+struct PairScales {
+    double energy = 0, energySensitivity = 0, force = 0, forceSensitivity = 0, r0Derivative = 0, r0Sensitivity = 0;
+    double thirdDerivative = 0;
+    int terms = 0;
+    double energyBound(double eps) const {
+        return roundingBound(energy, eps, terms) + eps * energySensitivity;
+    }
+    double forceBound(double eps) const {
+        return roundingBound(force, eps, terms) + eps * forceSensitivity;
+    }
+    double r0Bound(double eps) const {
+        return roundingBound(r0Derivative, eps, terms) + eps * r0Sensitivity;
+    }
+};
+
+static PairScales pairScales(const vector<Vec3>& pos, const vector<int>& atoms, double k, double r0, double xmax) {
+    PairScales s;
+    for (int a = 0; a < (int) atoms.size(); a++)
+        for (int b = a + 1; b < (int) atoms.size(); b++) {
+            Vec3 d = pos[atoms[a]] - pos[atoms[b]];
+            double r = sqrt(d.dot(d)), u = fabs(r - r0), reach = 2 * r + 2 * xmax;
+            s.energy += k * u * u;
+            s.energySensitivity += 2 * k * u * reach;
+            s.force += 2 * k * u;
+            s.forceSensitivity += 2 * k * max(1.0, u / r) * reach;
+            s.r0Derivative += 2 * k * u;
+            s.r0Sensitivity += 2 * k * reach;
+            s.thirdDerivative += 12 * sqrt(2.0) * k * (1 + u / r) / r;
+            s.terms += 10;
+        }
+    return s;
+}
+
+static double largestCoordinate(const vector<Vec3>& pos) {
+    double x = 0;
+    for (const Vec3& p : pos)
+        x = max(x, max(fabs(p[0]), max(fabs(p[1]), fabs(p[2]))));
+    return x;
+}
+
 static vector<Vec3> randomPositions(int n, double scale, unsigned seed) {
     mt19937 rng(seed);
     uniform_real_distribution<double> u(0.0, scale);
@@ -83,10 +134,13 @@ static void testEnergyAndForces(bool useDouble) {
     State state = context.getState(State::Energy | State::Forces);
     vector<Vec3> expectedForces(n);
     double expected = pairEnergy(pos, atoms, K, R0, &expectedForces);
-    double tol = useDouble ? 1e-10 : 2e-5;
-    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), tol);
+    // The model in float32 or float64 (its inputs rounded to that too) against the closed form in double.
+    double eps = useDouble ? EPS64 : EPS32;
+    PairScales scales = pairScales(pos, atoms, K, R0, largestCoordinate(pos));
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), relativeTo(scales.energyBound(eps), expected));
     for (int i = 0; i < n; i++)
-        ASSERT_EQUAL_VEC(expectedForces[i], state.getForces()[i], tol);
+        ASSERT_EQUAL_VEC(expectedForces[i], state.getForces()[i],
+                         relativeTo(scales.forceBound(eps), sqrt(expectedForces[i].dot(expectedForces[i]))));
 
     // Forces against central finite differences of the energy along a random direction.
     if (useDouble) {
@@ -105,7 +159,9 @@ static void testEnergyAndForces(bool useDouble) {
         double ePlus = context.getState(State::Energy).getPotentialEnergy();
         context.setPositions(minus);
         double eMinus = context.getState(State::Energy).getPotentialEnergy();
-        ASSERT_EQUAL_TOL(-projected, (ePlus - eMinus) / (2 * h), 1e-6);
+        // Central difference: truncation h^2/6 |E'''| plus the two energies' float64 rounding over 2h.
+        double error = h * h / 6 * scales.thirdDerivative + scales.energyBound(EPS64) / h;
+        ASSERT_EQUAL_TOL(-projected, (ePlus - eMinus) / (2 * h), relativeTo(error, projected));
     }
 }
 
@@ -125,18 +181,25 @@ static void testPeriodicRegionSplitAcrossBox() {
     // A whole molecule near the corner of the box, then the same with atoms shifted by lattice vectors.
     vector<Vec3> whole = {Vec3(1.95, 1.98, 1.97), Vec3(2.08, 1.99, 1.96), Vec3(1.97, 2.09, 2.05), Vec3(2.05, 2.07, 2.10)};
     double expected = pairEnergy(whole, atoms, K, R0) + 10.0 * (a[0] + b[1] + c[2]);
+    // Float64 model against the closed form; making the region whole shifts coordinates by up to
+    // |a| + |b| + 2|c| and back, so they round at that size; plus the box term (60 kJ/mol).
+    double reach = largestCoordinate(whole) + sqrt(a.dot(a)) + sqrt(b.dot(b)) + 2 * sqrt(c.dot(c));
+    PairScales scales = pairScales(whole, atoms, K, R0, reach);
+    double energyTol = relativeTo(scales.energyBound(EPS64) + roundingBound(60.0, EPS64, 3), expected);
     context.setPositions(whole);
     State ref = context.getState(State::Energy | State::Forces);
-    ASSERT_EQUAL_TOL(expected, ref.getPotentialEnergy(), 1e-10);
+    ASSERT_EQUAL_TOL(expected, ref.getPotentialEnergy(), energyTol);
     vector<Vec3> split = whole;
     split[1] -= a;
     split[2] -= b + c;
     split[3] += a - b - c * 2;
     context.setPositions(split);
     State state = context.getState(State::Energy | State::Forces);
-    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), 1e-10);
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), energyTol);
+    // The same model on positions that differ by the rounding of the re-imaging.
     for (int i = 0; i < n; i++)
-        ASSERT_EQUAL_VEC(ref.getForces()[i], state.getForces()[i], 1e-8);
+        ASSERT_EQUAL_VEC(ref.getForces()[i], state.getForces()[i],
+                         relativeTo(scales.forceBound(EPS64), sqrt(ref.getForces()[i].dot(ref.getForces()[i]))));
 }
 
 static void testGlobalParametersAndDerivatives() {
@@ -154,11 +217,17 @@ static void testGlobalParametersAndDerivatives() {
     Context context(*system, integrator, platform());
     vector<Vec3> pos = randomPositions(n, 0.8, 3);
     context.setPositions(pos);
-    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, 50.0, 0.2), context.getState(State::Energy).getPotentialEnergy(), 1e-10);
+    // Float64 model against the closed form (pairScales).
+    double xmax = largestCoordinate(pos);
+    PairScales first = pairScales(pos, atoms, 50.0, 0.2, xmax), second = pairScales(pos, atoms, 70.0, 0.1, xmax);
+    double expected = pairEnergy(pos, atoms, 50.0, 0.2);
+    ASSERT_EQUAL_TOL(expected, context.getState(State::Energy).getPotentialEnergy(),
+                     relativeTo(first.energyBound(EPS64), expected));
     context.setParameter("k", 70.0);
     context.setParameter("r0", 0.1);
     State state = context.getState(State::Energy | State::Forces | State::ParameterDerivatives);
-    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, 70.0, 0.1), state.getPotentialEnergy(), 1e-10);
+    expected = pairEnergy(pos, atoms, 70.0, 0.1);
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), relativeTo(second.energyBound(EPS64), expected));
     double sumSq = 0, sum = 0;
     for (int x = 0; x < 3; x++)
         for (int y = x + 1; y < 3; y++) {
@@ -168,15 +237,19 @@ static void testGlobalParametersAndDerivatives() {
             sum += r - 0.1;
         }
     map<string, double> derivs = state.getEnergyParameterDerivatives();
-    ASSERT_EQUAL_TOL(sumSq, derivs["k"], 1e-10);
-    ASSERT_EQUAL_TOL(-2 * 70.0 * sum, derivs["r0"], 1e-10);
-    // And against a finite difference in r0.
+    // dE/dk is the energy at k = 1; dE/dr0 (autograd) against its closed form.
+    PairScales unit = pairScales(pos, atoms, 1.0, 0.1, xmax);
+    ASSERT_EQUAL_TOL(sumSq, derivs["k"], relativeTo(unit.energyBound(EPS64), sumSq));
+    ASSERT_EQUAL_TOL(-2 * 70.0 * sum, derivs["r0"], relativeTo(second.r0Bound(EPS64), 2 * 70.0 * sum));
+    // And against a finite difference in r0: E is quadratic in r0, so only the two energies'
+    // float64 rounding over 2h is left.
     const double h = 1e-6;
     context.setParameter("r0", 0.1 + h);
     double ePlus = context.getState(State::Energy).getPotentialEnergy();
     context.setParameter("r0", 0.1 - h);
     double eMinus = context.getState(State::Energy).getPotentialEnergy();
-    ASSERT_EQUAL_TOL(derivs["r0"], (ePlus - eMinus) / (2 * h), 1e-6);
+    ASSERT_EQUAL_TOL(derivs["r0"], (ePlus - eMinus) / (2 * h),
+                     relativeTo(second.energyBound(EPS64) / h, derivs["r0"]));
 }
 
 static void testOutputsForces() {
@@ -192,10 +265,13 @@ static void testOutputsForces() {
     vector<Vec3> pos = randomPositions(n, 1.0, 4);
     context.setPositions(pos);
     State state = context.getState(State::Energy | State::Forces);
-    ASSERT_EQUAL_TOL(pairEnergy(pos, atoms, K, R0), state.getPotentialEnergy(), 1e-10);
+    PairScales scales = pairScales(pos, atoms, K, R0, largestCoordinate(pos));
+    double expected = pairEnergy(pos, atoms, K, R0);
+    ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), relativeTo(scales.energyBound(EPS64), expected));
+    // Exact: the model's forces are small integers, which the kernel only copies into a zeroed array.
     for (int i = 0; i < 3; i++)
-        ASSERT_EQUAL_VEC(Vec3(i, 2 * i, 3 * i), state.getForces()[atoms[i]], 1e-12);
-    ASSERT_EQUAL_VEC(Vec3(0, 0, 0), state.getForces()[2], 1e-12);
+        ASSERT_EQUAL_VEC(Vec3(i, 2 * i, 3 * i), state.getForces()[atoms[i]], 0);
+    ASSERT_EQUAL_VEC(Vec3(0, 0, 0), state.getForces()[2], 0);
 }
 
 static void testForceGroupsAndMM() {
@@ -214,9 +290,13 @@ static void testForceGroupsAndMM() {
     vector<Vec3> pos = {Vec3(0, 0, 0), Vec3(0.3, 0, 0), Vec3(0, 0.2, 0)};
     context.setPositions(pos);
     double ml = K * (0.3 - R0) * (0.3 - R0), mm = 0.5 * 1000.0 * 0.1 * 0.1;
-    ASSERT_EQUAL_TOL(ml, context.getState(State::Energy, false, 1 << 1).getPotentialEnergy(), 1e-10);
-    ASSERT_EQUAL_TOL(mm, context.getState(State::Energy, false, 1 << 0).getPotentialEnergy(), 1e-10);
-    ASSERT_EQUAL_TOL(ml + mm, context.getState(State::Energy).getPotentialEnergy(), 1e-10);
+    // Float64 on both sides: the pair model's scales, and the bond's the same way (k = 500, r0 = 0.1).
+    PairScales mlScales = pairScales(pos, {0, 1}, K, R0, 0.3), mmScales = pairScales(pos, {0, 2}, 500.0, 0.1, 0.3);
+    double mlTol = mlScales.energyBound(EPS64), mmTol = mmScales.energyBound(EPS64);
+    ASSERT_EQUAL_TOL(ml, context.getState(State::Energy, false, 1 << 1).getPotentialEnergy(), relativeTo(mlTol, ml));
+    ASSERT_EQUAL_TOL(mm, context.getState(State::Energy, false, 1 << 0).getPotentialEnergy(), relativeTo(mmTol, mm));
+    ASSERT_EQUAL_TOL(ml + mm, context.getState(State::Energy).getPotentialEnergy(),
+                     relativeTo(mlTol + mmTol + roundingBound(ml + mm, EPS64), ml + mm));
 }
 
 static void testSerialization() {
@@ -245,7 +325,7 @@ static void testSerialization() {
     ASSERT(restored.getUsesDoublePrecision());
     ASSERT_EQUAL(2, restored.getNumGlobalParameters());
     ASSERT_EQUAL(string("r0"), restored.getGlobalParameterName(1));
-    ASSERT_EQUAL_TOL(0.12, restored.getGlobalParameterDefaultValue(1), 0);
+    ASSERT_EQUAL_TOL(0.12, restored.getGlobalParameterDefaultValue(1), 0);  // exact: the XML keeps every digit
     ASSERT_EQUAL(string("r0"), restored.getEnergyParameterDerivativeName(0));
     ASSERT_EQUAL(string("true"), restored.getProperties().at("useCUDAGraphs"));
     vector<Vec3> pos = randomPositions(n, 1.0, 5);
@@ -253,6 +333,7 @@ static void testSerialization() {
     Context c1(system, i1, platform()), c2(*copy, i2, platform());
     c1.setPositions(pos);
     c2.setPositions(pos);
+    // Exact: the round trip keeps the model's bytes and every setting, and the same code runs on the same positions.
     ASSERT_EQUAL_TOL(c1.getState(State::Energy).getPotentialEnergy(), c2.getState(State::Energy).getPotentialEnergy(), 0);
 }
 

@@ -5,9 +5,31 @@
 
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
+#include <algorithm>
+#include <cmath>
 #include <exception>
 #include <iostream>
 #include <string>
+
+/*
+ * Tolerances derived from the arithmetic, as in tests/python/precision.py: two computations of the
+ * same quantity that round differently (different code, or float32 against float64) differ by at
+ * most about SAFETY * sqrt(terms) * eps * scale, where scale is the sum of the magnitudes of what is
+ * added up and terms the number of rounding steps that reach the result.
+ */
+static constexpr double EPS32 = 1.1920928955078125e-07;  // 2^-23: the spacing of floats just above 1
+static constexpr double EPS64 = 2.220446049250313e-16;   // 2^-52: the same for doubles
+static constexpr double SAFETY = 8.0;                    // two evaluations, four standard deviations each
+
+static inline double roundingBound(double scale, double eps, int terms = 1) {
+    return SAFETY * std::sqrt((double) std::max(terms, 1)) * eps * std::fabs(scale);
+}
+
+/** ASSERT_EQUAL_TOL and ASSERT_EQUAL_VEC divide the difference by max(1, |expected|): an absolute
+ * bound as their tolerance. */
+static inline double relativeTo(double bound, double expectedMagnitude) {
+    return bound / std::max(1.0, std::fabs(expectedMagnitude));
+}
 
 /** Runs code and checks that it throws an OpenMMException whose message contains expected. */
 template <class F>

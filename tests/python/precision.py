@@ -28,6 +28,8 @@ count.  Each test says what it takes for ``n`` and ``S``.
 import math
 
 import numpy as np
+import openmm
+import openmm.unit as unit
 import torch
 
 #: Unit roundoff of float32 and float64 (the spacing of floating-point numbers just above 1).
@@ -72,3 +74,41 @@ def networkTerms(inputs, layers, outputs=1):
     """Rounding steps of a feed-forward network summed over ``outputs`` atoms or pairs: each of
     ``layers`` layers is a dot product over at most ``inputs`` terms."""
     return int(inputs) * int(layers) * int(outputs)
+
+
+def nonbondedBounds(system, box, energyScale, forceScale, platform):
+    """(energy bound, force bound) for two evaluations of a periodic System's NonbondedForce that
+    round differently (another Context, other charges or exclusions).
+
+    Reference computes in float64: the energy is a sum over the pairs within the cutoff, a force a
+    sum over one atom's neighbours and its 5^3 PME grid points.  The CPU platform computes the pair
+    terms and forces in float32 and sums them in neighbour-list blocks that change from one Context
+    to another: float32 rounding of the energy (of its block sums, which it adds in float64) and of
+    each atom's force over the same neighbours.  Scales: |E| and the largest force component."""
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    cutoff = nb.getCutoffDistance().value_in_unit(unit.nanometer)
+    neighbours = int(system.getNumParticles() / abs(np.linalg.det(box)) * 4 / 3 * math.pi * cutoff**3)
+    if platform.getName() == "CPU":
+        return bound(energyScale, np.float32), bound(forceScale, np.float32, neighbours + 5**3)
+    return (bound(energyScale, np.float64, system.getNumParticles() * neighbours // 2),
+            bound(forceScale, np.float64, neighbours + 5**3))
+
+
+def centralDifference(energyAt, h, rounding):
+    """(-dE/dx by central differences of energyAt(dx), the bound on its error).
+
+    Truncation: h^2 E'''/6, which is (D(2h) - D(h))/3 (Richardson); taken three times over, as
+    |D(2h) - D(h)|.  Rounding: ``rounding`` bounds the difference of two energies, so D(h) is within
+    rounding/(2h) and D(2h) within rounding/(4h); rounding/h covers both and the analytic force's
+    own float64 rounding."""
+    d1 = -(energyAt(h) - energyAt(-h)) / (2 * h)
+    d2 = -(energyAt(2 * h) - energyAt(-2 * h)) / (4 * h)
+    return d1, abs(d2 - d1) + rounding / h
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def boxMatrix(inpcrd):
+    """The periodic box of an AmberInpcrdFile (or anything with ``boxVectors``) as a [3, 3] array in nm."""
+    return np.array([v.value_in_unit(unit.nanometer) for v in inpcrd.boxVectors])

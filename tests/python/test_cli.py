@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from conftest import DATA, ROOT
+from precision import EPS32, bound, networkTerms
 from openmmhybrid.cli import main
 from openmmhybrid.job import ConfigError, loadConfig, templateConfig
 from openmmhybrid.job.inputs import OPENFF_MISSING, openffAvailable
@@ -45,6 +46,35 @@ def read_csv(path):
 def dcd_frames(path, topology):
     import mdtraj
     return mdtraj.load_dcd(path, top=mdtraj.Topology.from_openmm(topology))
+
+
+def printed(text):
+    """Half a unit in the last decimal of a number as the command wrote it: its rounding error."""
+    return 0.5 * 10.0 ** -len(text.split(".")[1]) if "." in text else 0.5
+
+
+#: Rounding steps of ANI-1x on p-xylene: 384 AEV inputs, 4 layers, 18 atoms (tests/python/precision.py).
+ANI_TERMS = networkTerms(384, 4, 18)
+
+
+def ani1x(topology):
+    """The project's ANI-1x of the TMP residue (for its self energies and float64 forces)."""
+    from openmmhybrid.models.ani import ANI1x
+    return ANI1x([a.element.atomic_number for a in topology.atoms() if a.residue.name == "TMP"])
+
+
+def self_energy(model):
+    """ANI1x's float64 sum of the region's self energies (kJ/mol): selfEnergy, or self_energy in a
+    package installed before the camelCase rename."""
+    return model.selfEnergy if hasattr(model, "selfEnergy") else model.self_energy
+
+
+def ani_float32_bound(topology, energy):
+    """How far a float32 ANI-1x energy (kJ/mol) of the TMP region can be from the float64 one: the
+    float32 network part (the energy less the self energies, which are summed in float64 and add
+    nothing) through ANI_TERMS rounding steps.  The float32 rounding of the positions (a few 1e-7 nm
+    times forces of a few hundred kJ/mol/nm) is well inside it."""
+    return bound(energy - self_energy(ani1x(topology)), np.float32, ANI_TERMS)
 
 
 def torchani_region_energy(topology, xyz):
@@ -116,20 +146,37 @@ def test_csv_columns_match_independent_numbers(finished_run):
     prmtop = app.AmberPrmtopFile(PRMTOP)
     region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
     xyz = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
-    assert float(last["ML (kJ/mol)"]) == pytest.approx(torchani_region_energy(prmtop.topology, xyz),
-                                                       abs=0.05)  # float32 model
-    assert float(last["potential (kJ/mol)"]) == pytest.approx(float(last["ML (kJ/mol)"]) + float(last["MM (kJ/mol)"]),
-                                                                abs=1e-4)
+    value = {name: float(text) for name, text in last.items() if text}
+    reference = torchani_region_energy(prmtop.topology, xyz)
+    # The float32 model against torchani's float64 one, plus the column's printing.
+    assert value["ML (kJ/mol)"] == pytest.approx(
+        reference, abs=ani_float32_bound(prmtop.topology, reference) + printed(last["ML (kJ/mol)"]))
+    # MM is written as potential - ML (float64): the three columns' printing, and float64 rounding.
+    parts = [last["potential (kJ/mol)"], last["ML (kJ/mol)"], last["MM (kJ/mol)"]]
+    assert value["potential (kJ/mol)"] == pytest.approx(
+        value["ML (kJ/mol)"] + value["MM (kJ/mol)"],
+        abs=sum(printed(x) for x in parts) + bound(sum(abs(float(x)) for x in parts), np.float64, 3))
     assert last["embedding (kJ/mol)"] == ""  # mechanical embedding
     kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
-    assert float(last["kinetic (kJ/mol)"]) == pytest.approx(kinetic, rel=1e-6)
+    # The same State's kinetic energy (final_state.xml keeps every digit): the column's printing,
+    # and float64 rounding of the 3N-term sum in case it was summed in another order.
+    kinetic_tolerance = bound(kinetic, np.float64, 3 * prmtop.topology.getNumAtoms())
+    assert value["kinetic (kJ/mol)"] == pytest.approx(kinetic, abs=printed(last["kinetic (kJ/mol)"]) + kinetic_tolerance)
     system = prmtop.createSystem(nonbondedMethod=app.PME, constraints=app.HBonds)
     dof = 3 * system.getNumParticles() - system.getNumConstraints() - 3
     R = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(unit.kilojoule_per_mole / unit.kelvin)
-    assert float(last["temperature (K)"]) == pytest.approx(2 * kinetic / (dof * R), rel=1e-5)
-    assert float(last["total (kJ/mol)"]) == pytest.approx(float(last["potential (kJ/mol)"]) + kinetic, abs=1e-3)
-    assert 0 < float(last["ligand RMSD (A)"]) < 2.0
-    assert float(last["volume (nm^3)"]) == pytest.approx(state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3))
+    temperature = 2 * kinetic / (dof * R)  # one degree of freedom more or less moves it by 0.05 K
+    assert value["temperature (K)"] == pytest.approx(
+        temperature, abs=printed(last["temperature (K)"]) + temperature * kinetic_tolerance / kinetic
+        + bound(temperature, np.float64, 4))
+    assert value["total (kJ/mol)"] == pytest.approx(
+        value["potential (kJ/mol)"] + kinetic,
+        abs=printed(last["total (kJ/mol)"]) + printed(last["potential (kJ/mol)"]) + kinetic_tolerance
+        + bound(abs(value["potential (kJ/mol)"]) + kinetic, np.float64, 2))
+    assert 0 < value["ligand RMSD (A)"] < 2.0
+    volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3)
+    # The same box: the column's printing only.
+    assert value["volume (nm^3)"] == pytest.approx(volume, abs=printed(last["volume (nm^3)"]) + bound(volume, np.float64, 3))
 
 
 def test_python_dash_m_and_console_script(tmp_path):
@@ -162,11 +209,13 @@ def test_units_in_strings_and_flags(tmp_path):
     path.write_text(f'prmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\natoms = "0-17"\n'
                     '[dynamics]\ntimestep = "0.004 ps"\ntemperature = "310 K"\n')
     config = loadConfig(path, {"friction": "0.5/ps", "embedding_cutoff": "12 A", "pressure": "1 atm"})
-    assert config["timestep"].value_in_unit(unit.femtosecond) == pytest.approx(4.0)
-    assert config["temperature"].value_in_unit(unit.kelvin) == pytest.approx(310.0)
-    assert config["friction"].value_in_unit(unit.picosecond ** -1) == pytest.approx(0.5)
-    assert config["embedding_cutoff"].value_in_unit(unit.nanometer) == pytest.approx(1.2)
-    assert config["pressure"].value_in_unit(unit.bar) == pytest.approx(1.01325)
+    # Float64 parsing and unit conversion: a few roundings (the number, the conversion factors).
+    conversion = bound(1.0, np.float64, 4)
+    assert config["timestep"].value_in_unit(unit.femtosecond) == pytest.approx(4.0, rel=conversion, abs=0)
+    assert config["temperature"].value_in_unit(unit.kelvin) == pytest.approx(310.0, rel=conversion, abs=0)
+    assert config["friction"].value_in_unit(unit.picosecond ** -1) == pytest.approx(0.5, rel=conversion, abs=0)
+    assert config["embedding_cutoff"].value_in_unit(unit.nanometer) == pytest.approx(1.2, rel=conversion, abs=0)
+    assert config["pressure"].value_in_unit(unit.bar) == pytest.approx(1.01325, rel=conversion, abs=0)
     assert config["atoms"] == list(range(18))
 
 
@@ -200,8 +249,11 @@ def test_electrostatic_embedding_splits_the_energy(tmp_path, capsys):
         r = dict(zip(header, row))
         embedding = float(r["embedding (kJ/mol)"])
         assert -200 < embedding < 0  # p-xylene's fixed-charge + polarization coupling to water
+        # embedding and MM are written as differences (float64): the four columns' printing, and float64 rounding.
+        parts = [r["potential (kJ/mol)"], r["ML (kJ/mol)"], r["embedding (kJ/mol)"], r["MM (kJ/mol)"]]
         assert float(r["potential (kJ/mol)"]) == pytest.approx(
-            float(r["ML (kJ/mol)"]) + embedding + float(r["MM (kJ/mol)"]), abs=1e-4)
+            float(r["ML (kJ/mol)"]) + embedding + float(r["MM (kJ/mol)"]),
+            abs=sum(printed(x) for x in parts) + bound(sum(abs(float(x)) for x in parts), np.float64, 4))
     assert not os.path.exists(os.path.join(out, "trajectory.dcd"))
 
 
@@ -227,9 +279,23 @@ def test_compiled_model_gives_the_same_energies(tmp_path):
         header, rows[compile] = read_csv(os.path.join(out, "energies.csv"))
     ml = header.index("ML (kJ/mol)")
     assert len(rows["true"]) == len(rows["false"]) == 2
+    # Same start, same seed; the float32 model arithmetic runs in another order, in the energy and
+    # in the forces.  A force rounding dF = c F (c = bound(1, float32, ANI_TERMS)) moves atom i by
+    # at most c F_i t^2 / 2m_i, which changes the energy by at most c W, W = sum |F_i|^2 t^2 / 2m_i
+    # (the ML forces at the start, from the float64 model; the MM forces are the same code).
+    prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
+    region = [a for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    model = ani1x(prmtop.topology)
+    x = torch.tensor(np.array(inpcrd.positions.value_in_unit(unit.nanometer))[[a.index for a in region]],
+                     requires_grad=True)
+    (gradient,) = torch.autograd.grad(model(x), x)
+    mass = np.array([a.element.mass.value_in_unit(unit.dalton) for a in region])
     for compiled, scripted in zip(rows["true"], rows["false"]):
-        # Same start, same seed; the float32 model arithmetic runs in another order.
-        assert float(compiled[ml]) == pytest.approx(float(scripted[ml]), abs=0.2)
+        t = int(scripted[0]) * 0.002  # ps
+        work = float(np.sum(gradient.numpy() ** 2, axis=1) @ (t ** 2 / (2 * mass)))
+        network = abs(float(scripted[ml]) - self_energy(model))
+        assert float(compiled[ml]) == pytest.approx(
+            float(scripted[ml]), abs=bound(network + work, np.float32, ANI_TERMS) + 2 * printed(scripted[ml]))
 
 
 def test_torchscript_model_file(tmp_path, capsys):
@@ -241,11 +307,12 @@ def test_torchscript_model_file(tmp_path, capsys):
 
     path = str(tmp_path / "zero.pt")
     torch.jit.script(Zero()).save(path)
-    energies = []
+    energies, texts = [], []
     for model in (path, "ani1x"):
         status, out, err = run_cli(["run", PXYLENE, "--model", model, "--platform", "Reference", "--dry-run"], capsys)
         assert status == 0, err
-        energies.append(float(out.split("start energy ")[1].split()[0]))
+        texts.append(out.split("start energy ")[1].split()[0])
+        energies.append(float(texts[-1]))
     prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
     system = prmtop.createSystem(nonbondedMethod=app.PME, constraints=app.HBonds)
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -253,7 +320,11 @@ def test_torchscript_model_file(tmp_path, capsys):
     context.applyConstraints(1e-5)  # as the command does before its first energy
     region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
     xyz = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.angstrom)[region]
-    assert energies[1] - energies[0] == pytest.approx(torchani_region_energy(prmtop.topology, xyz), abs=0.05)
+    reference = torchani_region_energy(prmtop.topology, xyz)
+    # The MM parts are the same code on the same positions; the float32 ANI-1x against torchani's
+    # float64, plus the printing of the two energies (2 decimals).
+    assert energies[1] - energies[0] == pytest.approx(
+        reference, abs=ani_float32_bound(prmtop.topology, reference) + printed(texts[0]) + printed(texts[1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +482,8 @@ def test_resume_gives_the_uninterrupted_trajectory(tmp_path, pxylene_topology, i
     assert main(common + ["--steps", "20", "--output", whole]) == 0
     assert main(common + ["--steps", "10", "--output", parts]) == 0
     assert main(common + ["--steps", "20", "--output", parts, "--resume"]) == 0
+    # Exact: on Reference the restored state (every bit, with the noise stream) goes through the same
+    # code as the uninterrupted run (the model too: one process, one thread count, no CPU fusion).
     assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(parts, "energies.csv"))
     a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
     b = dcd_frames(os.path.join(parts, "trajectory.dcd"), pxylene_topology)
@@ -446,6 +519,7 @@ def test_ctrl_c_writes_the_due_reports_and_resumes_exactly(tmp_path, pxylene_top
     monkeypatch.setattr(openmm.LangevinMiddleIntegrator, "step", original)
     assert [int(r[0]) for r in read_csv(os.path.join(parts, "energies.csv"))[1]] == [5, 10]
     assert main(common + ["--steps", "20", "--output", parts, "--resume"]) == 0
+    # Exact, as in test_resume_gives_the_uninterrupted_trajectory.
     assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(parts, "energies.csv"))
     a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
     b = dcd_frames(os.path.join(parts, "trajectory.dcd"), pxylene_topology)
@@ -463,6 +537,7 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, pxylene_t
     assert main(common + ["--steps", "15", "--output", crashed, "--resume"]) == 0
     open(os.path.join(crashed, "checkpoint.chk"), "wb").write(saved)  # as if killed between step 10 and 15
     assert main(common + ["--steps", "20", "--output", crashed, "--resume"]) == 0
+    # Exact, as in test_resume_gives_the_uninterrupted_trajectory.
     assert read_csv(os.path.join(whole, "energies.csv")) == read_csv(os.path.join(crashed, "energies.csv"))
     a = dcd_frames(os.path.join(whole, "trajectory.dcd"), pxylene_topology)
     b = dcd_frames(os.path.join(crashed, "trajectory.dcd"), pxylene_topology)
@@ -479,13 +554,15 @@ def test_truncate_dcd_and_csv(tmp_path, pxylene_topology):
     truncateDcd(path, 4)
     frames = dcd_frames(path, pxylene_topology)
     assert frames.n_frames == 4
-    np.testing.assert_allclose(frames.xyz[3], positions + 3, atol=1e-5)
+    # DCD holds float32 Angstrom: two float32 roundings (nm to A written, A to nm read), each at most
+    # eps32/2 of |x|; doubled for the inexact float32 0.1 and the like.
+    np.testing.assert_allclose(frames.xyz[3], positions + 3, rtol=0, atol=2 * EPS32 * np.abs(positions + 3).max())
     with open(path, "r+b") as f:  # and OpenMM can keep appending
         dcd = app.DCDFile(f, pxylene_topology, 0.002, 0, 5, append=True)
         dcd.writeModel((positions + 9) * unit.nanometer, periodicBoxVectors=np.eye(3) * 3.2 * unit.nanometer)
     frames = dcd_frames(path, pxylene_topology)
     assert frames.n_frames == 5
-    np.testing.assert_allclose(frames.xyz[4], positions + 9, atol=1e-5)
+    np.testing.assert_allclose(frames.xyz[4], positions + 9, rtol=0, atol=2 * EPS32 * np.abs(positions + 9).max())
     table = tmp_path / "e.csv"
     table.write_text("step,x\n5,a\n10,b\n15,c\n")
     truncateCsv(str(table), 10)
@@ -498,10 +575,12 @@ def test_kabsch_rmsd():
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     q *= np.sign(np.linalg.det(q))
     moved = reference @ q.T + [1.0, -2.0, 0.5]
-    assert kabschRmsd(reference, moved, list(range(10)), list(range(10))) == pytest.approx(0.0, abs=1e-12)
+    # Float64: the centring, the 3x3 SVD and the rotation sum over the 10 points' coordinates (|x| < 3).
+    tolerance = bound(np.abs(moved).max(), np.float64, 10)
+    assert kabschRmsd(reference, moved, list(range(10)), list(range(10))) == pytest.approx(0.0, abs=tolerance)
     shifted = moved.copy()
     shifted[7:] += [0.3, 0.0, 0.0]  # the "ligand" moves 0.3 relative to the fitted "protein"
-    assert kabschRmsd(reference, shifted, list(range(7)), [7, 8, 9]) == pytest.approx(0.3, abs=1e-9)
+    assert kabschRmsd(reference, shifted, list(range(7)), [7, 8, 9]) == pytest.approx(0.3, abs=tolerance)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,8 +605,10 @@ def test_serialized_system_input(tmp_path, capsys):
                   "--pdb", str(tmp_path / "top.pdb")], ["--prmtop", PRMTOP, "--inpcrd", INPCRD]):
         status, out, err = run_cli(["run", "--residue", "TMP", "--platform", "Reference", "--dry-run"] + args, capsys)
         assert status == 0, err
-        energies.append(float(out.split("start energy ")[1].split()[0]))
-    assert energies[0] == pytest.approx(energies[1], abs=0.02)
+        energies.append(out.split("start energy ")[1].split()[0])
+    # Exact: the XML round trip keeps every bit of the System and the positions, and the Reference
+    # platform runs the same code on them (the same printed digits).
+    assert energies[0] == energies[1]
 
 
 def test_reciprocal_space_group_is_not_taken(tmp_path, capsys):
@@ -557,8 +638,14 @@ def test_reciprocal_space_group_is_not_taken(tmp_path, capsys):
     header = tables[0][0]
     for row0, row1 in zip(tables[0][1], tables[1][1]):
         for name, x, y in zip(header, row0, row1):
-            if x:
-                assert float(x) == pytest.approx(float(y), rel=1e-6, abs=1e-4), name
+            if "." not in x:
+                assert x == y, name  # the step; the empty embedding column
+                continue
+            # Float64: the group energies and forces are added in another order (one rounding per
+            # force of the System), and the trajectories, which differ by those roundings only, stay
+            # within that over 4 steps; plus the printing of the two numbers.
+            assert float(x) == pytest.approx(
+                float(y), rel=0, abs=printed(x) + printed(y) + bound(float(y), np.float64, system.getNumForces() + 1)), name
 
 
 def test_vacuum_energy_makes_a_split_region_whole():
@@ -573,12 +660,21 @@ def test_vacuum_energy_makes_a_split_region_whole():
     positions = np.array(inpcrd.positions.value_in_unit(unit.nanometer))
     box = np.array([v.value_in_unit(unit.nanometer) for v in inpcrd.boxVectors])
     energy = vacuumEnergyFunction(model, region, True, True, 0.5)
-    expected = 0.5 * float(model(torch.tensor(positions[region], dtype=torch.float64)))
-    assert energy(positions, box) == pytest.approx(expected, abs=1e-6)
+    x = torch.tensor(positions[region], dtype=torch.float64, requires_grad=True)
+    total = model(x)
+    (gradient,) = torch.autograd.grad(total, x)
+    expected = 0.5 * float(total.detach())
+    # Float64 on both sides: making the region whole (shifts by box vectors and back) rounds each
+    # coordinate at eps64 (|x| + 3 L), which moves the energy by the gradient times that; and the
+    # total (mostly the self energies) rounds at eps64 |E|.
+    reach = np.abs(positions[region]) + 3 * np.abs(box).max()
+    tolerance = 0.5 * (bound(np.sum(np.abs(gradient.numpy()) * reach), np.float64, 3 * len(region))
+                       + bound(float(total.detach()), np.float64, 2))
+    assert energy(positions, box) == pytest.approx(expected, abs=tolerance)
     split = positions.copy()
     split[region[5]] += box[0]
     split[region[11]] -= box[1] + box[2]
-    assert energy(split, box) == pytest.approx(expected, abs=1e-6)
+    assert energy(split, box) == pytest.approx(expected, abs=tolerance)
 
 
 def test_state_gives_the_starting_coordinates(finished_run, capsys):
@@ -589,8 +685,15 @@ def test_state_gives_the_starting_coordinates(finished_run, capsys):
                                   capsys)
     assert status == 0, err
     assert "starting from final_state.xml" in stdout
-    start = float(stdout.split("start energy ")[1].split()[0])
-    assert start == pytest.approx(final.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole), abs=0.5)
+    start = stdout.split("start energy ")[1].split()[0]
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    mm = abs(float(dict(zip(header, rows[-1]))["MM (kJ/mol)"]))  # at the final state
+    # The same positions (they already satisfy the constraints) on the CPU platform in a new Context:
+    # the ML part is the same code on the same inputs; the float32 MM pair energies are added in
+    # another order (in float32 within each atom block, in float64 across blocks): eps32 of the MM
+    # energy, x8; plus the printing (2 decimals).
+    assert float(start) == pytest.approx(final.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
+                                         abs=printed(start) + bound(mm, np.float32))
 
 
 def test_pdb_and_forcefield_input(tmp_path, capsys):

@@ -23,7 +23,7 @@ from openmmhybrid.utils import ONE_4PI_EPS0
 
 from conftest import amber
 from models import PairMLP
-from precision import EPS32, EPS64, SAFETY, bound, networkTerms
+from precision import EPS32, EPS64, SAFETY, bound, centralDifference, nonbondedBounds
 
 BOHR3_NM3 = 0.0529177210903 ** 3
 KJ_NM = unit.kilojoule_per_mole / unit.nanometer
@@ -231,41 +231,6 @@ class _NoBox(torch.nn.Module):
 # Bounds on rounding (see precision.py)
 # ----------------------------------------------------------------------------------------------
 
-def pair_mlp_terms(numAtoms):
-    """Rounding steps of PairMLP on numAtoms atoms: two layers of at most 16 inputs for every pair."""
-    return networkTerms(16, 2, numAtoms * (numAtoms - 1) // 2)
-
-
-def nonbonded_bounds(system, box, energyScale, forceScale, platform):
-    """(energy bound, force bound) for two evaluations of a periodic System's NonbondedForce that
-    round differently (another Context, other charges or exclusions).
-
-    Reference computes in float64: the energy is a sum over the pairs within the cutoff, a force a
-    sum over one atom's neighbours and its 5^3 PME grid points.  The CPU platform computes the pair
-    terms and forces in float32 and sums them in neighbour-list blocks that change from one Context
-    to another: float32 rounding of the energy (of its block sums, which it adds in float64) and of
-    each atom's force over the same neighbours.  Scales: |E| and the largest force component."""
-    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
-    cutoff = nb.getCutoffDistance().value_in_unit(unit.nanometer)
-    neighbours = int(system.getNumParticles() / abs(np.linalg.det(box)) * 4 / 3 * math.pi * cutoff**3)
-    if platform.getName() == "CPU":
-        return bound(energyScale, np.float32), bound(forceScale, np.float32, neighbours + 5**3)
-    return (bound(energyScale, np.float64, system.getNumParticles() * neighbours // 2),
-            bound(forceScale, np.float64, neighbours + 5**3))
-
-
-def central_difference(energyAt, h, rounding):
-    """(-dE/dx by central differences of energyAt(dx), the bound on its error).
-
-    Truncation: h^2 E'''/6, which is (D(2h) - D(h))/3 (Richardson); taken three times over, as
-    |D(2h) - D(h)|.  Rounding: ``rounding`` bounds the difference of two energies, so D(h) is within
-    rounding/(2h) and D(2h) within rounding/(4h); rounding/h covers both and the analytic force's
-    own float64 rounding."""
-    d1 = -(energyAt(h) - energyAt(-h)) / (2 * h)
-    d2 = -(energyAt(2 * h) - energyAt(-2 * h)) / (4 * h)
-    return d1, abs(d2 - d1) + rounding / h
-
-
 def rounding_response(forcesAt, pos, size, seed=0):
     """How far rounding every coordinate by up to ``size`` moves the forces: SAFETY times the largest
     force change when every coordinate moves by +-size at random (to first order, measured at
@@ -421,7 +386,7 @@ def test_forces_on_ml_and_mm_atoms_match_finite_differences(pxylene, platform):
                 p[atom, k] += dx
                 context.setPositions(p)
                 return context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-            numeric, tolerance = central_difference(energyAt, h, rounding)
+            numeric, tolerance = centralDifference(energyAt, h, rounding)
             assert abs(forces[atom, k] - numeric) <= tolerance, (atom, k)
     assert np.abs(forces[near]).max() > 1.0
 
@@ -510,7 +475,7 @@ def test_invariance_under_rotation_and_translation():
     switch = 0.8  # "default": the cutoff - 0.2 nm
     coupling = coupling_sums(pos, ml, charges[:len(ml)], charges, 1.0, switch, None)
     polarization = polarization_sums(pos, ml, numbers, charges, 1.0, switch, None)
-    count = pair_mlp_terms(len(ml)) + coupling.terms + polarization.terms
+    count = PairMLP.rounding_terms(len(ml)) + coupling.terms + polarization.terms
     shift = 4 * EPS64 * max(np.abs(pos).max(), np.abs(moved).max())
 
     def forcesAt(p):
@@ -651,7 +616,7 @@ def test_lambda_zero_is_exactly_mm(pxylene, mixed_pair, platform):
     else:
         # The CPU platform's float32 nonbonded sums change from one Context to another, even of the
         # same System.
-        e_bound, f_bound = nonbonded_bounds(system, box, abs(e0), np.abs(f0).max(), platform)
+        e_bound, f_bound = nonbondedBounds(system, box, abs(e0), np.abs(f0).max(), platform)
         assert abs(e - e0) <= e_bound
         assert np.abs(f - f0).max() <= f_bound
 
@@ -667,7 +632,7 @@ def test_lambda_one_equals_the_embedded_system(pxylene, mixed_pair, platform):
     # of its own size (|E|, the CV values) and of about the largest force.
     cv = next(x for x in interp.getForces() if isinstance(x, openmm.CustomCVForce))
     scale = abs(e) + abs(e1) + sum(abs(v) for v in cv.getCollectiveVariableValues(context))
-    e_bound, f_bound = nonbonded_bounds(system, box, scale, 4 * np.abs(f1).max(), platform)
+    e_bound, f_bound = nonbondedBounds(system, box, scale, 4 * np.abs(f1).max(), platform)
     assert abs(e - e1) <= e_bound
     assert np.abs(f - f1).max() <= f_bound
 
@@ -707,7 +672,7 @@ def test_embedded_system_removes_the_region_charges(pxylene, mixed_pair):
     e_model = float(model(x).detach())
     expected = e_model + coupling.energy + polarization.energy + e_corr_mm
     tolerance = bound(abs(e_model) + coupling.magnitude + polarization.magnitude + abs(e_corr_mm), torch.float64,
-                      pair_mlp_terms(len(ml)) + coupling.terms + polarization.terms)
+                      PairMLP.rounding_terms(len(ml)) + coupling.terms + polarization.terms)
     assert abs(e - expected) <= tolerance
 
 

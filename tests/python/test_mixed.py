@@ -15,7 +15,7 @@ import openmmhybrid
 from openmmhybrid.utils import ONE_4PI_EPS0
 from conftest import DATA, amber
 from models import PairMLP
-from precision import EPS64, bound, networkTerms
+from precision import EPS64, bound, boxMatrix, centralDifference, networkTerms, nonbondedBounds
 
 LAMBDA = "lambda_interpolate"
 KJ = unit.kilojoule_per_mole
@@ -56,45 +56,6 @@ def region_model_energy(model, pos):
         return model(torch.tensor(pos, dtype=torch.float64)).item()
 
 
-def pair_mlp_terms(numAtoms):
-    """Rounding steps of PairMLP on numAtoms atoms: two layers of at most 16 inputs for every pair."""
-    return networkTerms(16, 2, numAtoms * (numAtoms - 1) // 2)
-
-
-def nonbonded_bounds(system, crd, energyScale, forceScale, platform):
-    """(energy bound, force bound) for two evaluations of a periodic System's NonbondedForce that
-    round differently (another Context, other exclusions).
-
-    Reference computes in float64: the energy is a sum over the pairs within the cutoff, a force a
-    sum over one atom's neighbours and its 5^3 PME grid points.  The CPU platform computes the pair
-    terms and forces in float32 and sums them in neighbour-list blocks that change from one Context
-    to another: float32 rounding of the energy (of its block sums, which it adds in float64) and of
-    each atom's force over the same neighbours.  Scales: |E| and the largest force component."""
-    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
-    cutoff = nb.getCutoffDistance().value_in_unit(unit.nanometer)
-    a, b, c = (np.array(v.value_in_unit(unit.nanometer)) for v in crd.boxVectors)
-    density = system.getNumParticles() / abs(np.dot(a, np.cross(b, c)))
-    neighbours = int(density * 4 / 3 * math.pi * cutoff**3)
-    if platform.getName() == "CPU":
-        return bound(energyScale, np.float32), bound(forceScale, np.float32, neighbours + 5**3)
-    return (bound(energyScale, np.float64, system.getNumParticles() * neighbours // 2),
-            bound(forceScale, np.float64, neighbours + 5**3))
-
-
-def central_difference(energyAt, h, rounding):
-    """(-dE/dx by central differences of energyAt(dx), the bound on its error).
-
-    Truncation: h^2 E'''/6, which is (D(2h) - D(h))/3 (Richardson); taken three times over, as
-    |D(2h) - D(h)|.  Rounding: ``rounding`` bounds the difference of two energies, so D(h) is within
-    rounding/(2h) and D(2h) within rounding/(4h); rounding/h covers both and the analytic force's
-    own float64 rounding."""
-    d1 = -(energyAt(h) - energyAt(-h)) / (2 * h)
-    d2 = -(energyAt(2 * h) - energyAt(-2 * h)) / (4 * h)
-    return d1, abs(d2 - d1) + rounding / h
-
-
-# ---------------------------------------------------------------------------------------------
-
 def test_selection_helpers(pxylene):
     prm, _, _ = pxylene
     by_name = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
@@ -128,7 +89,7 @@ def test_lambda_zero_is_the_mm_system(case, pxylene, dipeptide, platform):
         assert np.array_equal(f_ml, f_mm)
     else:
         # The CPU platform's float32 nonbonded sums change from one Context to another.
-        e_bound, f_bound = nonbonded_bounds(system, crd, abs(e_mm), np.abs(f_mm).max(), platform)
+        e_bound, f_bound = nonbondedBounds(system, boxMatrix(crd), abs(e_mm), np.abs(f_mm).max(), platform)
         assert abs(e_ml - e_mm) <= e_bound
         assert np.abs(f_ml - f_mm).max() <= f_bound
 
@@ -151,7 +112,7 @@ def test_lambda_is_linear_and_derivative_matches(pxylene, platform):
     # |E_ML| + |E_MM,region|).
     e_ml = region_model_energy(PairMLP(), positions_nm(crd)[atoms])
     scale = abs(values[0.3]) + abs(e_ml) + abs(e_ml - derivative)
-    tolerance = bound(scale, torch.float64, mixed.getNumForces() + pair_mlp_terms(len(atoms)))
+    tolerance = bound(scale, torch.float64, mixed.getNumForces() + PairMLP.rounding_terms(len(atoms)))
     # E is exactly linear in lambda, so the central difference has no truncation error (E''' = 0):
     # its error is the rounding of two energies over 2e-3, plus the derivative's own.
     assert abs(derivative - finite) <= tolerance / 1e-3
@@ -181,7 +142,7 @@ def test_correction_forces_match_finite_differences(pxylene, platform):
     assert np.abs(f[len(atoms):]).max() == 0.0  # nothing on MM atoms: no correction term touches them, exact zeros
     # Rounding of one float64 correction energy: the model part (0.6 |E_ML|) and the MM part.
     e_ml = 0.6 * region_model_energy(PairMLP(), pos[atoms])
-    rounding = bound(abs(e_ml) + abs(e0 - e_ml), torch.float64, pair_mlp_terms(len(atoms)))
+    rounding = bound(abs(e_ml) + abs(e0 - e_ml), torch.float64, PairMLP.rounding_terms(len(atoms)))
     rng = np.random.default_rng(1)
     h = 2e-5  # the toy model's Gaussians are 0.1 nm wide: a larger step has an O(h^2) error above 1e-5
     for atom in rng.choice(atoms, 4, replace=False):
@@ -191,7 +152,7 @@ def test_correction_forces_match_finite_differences(pxylene, platform):
                 moved[atom, k] += dx
                 c.setPositions(moved)
                 return energy(c, {5})
-            numeric, tolerance = central_difference(energyAt, h, rounding)
+            numeric, tolerance = centralDifference(energyAt, h, rounding)
             assert abs(numeric - f[atom, k]) <= tolerance
 
 
@@ -223,7 +184,7 @@ def test_correction_is_invariant(pxylene, platform):
     # moves E by up to sum |F| 4 eps |x|, and a force by its bonds' stiffness (at most 4 bonds of
     # the stiffest force constant, each stretched by twice that).
     e_ml = region_model_energy(PairMLP(), pos[atoms])
-    terms = pair_mlp_terms(len(atoms))
+    terms = PairMLP.rounding_terms(len(atoms))
     shift = 4 * EPS64 * max(np.abs(pos[atoms]).max(), np.abs(moved[atoms]).max())
     bonds = next(f for f in system.getForces() if isinstance(f, openmm.HarmonicBondForce))
     stiffest = max(k.value_in_unit(KJ / unit.nanometer**2)
@@ -281,7 +242,7 @@ def test_correction_equals_model_minus_region_only_mm(case, mask, resname, pxyle
     # through the atom types' combined depths), each within 3 * 5e-9 relative, so 3e-8 apart
     # (measured: 9e-9).  Plus float64 rounding of the two sums.
     lj14 = lj_exception_scale(system, atoms, positions_nm(crd))
-    tolerance = 3e-8 * lj14 + bound(abs(e_ml) + abs(e_region) + lj14, torch.float64, pair_mlp_terms(len(atoms)))
+    tolerance = 3e-8 * lj14 + bound(abs(e_ml) + abs(e_region) + lj14, torch.float64, PairMLP.rounding_terms(len(atoms)))
     assert abs(correction - (e_ml - e_region)) <= tolerance
 
 
@@ -426,7 +387,7 @@ def test_virtual_site_in_the_region():
         expected += 0.5 * 5e5 * (np.linalg.norm(pos[a] - pos[b]) - 0.09572) ** 2
     e_ml = region_model_energy(PairMLP(), pos[atoms])
     # float64: the model (TorchScript against eager) and 32 pair terms (OpenMM against NumPy).
-    tolerance = bound(abs(e_ml) + magnitude, torch.float64, pair_mlp_terms(len(atoms)) + 32)
+    tolerance = bound(abs(e_ml) + magnitude, torch.float64, PairMLP.rounding_terms(len(atoms)) + 32)
     assert abs(energy(c, {2}) - (e_ml - expected)) <= tolerance
     with pytest.raises(ValueError, match="particle 3 is a virtual site"):
         openmmhybrid.createMixedSystem(topology, system, [0, 1, 2, 3], PairMLP())
@@ -491,29 +452,16 @@ def _pairs(system):
 def test_remove_constraints_as_openmm_ml():
     """openmm-ml 1.8's removeConstraints=True on a System built with AllBonds: exactly the region's
     constraints go, none is added, and the model holds those bonds (interpolate=False)."""
-    pytest.importorskip("openmmml", reason="the peer implementation to compare against")
-    from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
-
-    class Impl(MLPotentialImpl):
-        def addForces(self, topology, system, atoms, forceGroup, **args):
-            force = openmmhybrid.MLForce(PairMLP(), list(atoms), usesDoublePrecision=True)
-            force.setForceGroup(forceGroup)
-            system.addForce(force)
-
-    class Factory(MLPotentialImplFactory):
-        def createImpl(self, name, **args):
-            return Impl()
-
-    MLPotential.registerImplFactory("openmmhybrid-test-constraints", Factory())
+    peer = openmm_ml_peer("openmmhybrid-test-constraints")
     topology, crd, system, atoms = _amber19_alanine_dipeptide()
     assert len(atoms) == 22
     before = _pairs(system)
     inside = {p for p in before if p[0] in atoms and p[1] in atoms}
     assert len(inside) == 21  # every bond of the dipeptide (22 atoms, no ring)
     assert len(before) - len(inside) == topology.getNumAtoms() - 22  # rigid waters: 3 constraints for 3 atoms
-    theirs = MLPotential("openmmhybrid-test-constraints").createMixedSystem(topology, system, atoms,
+    theirs = peer.createMixedSystem(topology, system, atoms,
                                                                            removeConstraints=True, mlLongRange=False)
-    ours = openmmhybrid.createMixedSystem(topology, system, atoms, PairMLP(), removeConstraints=True,
+    ours = openmmhybrid.createMixedSystem(topology, system, atoms, BoxIgnoringPairMLP(), removeConstraints=True,
                                           usesDoublePrecision=True)
     assert _pairs(theirs) == before - inside
     assert _pairs(ours) == _pairs(theirs)
@@ -600,20 +548,17 @@ class BoxIgnoringPairMLP(PairMLP):
         return self.pair_energy(positions)
 
 
-def test_agrees_with_openmm_ml(pxylene, platform):
-    """openmm-ml removes the region's MM terms (exclusions); we subtract them.  The reciprocal
-    space is the same in both (the same charges), and an excluded pair's erf(alpha r)/r is what our
-    plain 1/r takes from the direct-space erfc(alpha r)/r, so the two differ only by rounding:
-    measured 7e-12 kJ/mol and 5e-13 kJ/mol/nm on Reference (float64), 6e-6 kJ/mol and 1e-3 kJ/mol/nm
-    on CPU (float32), against the bounds of nonbonded_bounds."""
-    openmmml = pytest.importorskip("openmmml", reason="the peer implementation to compare against")
+
+def openmm_ml_peer(name):
+    """openmm-ml's MLPotential ``name``, registered here to run BoxIgnoringPairMLP through an
+    MLForce (float64): the peer's construction around the same model."""
+    pytest.importorskip("openmmml", reason="the peer implementation to compare against")
     from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
 
     class Impl(MLPotentialImpl):
         def addForces(self, topology, system, atoms, forceGroup, **args):
-            force = openmmhybrid.MLForce(BoxIgnoringPairMLP(), list(atoms))
-            force.setUsesPeriodicBoundaryConditions(system.usesPeriodicBoundaryConditions())
-            force.setUsesDoublePrecision(True)
+            force = openmmhybrid.MLForce(BoxIgnoringPairMLP(), list(atoms), usesDoublePrecision=True,
+                                         usesPeriodicBoundaryConditions=system.usesPeriodicBoundaryConditions())
             force.setForceGroup(forceGroup)
             system.addForce(force)
 
@@ -621,16 +566,25 @@ def test_agrees_with_openmm_ml(pxylene, platform):
         def createImpl(self, name, **args):
             return Impl()
 
-    MLPotential.registerImplFactory("openmmhybrid-test-pairmlp", Factory())
+    MLPotential.registerImplFactory(name, Factory())
+    return MLPotential(name)
+
+def test_agrees_with_openmm_ml(pxylene, platform):
+    """openmm-ml removes the region's MM terms (exclusions); we subtract them.  The reciprocal
+    space is the same in both (the same charges), and an excluded pair's erf(alpha r)/r is what our
+    plain 1/r takes from the direct-space erfc(alpha r)/r, so the two differ only by rounding:
+    measured 7e-12 kJ/mol and 5e-13 kJ/mol/nm on Reference (float64), 6e-6 kJ/mol and 1e-3 kJ/mol/nm
+    on CPU (float32), against the bounds of nonbonded_bounds."""
+    peer = openmm_ml_peer("openmmhybrid-test-pairmlp")
     prm, crd, system = pxylene
     atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
-    theirs = MLPotential("openmmhybrid-test-pairmlp").createMixedSystem(prm.topology, system, atoms,
+    theirs = peer.createMixedSystem(prm.topology, system, atoms,
                                                                          removeConstraints=False, mlLongRange=False)
     ours = openmmhybrid.createMixedSystem(prm.topology, system, atoms, BoxIgnoringPairMLP(), usesDoublePrecision=True)
     c_theirs, c_ours = context(theirs, crd, platform), context(ours, crd, platform)
     difference = energy(c_ours) - energy(c_theirs)
     f_ours, f_theirs = forces(c_ours), forces(c_theirs)
-    e_bound, f_bound = nonbonded_bounds(system, crd, abs(energy(c_theirs)), np.abs(f_theirs).max(), platform)
+    e_bound, f_bound = nonbondedBounds(system, boxMatrix(crd), abs(energy(c_theirs)), np.abs(f_theirs).max(), platform)
     print(f"ours - openmm-ml: {difference:.2e} kJ/mol (bound {e_bound:.1e}), "
           f"max force difference {np.abs(f_ours - f_theirs).max():.2e} (bound {f_bound:.1e})")
     assert abs(difference) <= e_bound, difference
@@ -660,7 +614,7 @@ def test_ani1x_by_name(pxylene):
     e_toy = region_model_energy(PairMLP(), pos[atoms])
     tolerance = (bound(abs(e_ani - model.selfEnergy), torch.float64, networkTerms(384, 4, 18 * 8))
                  + bound(abs(e_ani), torch.float64, 2)
-                 + bound(abs(e_toy) + abs(e_region), torch.float64, pair_mlp_terms(len(atoms))))
+                 + bound(abs(e_toy) + abs(e_region), torch.float64, PairMLP.rounding_terms(len(atoms))))
     assert abs(energy(context(ani, crd, cpu), {7}) - (e_ani - e_region)) <= tolerance
 
 
