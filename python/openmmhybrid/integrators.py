@@ -31,24 +31,28 @@ def _group_list(groups, who):
     return result
 
 
-def _create(factory, *args):
+def _checked(function, *args):
     try:
-        return factory(*args)
+        return function(*args)
     except openmm.OpenMMException as error:
         # The same exception type as openmm.MTSIntegrator raises for bad groups.
         raise ValueError(str(error)) from None
 
 
 class _MultipleTimeStep(openmm.Integrator):
-    """Shared methods of the native MTS integrators."""
+    """Shared methods of the native MTS integrators.  A subclass names its binding's constructor
+    (``_factory``) and type check (``_matches``)."""
+
+    _factory = None
+    _matches = None
+
+    def _construct(self, groups, *arguments):
+        """Create the C++ integrator from MD-unit ``arguments`` and the checked ``groups``."""
+        self.this = _checked(type(self)._factory, *arguments, _group_list(groups, type(self).__name__)).this
 
     def getGroups(self):
         """The (force group, substeps) pairs as given to the constructor."""
         return [tuple(g) for g in _core.MTS_getGroups(self)]
-
-    @classmethod
-    def _matches(cls, integrator):
-        raise NotImplementedError
 
     @classmethod
     def cast(cls, integrator):
@@ -102,14 +106,11 @@ class MTSIntegrator(_MultipleTimeStep):
     >>> integrator = MTSIntegrator(4*femtoseconds, [(1, 1), (0, 4)])   # group 1 every 4 fs, group 0 every 1 fs
     """
 
-    def __init__(self, dt, groups):
-        handle = _create(_core.MTSIntegrator_create, mdValue(dt),
-                         _group_list(groups, "MTSIntegrator"))
-        self.this = handle.this
+    _factory = staticmethod(_core.MTSIntegrator_create)
+    _matches = staticmethod(_core.isMTSIntegrator)
 
-    @classmethod
-    def _matches(cls, integrator):
-        return _core.isMTSIntegrator(integrator)
+    def __init__(self, dt, groups):
+        self._construct(groups, mdValue(dt))
 
     def __repr__(self):
         return f"<openmmhybrid.MTSIntegrator dt={self.getStepSize()} groups={self.getGroups()}>"
@@ -136,15 +137,11 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
     depend on the number of threads, and a checkpoint restores the stream exactly.
     """
 
-    def __init__(self, temperature, friction, dt, groups):
-        handle = _create(_core.MTSLangevinIntegrator_create,
-                         mdValue(temperature), mdValue(friction), mdValue(dt),
-                         _group_list(groups, "MTSLangevinIntegrator"))
-        self.this = handle.this
+    _factory = staticmethod(_core.MTSLangevinIntegrator_create)
+    _matches = staticmethod(_core.isMTSLangevinIntegrator)
 
-    @classmethod
-    def _matches(cls, integrator):
-        return _core.isMTSLangevinIntegrator(integrator)
+    def __init__(self, temperature, friction, dt, groups):
+        self._construct(groups, mdValue(temperature), mdValue(friction), mdValue(dt))
 
     def getTemperature(self):
         """The heat bath temperature."""
@@ -152,7 +149,7 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
 
     def setTemperature(self, temperature):
         """Set the heat bath temperature (Quantity or K); takes effect on the next step."""
-        _create(_core.MTS_setTemperature, self, mdValue(temperature))
+        _checked(_core.MTS_setTemperature, self, mdValue(temperature))
 
     def getFriction(self):
         """The friction coefficient."""
@@ -160,7 +157,7 @@ class MTSLangevinIntegrator(_MultipleTimeStep):
 
     def setFriction(self, friction):
         """Set the friction coefficient (Quantity or 1/ps); takes effect on the next step."""
-        _create(_core.MTS_setFriction, self, mdValue(friction))
+        _checked(_core.MTS_setFriction, self, mdValue(friction))
 
     def getRandomNumberSeed(self):
         """The random number seed (0: a new seed for every Context)."""
