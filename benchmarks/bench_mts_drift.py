@@ -28,6 +28,7 @@ import openmm
 import openmm.unit as unit
 
 import openmmhybrid
+from openmmhybrid.utils import degreesOfFreedom
 
 import common
 
@@ -51,14 +52,6 @@ def setup(platform):
     equilibrate.step(200)
     start = context.getState(getPositions=True, getVelocities=True)
     return mixed, start
-
-
-def degrees_of_freedom(system):
-    dof = 3 * sum(1 for i in range(system.getNumParticles()) if system.getParticleMass(i) > 0 * unit.dalton)
-    dof -= system.getNumConstraints()
-    if any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
-        dof -= 3
-    return dof
 
 
 def run(mixed, start, platform, outer_fs, inner_fs, ps):
@@ -97,7 +90,7 @@ def main():
     platform = openmm.Platform.getPlatformByName(args.platform)
     mixed, start = setup(platform)
     kT = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(KJ)
-    dof = degrees_of_freedom(mixed)
+    dof = degreesOfFreedom(mixed)
     print(f"# NVE energy drift, platform {args.platform}; p-xylene (ANI-1x) in water, 3,180 atoms, {dof} degrees "
           f"of freedom, PME 0.9 nm (tolerance 1e-6), LJ switched from 0.8 nm, HBonds, rigid water; openmmhybrid.MTSIntegrator, "
           f"constraint tolerance 1e-8; "

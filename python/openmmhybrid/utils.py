@@ -5,6 +5,7 @@
 - :func:`mdValue`: a plain number in OpenMM's MD units from a number or a Quantity.
 - :func:`atomIndices`: a list of particle indices, checked.
 - :func:`groupsInUse` and :func:`freeForceGroup`: which force groups a System uses.
+- :func:`degreesOfFreedom`: the kinetic degrees of freedom, as OpenMM's StateDataReporter counts them.
 - :func:`firstLine`: the first line of an exception's message, for one-line errors.
 """
 import math
@@ -13,7 +14,8 @@ import numbers
 import openmm
 import openmm.unit as unit
 
-__all__ = ["LAMBDA_PARAMETER", "ONE_4PI_EPS0", "mdValue", "atomIndices", "groupsInUse", "freeForceGroup", "firstLine"]
+__all__ = ["LAMBDA_PARAMETER", "ONE_4PI_EPS0", "mdValue", "atomIndices", "groupsInUse", "freeForceGroup", "degreesOfFreedom",
+           "firstLine"]
 
 #: The global parameter that interpolates between MM (0) and ML/MM (1); openmm-ml's name.
 LAMBDA_PARAMETER = "lambda_interpolate"
@@ -108,3 +110,19 @@ def firstLine(error):
     """The first line of an exception's message (its type's name if the message is empty)."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def degreesOfFreedom(system):
+    """The kinetic degrees of freedom of ``system``, counted as OpenMM's StateDataReporter does:
+    3 per particle with mass, minus one per constraint involving one, minus 3 with a
+    CMMotionRemover (at least 1)."""
+    def massive(i):
+        return system.getParticleMass(i) > 0 * unit.dalton
+    dof = 3 * sum(1 for i in range(system.getNumParticles()) if massive(i))
+    for i in range(system.getNumConstraints()):
+        a, b, _ = system.getConstraintParameters(i)
+        if massive(a) or massive(b):
+            dof -= 1
+    if any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
+        dof -= 3
+    return max(dof, 1)

@@ -4,19 +4,18 @@ Every expected number comes from evaluating the same model directly in PyTorch, 
 form, or from finite differences of the energy.
 """
 import copy
-import io
 import os
 import pickle
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import pytest
 import torch
 
 import openmmhybrid
 from openmmhybrid import MLForce
+from conftest import amber
 from precision import bound
 from models import (BadForces, BadOutput, Constant, FirstDistance, Float64Linear, PairMLP, PeriodicPairMLP,
                     ReturnsForces, ScaledPairMLP, TwoInputs)
@@ -340,23 +339,19 @@ def test_force_groups_beside_mm(platform):
     assert evaluate(system, pos, platform)[0] == pytest.approx(ml + mm, abs=ml_tolerance + mm_tolerance)
 
 
-def test_beside_mm_forces_in_pxylene_water(platform, data_dir):
+def test_beside_mm_forces_in_pxylene_water(platform):
     """The ML force on p-xylene next to the full Amber/PME system of p-xylene in water."""
-    folder = os.path.join(data_dir, "pxylene-water")
-    prmtop = app.AmberPrmtopFile(os.path.join(folder, "pxylene_water.prmtop"))
-    inpcrd = app.AmberInpcrdFile(os.path.join(folder, "pxylene_water.inpcrd"))
-    system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * NM, constraints=app.HBonds)
+    prmtop, inpcrd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
     ligand = [atom.index for atom in prmtop.topology.atoms() if atom.residue.name == "TMP"]
     assert len(ligand) == 18
     model = PairMLP()
-    force = MLForce(model, ligand, usesDoublePrecision=True)
-    force.setForceGroup(1)
-    system.addForce(force)
+    system.addForce(MLForce(model, ligand, usesDoublePrecision=True))
+    system.getForce(system.getNumForces() - 1).setForceGroup(1)
     integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.001 * unit.picoseconds)
     integrator.setRandomNumberSeed(1)
     context = openmm.Context(system, integrator, platform)
-    context.setPositions(inpcrd.positions)
     context.setPeriodicBoxVectors(*inpcrd.boxVectors)
+    context.setPositions(inpcrd.positions)
     pos = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(NM)
     ml, ml_forces = direct_energy_and_forces(model, pos[ligand])
     state = context.getState(getEnergy=True, getForces=True, groups={1})

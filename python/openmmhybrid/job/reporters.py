@@ -14,6 +14,7 @@ import openmm.unit as unit
 
 from ..mlforce import MLForce
 from ..regionmodel import regionModel
+from ..utils import degreesOfFreedom
 from .outputs import CSV_COLUMNS
 
 __all__ = ["EnergyReporter", "ProgressReporter", "CheckpointReporter", "truncateCsv", "truncateDcd", "kabschRmsd",
@@ -34,16 +35,6 @@ def kabschRmsd(reference, positions, fitAtoms, rmsdAtoms):
     rotation = u @ np.diag([1.0, 1.0, d]) @ vt
     moved = (positions[rmsdAtoms] - curCenter) @ rotation + refCenter
     return float(np.sqrt(((moved - reference[rmsdAtoms]) ** 2).sum(axis=1).mean()))
-
-
-def _degrees_of_freedom(system):
-    dof = sum(3 for i in range(system.getNumParticles()) if system.getParticleMass(i) > 0 * unit.dalton)
-    dof -= sum(1 for i in range(system.getNumConstraints())
-               if system.getParticleMass(system.getConstraintParameters(i)[0]) > 0 * unit.dalton
-               or system.getParticleMass(system.getConstraintParameters(i)[1]) > 0 * unit.dalton)
-    if any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
-        dof -= 3
-    return max(dof, 1)
 
 
 class EnergyReporter:
@@ -70,7 +61,7 @@ class EnergyReporter:
         self._electrostatic = electrostatic
         self._reference = reference
         self._fitAtoms, self._rmsdAtoms = fitAtoms, rmsdAtoms
-        self._dof = _degrees_of_freedom(system)
+        self._dof = degreesOfFreedom(system)
         self._periodic = system.usesPeriodicBoundaryConditions()
         self._file = open(path, "a" if append else "w", newline="")
         self._writer = csv.writer(self._file)
