@@ -100,14 +100,11 @@ void CudaIntegrateMTSStepKernel::checkLaunch(const char* what) {
 }
 
 void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
-    const vector<MTSLevel>& levels = integrator.getLevels();
-    double dt = integrator.getStepSize();
     double tolerance = integrator.getConstraintTolerance();
     MTSThermostat thermostat = integrator.getThermostat();
     // The same schedule as the Reference kernel; OpenMM's context is selected around each kernel
     // launch, and released while OpenMM computes forces (it selects its own).
-    takeMTSStep(levels, dt, forcesValid,
-                [&](int k) { computeLevelForces(context, k, levels[k].groupMask); },
+    takeMTSStep(integrator, forcesValid, [&](int k, int groups) { computeLevelForces(context, k, groups); },
                 [&](const vector<double>& coefficients) {
                     ContextSelector selector(cu);
                     kick(coefficients);
@@ -119,7 +116,7 @@ void CudaIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTim
     ContextSelector selector(cu);
     if (hasConstraints)
         cu.getIntegrationUtilities().applyVelocityConstraints(tolerance);
-    cu.setTime(cu.getTime() + dt);
+    cu.setTime(cu.getTime() + integrator.getStepSize());
     cu.setStepCount(cu.getStepCount() + 1);
     // Level forces are stored per particle, so reordering here cannot invalidate them.
     cu.reorderAtoms();

@@ -117,17 +117,14 @@ void ReferenceIntegrateMTSStepKernel::innerStep(ContextImpl& context, double dt,
 
 void ReferenceIntegrateMTSStepKernel::execute(ContextImpl& context, const MultipleTimeStepIntegrator& integrator, bool forcesValid) {
     ReferencePlatform::PlatformData& data = platformData(context);
-    const vector<MTSLevel>& levels = integrator.getLevels();
-    double dt = integrator.getStepSize();
     double tolerance = integrator.getConstraintTolerance();
     MTSThermostat thermostat = integrator.getThermostat();
-    takeMTSStep(levels, dt, forcesValid,
-                [&](int k) { computeLevelForces(context, k, levels[k].groupMask); },
+    takeMTSStep(integrator, forcesValid, [&](int k, int groups) { computeLevelForces(context, k, groups); },
                 [&](const vector<double>& coefficients) { kick(context, coefficients); },
                 [&](double h) { innerStep(context, h, thermostat, tolerance); });
     if (hasConstraints)
         data.constraints->applyToVelocities(*data.positions, *data.velocities, inverseMasses, tolerance);
-    data.time += dt;
+    data.time += integrator.getStepSize();
     data.stepCount++;
 }
 

@@ -17,10 +17,11 @@ namespace OpenMMHybrid {
 /**
  * Take one outer step.
  *
- * @param levels         the integrator's levels (innermost last; each substep count divides the next)
- * @param dt             the outer step
+ * @param integrator     the integrator: its levels (innermost last; each substep count divides the
+ *                       next) and its outer step
  * @param forcesValid    the forces kept from the previous step are those of the current state
- * @param computeForces  computeForces(k): evaluate and keep level k's forces at the current positions
+ * @param computeForces  computeForces(k, groupMask): evaluate and keep level k's forces (the force
+ *                       groups in groupMask) at the current positions
  * @param kick           kick(c): v += sum_k c[k] F_k / m (c[k] == 0 for the levels to skip)
  * @param innerStep      innerStep(h): the innermost step of size h (drift, or drift/O/drift)
  *
@@ -29,8 +30,10 @@ namespace OpenMMHybrid {
  * are applied as one full kick.
  */
 template <class ComputeForces, class Kick, class InnerStep>
-void takeMTSStep(const std::vector<MTSLevel>& levels, double dt, bool forcesValid, ComputeForces computeForces, Kick kick,
+void takeMTSStep(const MultipleTimeStepIntegrator& integrator, bool forcesValid, ComputeForces computeForces, Kick kick,
                  InnerStep innerStep) {
+    const std::vector<MTSLevel>& levels = integrator.getLevels();
+    double dt = integrator.getStepSize();
     int numLevels = (int) levels.size();
     int innerSubsteps = levels.back().substeps;
     double innerDt = dt / innerSubsteps;
@@ -38,7 +41,7 @@ void takeMTSStep(const std::vector<MTSLevel>& levels, double dt, bool forcesVali
     std::vector<double> coefficients(numLevels);
     for (int k = 0; k < numLevels; k++) {
         if (!forcesValid)
-            computeForces(k);
+            computeForces(k, levels[k].groupMask);
         coefficients[k] = 0.5 * dt / levels[k].substeps;
     }
     kick(coefficients);
@@ -51,7 +54,7 @@ void takeMTSStep(const std::vector<MTSLevel>& levels, double dt, bool forcesVali
         for (int k = 0; k < numLevels; k++) {
             coefficients[k] = 0.0;
             if (j % (innerSubsteps / levels[k].substeps) == 0) {
-                computeForces(k);
+                computeForces(k, levels[k].groupMask);
                 coefficients[k] = (last ? 0.5 : 1.0) * dt / levels[k].substeps;
             }
         }
