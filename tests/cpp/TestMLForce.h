@@ -1,6 +1,6 @@
 /* Tests of MLForce, written once and compiled for each platform (PLATFORM_NAME).
  *
- * The models (tests/cpp/make_models.py) have closed forms that are recomputed here in plain C++:
+ * The models (written by tests/python/models.py) have closed forms that are recomputed here in plain C++:
  * E = K * sum_{i<j} (r_ij - R0)^2 over the ML region, with K = 100 kJ/mol/nm^2, R0 = 0.15 nm. */
 
 #include "openmmhybrid/MLForce.h"

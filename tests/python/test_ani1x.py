@@ -24,7 +24,7 @@ with warnings.catch_warnings():
 from openmmhybrid import MLForce  # noqa: E402
 from openmmhybrid.models import ani  # noqa: E402
 from openmmhybrid.models.ani import ANI1x, HARTREE_TO_KJ_PER_MOL, torchaniANI1x  # noqa: E402
-from precision import EPS64, bound, networkTerms  # noqa: E402
+from precision import bound, networkTerms  # noqa: E402
 
 KJ = unit.kilojoule_per_mole
 NM = unit.nanometer

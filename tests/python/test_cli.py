@@ -22,7 +22,7 @@ from precision import EPS32, bound, networkTerms
 from openmmhybrid.cli import main
 from openmmhybrid.job import ConfigError, loadConfig, templateConfig
 from openmmhybrid.job.inputs import OPENFF_MISSING, openffAvailable
-from openmmhybrid.job.reporting import kabschRmsd, truncateCsv, truncateDcd
+from openmmhybrid.job.reporters import kabschRmsd, truncateCsv, truncateDcd
 
 PXYLENE = os.path.join(ROOT, "examples", "configs", "pxylene_water.toml")
 PRMTOP = os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop")
@@ -63,25 +63,19 @@ def ani1x(topology):
     return ANI1x([a.element.atomic_number for a in topology.atoms() if a.residue.name == "TMP"])
 
 
-def self_energy(model):
-    """ANI1x's float64 sum of the region's self energies (kJ/mol): selfEnergy, or self_energy in a
-    package installed before the camelCase rename."""
-    return model.selfEnergy if hasattr(model, "selfEnergy") else model.self_energy
-
-
 def ani_float32_bound(topology, energy):
     """How far a float32 ANI-1x energy (kJ/mol) of the TMP region can be from the float64 one: the
     float32 network part (the energy less the self energies, which are summed in float64 and add
     nothing) through ANI_TERMS rounding steps.  The float32 rounding of the positions (a few 1e-7 nm
     times forces of a few hundred kJ/mol/nm) is well inside it."""
-    return bound(energy - self_energy(ani1x(topology)), np.float32, ANI_TERMS)
+    return bound(energy - ani1x(topology).selfEnergy, np.float32, ANI_TERMS)
 
 
 def torchani_region_energy(topology, xyz):
     """torchani's own ANI-1x energy (kJ/mol, float64) of the TMP residue at xyz (Angstrom)."""
-    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchani_ani1x
+    from openmmhybrid.models.ani import HARTREE_TO_KJ_PER_MOL, torchaniANI1x
     numbers = [a.element.atomic_number for a in topology.atoms() if a.residue.name == "TMP"]
-    reference = torchani_ani1x(periodic_table_index=True).double()
+    reference = torchaniANI1x(periodicTableIndex=True).double()
     hartree = reference((torch.tensor([numbers]), torch.tensor(xyz).unsqueeze(0))).energies.item()
     return hartree * HARTREE_TO_KJ_PER_MOL
 
@@ -293,7 +287,7 @@ def test_compiled_model_gives_the_same_energies(tmp_path):
     for compiled, scripted in zip(rows["true"], rows["false"]):
         t = int(scripted[0]) * 0.002  # ps
         work = float(np.sum(gradient.numpy() ** 2, axis=1) @ (t ** 2 / (2 * mass)))
-        network = abs(float(scripted[ml]) - self_energy(model))
+        network = abs(float(scripted[ml]) - model.selfEnergy)
         assert float(compiled[ml]) == pytest.approx(
             float(scripted[ml]), abs=bound(network + work, np.float32, ANI_TERMS) + 2 * printed(scripted[ml]))
 
@@ -544,6 +538,36 @@ def test_resume_after_a_crash_drops_rows_past_the_checkpoint(tmp_path, pxylene_t
     assert np.array_equal(a.xyz, b.xyz)
 
 
+def test_resume_before_the_first_trajectory_frame(tmp_path, pxylene_topology):
+    """A run that stopped before its first trajectory frame left an empty DCD (the reporter opens
+    the file at once, the header comes with the first frame): --resume starts a new one."""
+    common = ["run", PXYLENE, "--platform", "Reference", "--report-interval", "5", "--trajectory-interval", "10",
+              "--checkpoint-interval", "5", "--report", "false"] + FAST
+    out = str(tmp_path / "short")
+    assert main(common + ["--steps", "5", "--output", out]) == 0
+    assert os.path.getsize(os.path.join(out, "trajectory.dcd")) == 0
+    assert main(common + ["--steps", "20", "--output", out, "--resume"]) == 0
+    assert dcd_frames(os.path.join(out, "trajectory.dcd"), pxylene_topology).n_frames == 2  # steps 10 and 20
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    assert [int(r[0]) for r in rows] == [5, 10, 15, 20]
+
+
+def test_version_names_every_binding(capsys):
+    """--version: the project's, OpenMM's and torch's versions (with what the build used) and
+    torch's CPU kernels, the facts a bug report needs."""
+    import openmm
+    import torch
+    import openmmhybrid
+    with pytest.raises(SystemExit) as exit:
+        main(["--version"])
+    assert exit.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"openmm-hybrid {openmmhybrid.__version__}"
+    assert lines[1].startswith(f"OpenMM {openmm.version.version} (built against ")
+    assert lines[2] == (f"torch {torch.__version__} (built against {openmmhybrid.build_info['torch']}), "
+                        f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+
+
 def test_truncate_dcd_and_csv(tmp_path, pxylene_topology):
     path = str(tmp_path / "t.dcd")
     positions = np.random.default_rng(1).random((3180, 3))
@@ -651,7 +675,7 @@ def test_reciprocal_space_group_is_not_taken(tmp_path, capsys):
 def test_vacuum_energy_makes_a_split_region_whole():
     """The reporter's vacuum-model energy (the ML column with electrostatic embedding) images the
     region next to its first atom, as MLForce does: atoms moved by box vectors change nothing."""
-    from openmmhybrid.job.reporting import vacuumEnergyFunction
+    from openmmhybrid.job.reporters import vacuumEnergyFunction
     from openmmhybrid.models.ani import ANI1x
     prmtop, inpcrd = app.AmberPrmtopFile(PRMTOP), app.AmberInpcrdFile(INPCRD)
     region = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]

@@ -3,7 +3,6 @@ CPU-side platform.  Expected numbers come from the uncompiled model evaluated di
 or from finite differences.  Compiling takes seconds per model, so each package is built once per
 module.
 """
-import io
 
 import numpy as np
 import openmm

@@ -309,7 +309,7 @@ def test_ani1x_is_captured(pxylene, capfd):
     # float32 network sums in another order (as in test_graphs_on_and_off_agree): the network part
     # (less the self energies, float64 constants) through 384 AEV inputs, 4 layers, the region's atoms.
     terms = networkTerms(384, 4, len(ml))
-    selfEnergy = model.selfEnergy if hasattr(model, "selfEnergy") else model.self_energy  # (before the rename)
+    selfEnergy = model.selfEnergy
     for (e1, f1), (e2, f2) in zip(on, off):
         assert e1 == pytest.approx(e2, rel=0, abs=bound(e2 - selfEnergy, np.float32, terms))
         assert np.abs(f1 - f2).max() <= bound(np.abs(f2).max(), np.float32, terms) + FIXED_POINT
@@ -425,7 +425,7 @@ def test_mts_matches_reference(thermostat):
 
 def test_t4l_long_run_is_stable():
     pytest.importorskip("torchani")
-    from openmmhybrid.mixed import createMixedSystem, mtsGroups
+    from openmmhybrid import createMixedSystem, mtsGroups
 
     folder = os.path.join(DATA, "t4l-l99a-pxylene-water")
     prm = app.AmberPrmtopFile(os.path.join(folder, "complex.prmtop"))

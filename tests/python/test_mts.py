@@ -14,6 +14,7 @@ import openmm.unit as unit
 import pytest
 
 import openmmhybrid
+from openmmhybrid.utils import degreesOfFreedom
 from conftest import amber
 from precision import EPS64, SAFETY, bound
 
@@ -199,14 +200,6 @@ def block_mean_and_error(samples, blocks=10):
     return means.mean(), means.std(ddof=1) / math.sqrt(blocks)
 
 
-def degrees_of_freedom(system):
-    dof = 3 * sum(1 for i in range(system.getNumParticles()) if system.getParticleMass(i) > 0 * unit.dalton)
-    dof -= system.getNumConstraints()
-    if any(isinstance(f, openmm.CMMotionRemover) for f in system.getForces()):
-        dof -= 3
-    return dof
-
-
 def test_langevin_temperature_matches_target(dipeptide):
     """Friction 5/ps, 2 fs outer step over 1 fs inner steps, CPU platform: the mean kinetic
     temperature equals the bath's within 4 standard errors (block averaging)."""
@@ -217,7 +210,7 @@ def test_langevin_temperature_matches_target(dipeptide):
     integrator.setRandomNumberSeed(2024)
     context = make_context(system, crd, integrator, CPU)
     integrator.step(250)  # equilibrate from 300 K
-    dof = degrees_of_freedom(system)
+    dof = degreesOfFreedom(system)
     kB = unit.MOLAR_GAS_CONSTANT_R.value_in_unit(KJ / unit.kelvin)
     temperatures = []
     for _ in range(250):
