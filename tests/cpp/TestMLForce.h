@@ -97,13 +97,6 @@ static PairScales pairScales(const vector<Vec3>& pos, const vector<int>& atoms, 
     return s;
 }
 
-static double largestCoordinate(const vector<Vec3>& pos) {
-    double x = 0;
-    for (const Vec3& p : pos)
-        x = max(x, max(fabs(p[0]), max(fabs(p[1]), fabs(p[2]))));
-    return x;
-}
-
 static vector<Vec3> randomPositions(int n, double scale, unsigned seed) {
     mt19937 rng(seed);
     uniform_real_distribution<double> u(0.0, scale);
@@ -120,6 +113,14 @@ static System* makeSystem(int n) {
     return system;
 }
 
+/** Energy and forces of the system at pos, in a new Context on the platform under test. */
+static State evaluate(const System& system, const vector<Vec3>& pos) {
+    VerletIntegrator integrator(0.001);
+    Context context(system, integrator, platform());
+    context.setPositions(pos);
+    return context.getState(State::Energy | State::Forces);
+}
+
 static void testEnergyAndForces(bool useDouble) {
     const int n = 8;
     vector<int> atoms = {5, 1, 3, 6};
@@ -127,16 +128,13 @@ static void testEnergyAndForces(bool useDouble) {
     MLForce* force = new MLForce(model("pairs"), atoms);
     force->setUsesDoublePrecision(useDouble);
     system->addForce(force);
-    VerletIntegrator integrator(0.001);
-    Context context(*system, integrator, platform());
     vector<Vec3> pos = randomPositions(n, 1.0, 1);
-    context.setPositions(pos);
-    State state = context.getState(State::Energy | State::Forces);
+    State state = evaluate(*system, pos);
     vector<Vec3> expectedForces(n);
     double expected = pairEnergy(pos, atoms, K, R0, &expectedForces);
     // The model in float32 or float64 (its inputs rounded to that too) against the closed form in double.
     double eps = useDouble ? EPS64 : EPS32;
-    PairScales scales = pairScales(pos, atoms, K, R0, largestCoordinate(pos));
+    PairScales scales = pairScales(pos, atoms, K, R0, largestComponent(pos));
     ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), relativeTo(scales.energyBound(eps), expected));
     for (int i = 0; i < n; i++)
         ASSERT_EQUAL_VEC(expectedForces[i], state.getForces()[i],
@@ -155,10 +153,8 @@ static void testEnergyAndForces(bool useDouble) {
             minus[i] -= dir[i] * h;
             projected += state.getForces()[i].dot(dir[i]);
         }
-        context.setPositions(plus);
-        double ePlus = context.getState(State::Energy).getPotentialEnergy();
-        context.setPositions(minus);
-        double eMinus = context.getState(State::Energy).getPotentialEnergy();
+        double ePlus = evaluate(*system, plus).getPotentialEnergy();
+        double eMinus = evaluate(*system, minus).getPotentialEnergy();
         // Central difference: truncation h^2/6 |E'''| plus the two energies' float64 rounding over 2h.
         double error = h * h / 6 * scales.thirdDerivative + scales.energyBound(EPS64) / h;
         ASSERT_EQUAL_TOL(-projected, (ePlus - eMinus) / (2 * h), relativeTo(error, projected));
@@ -183,7 +179,7 @@ static void testPeriodicRegionSplitAcrossBox() {
     double expected = pairEnergy(whole, atoms, K, R0) + 10.0 * (a[0] + b[1] + c[2]);
     // Float64 model against the closed form; making the region whole shifts coordinates by up to
     // |a| + |b| + 2|c| and back, so they round at that size; plus the box term (60 kJ/mol).
-    double reach = largestCoordinate(whole) + sqrt(a.dot(a)) + sqrt(b.dot(b)) + 2 * sqrt(c.dot(c));
+    double reach = largestComponent(whole) + sqrt(a.dot(a)) + sqrt(b.dot(b)) + 2 * sqrt(c.dot(c));
     PairScales scales = pairScales(whole, atoms, K, R0, reach);
     double energyTol = relativeTo(scales.energyBound(EPS64) + roundingBound(60.0, EPS64, 3), expected);
     context.setPositions(whole);
@@ -218,7 +214,7 @@ static void testGlobalParametersAndDerivatives() {
     vector<Vec3> pos = randomPositions(n, 0.8, 3);
     context.setPositions(pos);
     // Float64 model against the closed form (pairScales).
-    double xmax = largestCoordinate(pos);
+    double xmax = largestComponent(pos);
     PairScales first = pairScales(pos, atoms, 50.0, 0.2, xmax), second = pairScales(pos, atoms, 70.0, 0.1, xmax);
     double expected = pairEnergy(pos, atoms, 50.0, 0.2);
     ASSERT_EQUAL_TOL(expected, context.getState(State::Energy).getPotentialEnergy(),
@@ -260,12 +256,9 @@ static void testOutputsForces() {
     force->setOutputsForces(true);
     force->setUsesDoublePrecision(true);
     system->addForce(force);
-    VerletIntegrator integrator(0.001);
-    Context context(*system, integrator, platform());
     vector<Vec3> pos = randomPositions(n, 1.0, 4);
-    context.setPositions(pos);
-    State state = context.getState(State::Energy | State::Forces);
-    PairScales scales = pairScales(pos, atoms, K, R0, largestCoordinate(pos));
+    State state = evaluate(*system, pos);
+    PairScales scales = pairScales(pos, atoms, K, R0, largestComponent(pos));
     double expected = pairEnergy(pos, atoms, K, R0);
     ASSERT_EQUAL_TOL(expected, state.getPotentialEnergy(), relativeTo(scales.energyBound(EPS64), expected));
     // Exact: the model's forces are small integers, which the kernel only copies into a zeroed array.
@@ -357,24 +350,21 @@ static void testBadInput() {
     };
     assertThrows([&] { contextFor(new MLForce(model("pairs"), {0, 3}), 3); }, "out of range");
     assertThrows([&] { contextFor(new MLForce(model("three_inputs"), {0, 1}), 3); }, "takes 3 arguments");
-    assertThrows([&] {
-        MLForce* f = new MLForce(model("pairs"), {0, 1});
-        f->setUsesPeriodicBoundaryConditions(true);
-        contextFor(f, 3);
-    }, "takes 1 argument");
+    auto periodic = [](MLForce* f) { f->setUsesPeriodicBoundaryConditions(true); return f; };
+    auto outputsForces = [](MLForce* f) { f->setOutputsForces(true); return f; };
+    assertThrows([&] { contextFor(periodic(new MLForce(model("pairs"), {0, 1})), 3); }, "takes 1 argument");
     assertThrows([&] { contextFor(new MLForce(model("per_atom_energy"), {0, 1}), 3); }, "single floating point energy");
     assertThrows([&] { contextFor(new MLForce(model("integer_energy"), {0, 1}), 3); }, "single floating point energy");
     assertThrows([&] { contextFor(new MLForce(model("nan_energy"), {0, 1}), 3); }, "non-finite energy");
-    assertThrows([&] {
-        MLForce* f = new MLForce(model("pairs"), {0, 1});
-        f->setOutputsForces(true);
-        contextFor(f, 3);
-    }, "must return a tuple");
+    assertThrows([&] { contextFor(outputsForces(new MLForce(model("pairs"), {0, 1})), 3); }, "must return a tuple");
     assertThrows([&] { contextFor(new MLForce(model("constant_forces"), {0, 1}), 3); }, "setOutputsForces(True)");
 }
 
+/** Tests only this platform has (defined in the platform's Test<Platform>*.cpp). */
+void runPlatformTests();
+
 int main() {
-    return runTests([] {
+    return runTests(PLATFORM_NAME, [] {
         testEnergyAndForces(true);
         testEnergyAndForces(false);
         testPeriodicRegionSplitAcrossBox();
@@ -383,5 +373,6 @@ int main() {
         testForceGroupsAndMM();
         testSerialization();
         testBadInput();
+        runPlatformTests();
     });
 }

@@ -103,13 +103,6 @@ static vector<Vec3> groupForces(int group, const vector<Vec3>& x) {
     return f;
 }
 
-static double largestComponent(const vector<Vec3>& a) {
-    double m = 0;
-    for (const Vec3& p : a)
-        m = max(m, max(fabs(p[0]), max(fabs(p[1]), fabs(p[2]))));
-    return m;
-}
-
 /** rRESPA by the book: outer group 1 (once), inner group 0 (n times).  Keeps the largest
  * coordinate and velocity component met in xmax and vmax. */
 static void handRespa(vector<Vec3>& x, vector<Vec3>& v, double dt, int n, int steps, double& xmax, double& vmax) {
@@ -218,11 +211,15 @@ static void testBadInput() {
     assertThrows([&] { unbound.step(1); }, "not bound to a Context");
 }
 
+/** Tests only this platform has (defined in the platform's Test<Platform>*.cpp). */
+void runPlatformTests();
+
 int main() {
-    return runTests([] {
+    return runTests(PLATFORM_NAME, [] {
         testPhilox();
         testMatchesHandWrittenRespa();
         testSerialization();
         testBadInput();
+        runPlatformTests();
     });
 }

@@ -5,11 +5,13 @@
 
 #include "openmm/OpenMMException.h"
 #include "openmm/Platform.h"
+#include "openmm/Vec3.h"
 #include <algorithm>
 #include <cmath>
 #include <exception>
 #include <iostream>
 #include <string>
+#include <vector>
 
 /*
  * Tolerances derived from the arithmetic, as in tests/python/precision.py: two computations of the
@@ -46,14 +48,27 @@ static void assertThrows(F code, const std::string& expected) {
     throw OpenMM::OpenMMException("expected an error containing '" + expected + "', but nothing was thrown");
 }
 
+/** The exit status with which a test tells ctest it was skipped (SKIP_RETURN_CODE in CMake). */
+static constexpr int SKIPPED = 77;
+
 /**
- * Load OpenMM's and openmm-hybrid's plugins (OPENMM_PLUGIN_DIR, HYBRID_PLUGIN, set by CMake), run
- * the tests and turn the outcome into the exit status ctest reads.
+ * Load OpenMM's plugins (OPENMM_PLUGIN_DIR, set by CMake), and, if OpenMM has the platform the
+ * tests are for, openmm-hybrid's plugin for it (HYBRID_PLUGIN); run the tests and turn the outcome
+ * into the exit status ctest reads.  Without the platform (the CUDA tests on a machine without a
+ * GPU or without OpenMM-CUDA) the tests are skipped, with the reason.
  */
 template <class F>
-static int runTests(F tests) {
+static int runTests(const std::string& platformName, F tests) {
     try {
         OpenMM::Platform::loadPluginsFromDirectory(OPENMM_PLUGIN_DIR);
+        bool present = false;
+        for (int i = 0; i < OpenMM::Platform::getNumPlatforms(); i++)
+            present = present || OpenMM::Platform::getPlatform(i).getName() == platformName;
+        if (!present) {
+            std::cout << "skipped: OpenMM has no " << platformName << " platform here (the CUDA platform needs "
+                         "OpenMM-CUDA-13 and an NVIDIA GPU)" << std::endl;
+            return SKIPPED;
+        }
         OpenMM::Platform::loadPluginLibrary(HYBRID_PLUGIN);
         tests();
     }
@@ -63,6 +78,14 @@ static int runTests(F tests) {
     }
     std::cout << "Done" << std::endl;
     return 0;
+}
+
+/** The largest magnitude of any component of the vectors. */
+static inline double largestComponent(const std::vector<OpenMM::Vec3>& a) {
+    double m = 0;
+    for (const OpenMM::Vec3& p : a)
+        m = std::max(m, std::max(std::fabs(p[0]), std::max(std::fabs(p[1]), std::fabs(p[2]))));
+    return m;
 }
 
 #endif /*OPENMMHYBRID_TESTUTILITIES_H_*/
