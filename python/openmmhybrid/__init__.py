@@ -42,7 +42,7 @@ def versionReport():
     built = build_info or {}
     return "\n".join([
         f"openmm-hybrid {__version__}",
-        f"OpenMM {openmm.version.version} (built against {built.get('openmm', 'unknown')})",
+        f"OpenMM {openmm.__version__} (built against {built.get('openmm', 'unknown')})",
         f"torch {_torch.__version__} (built against {built.get('torch', 'unknown')}), "
         f"CPU capability {_torch.backends.cpu.get_cpu_capability()}",
     ])

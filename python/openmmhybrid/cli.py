@@ -12,25 +12,30 @@ Every key of the config file is also a flag (``inner_steps`` -> ``--inner-steps`
 Bad input stops the command before any long work with one line on stderr and exit status 2.
 """
 import argparse
+import os
 import sys
+
+from . import models, versionReport
+from .job.config import SECTIONS, SETTINGS, ConfigError, loadConfig, templateConfig
+from .job.outputs import FILES, outputPaths
+from .job.report import writeReport
+from .job.runner import runJob
 
 __all__ = ["main", "buildParser"]
 
 
 class _VersionAction(argparse.Action):
-    """--version: imports the package (and so OpenMM and torch) only when asked."""
+    """--version: prints :func:`openmmhybrid.versionReport` and exits."""
 
     def __init__(self, option_strings, dest, **kwargs):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from . import versionReport
         print(versionReport())
         parser.exit()
 
 
 def buildParser():
-    from .job.config import SECTIONS, SETTINGS
 
     parser = argparse.ArgumentParser(prog="openmm-hybrid", description="Hybrid ML/MM molecular dynamics with OpenMM.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -79,18 +84,13 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
-    from .job.config import ConfigError, loadConfig, templateConfig
     if args.command == "template":
         sys.stdout.write(templateConfig())
         return 0
     if args.command == "models":
-        from . import models
         print("\n".join(models.availableModels()))
         return 0
     if args.command == "report":
-        import os
-        from .job.outputs import FILES, outputPaths
-        from .job.report import writeReport
         paths = outputPaths(args.folder)
         for role in ("energies", "settings"):
             if not os.path.isfile(paths[role]):
@@ -100,7 +100,6 @@ def main(argv=None):
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "dry_run")}
     try:
         config = loadConfig(args.config, overrides)
-        from .job.runner import runJob
         runJob(config, resume=args.resume, dryRun=args.dry_run, log=lambda line: print(line, flush=True))
     except ConfigError as error:
         return _fail(error)

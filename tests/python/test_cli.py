@@ -563,7 +563,7 @@ def test_version_names_every_binding(capsys):
     assert exit.value.code == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"openmm-hybrid {openmmhybrid.__version__}"
-    assert lines[1].startswith(f"OpenMM {openmm.version.version} (built against ")
+    assert lines[1] == f"OpenMM {openmm.__version__} (built against {openmmhybrid.build_info['openmm']})"
     assert lines[2] == (f"torch {torch.__version__} (built against {openmmhybrid.build_info['torch']}), "
                         f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
 

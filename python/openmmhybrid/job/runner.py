@@ -25,6 +25,7 @@ from ..utils import LAMBDA_PARAMETER, firstLine, groupsInUse
 from .config import ConfigError, SETTINGS, settingByName
 from .inputs import Inputs, readInputs, selectRegion
 from .outputs import FILES, outputPaths
+from .report import writeReport
 from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
@@ -458,7 +459,6 @@ def _finish(job, paths, first, wall, log):
     else:
         log(f"openmm-hybrid: the run is already at step {first}; nothing left to run")
     if config["report"]:
-        from .report import writeReport
         log(f"openmm-hybrid: report: {writeReport(config['output'])}")
     written = [name for role, name in FILES.items() if os.path.exists(paths[role])]
     log(f"openmm-hybrid: outputs in {config['output']}/: {', '.join(written)}")
