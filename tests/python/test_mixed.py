@@ -101,21 +101,25 @@ def test_lambda_is_linear_and_derivative_matches(pxylene, platform):
                                            usesDoublePrecision=True)
     c = context(mixed, crd, platform)
     values = {}
-    for lam in (0.3, 0.3 + 1e-3, 0.3 - 1e-3):
+    h = 0.2  # E is linear in lambda: any step is exact but for rounding, and a long one divides it least
+    for lam in (0.3, 0.3 + h, 0.3 - h):
         c.setParameter(LAMBDA, lam)
         values[lam] = energy(c)
     c.setParameter(LAMBDA, 0.3)
     derivative = c.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()[LAMBDA]
-    finite = (values[0.3 + 1e-3] - values[0.3 - 1e-3]) / 2e-3
-    # float64 throughout: the energy is a sum over the forces (scale |E|, the MM part the same bits
-    # at every lambda in one Context), the correction a sum over the region's terms (scale
-    # |E_ML| + |E_MM,region|).
+    finite = (values[0.3 + h] - values[0.3 - h]) / (2 * h)
+    # float64: the energy is a sum over the forces (scale |E|), the correction a sum over the
+    # region's terms (scale |E_ML| + |E_MM,region|).
     e_ml = region_model_energy(PairMLP(), positions_nm(crd)[atoms])
     scale = abs(values[0.3]) + abs(e_ml) + abs(e_ml - derivative)
     tolerance = bound(scale, torch.float64, mixed.getNumForces() + PairMLP.rounding_terms(len(atoms)))
+    # Each evaluation of the MM energy: exact on Reference (the same code on the same positions);
+    # the CPU platform sums its float32 nonbonded terms over threads in an order that can change
+    # from one call to the next (measured up to 8e-6 kJ/mol): one float32 rounding of |E|.
+    noise = bound(values[0.3], torch.float32) if platform.getName() == "CPU" else 0.0
     # E is exactly linear in lambda, so the central difference has no truncation error (E''' = 0):
-    # its error is the rounding of two energies over 2e-3, plus the derivative's own.
-    assert abs(derivative - finite) <= tolerance / 1e-3
+    # its error is the rounding of two energies over 2h, plus the derivative's own.
+    assert abs(derivative - finite) <= (tolerance + 2 * noise) / h
     # dE/dlambda = E_ML - E_MM,region, independent of lambda.
     correction_group = mixed.getForce(mixed.getNumForces() - 1).getForceGroup()
     c.setParameter(LAMBDA, 1.0)
@@ -126,7 +130,7 @@ def test_lambda_is_linear_and_derivative_matches(pxylene, platform):
     states = openmmhybrid.interpolationEnergies(c, [0.0, 0.3, 1.0]).value_in_unit(KJ)
     for lam, e in zip((0.0, 0.3, 1.0), states):
         c.setParameter(LAMBDA, lam)
-        assert abs(e - energy(c)) <= 2 * tolerance
+        assert abs(e - energy(c)) <= 2 * tolerance + 2 * noise
 
 
 def test_correction_forces_match_finite_differences(pxylene, platform):
