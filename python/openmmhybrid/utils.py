@@ -4,7 +4,7 @@
 - :data:`ONE_4PI_EPS0`: the Coulomb constant, OpenMM's value.
 - :func:`mdValue`: a plain number in OpenMM's MD units from a number or a Quantity.
 - :func:`atomIndices`: a list of particle indices, checked.
-- :func:`groupsInUse` and :func:`freeForceGroup`: which force groups a System uses.
+- :func:`groupsInUse`, :func:`freeForceGroup` and :func:`freeForceGroups`: which force groups a System uses.
 - :func:`degreesOfFreedom`: the kinetic degrees of freedom, as OpenMM's StateDataReporter counts them.
 - :func:`firstLine`: the first line of an exception's message, for one-line errors.
 """
@@ -14,7 +14,7 @@ import numbers
 import openmm
 import openmm.unit as unit
 
-__all__ = ["LAMBDA_PARAMETER", "ONE_4PI_EPS0", "mdValue", "atomIndices", "groupsInUse", "freeForceGroup", "degreesOfFreedom",
+__all__ = ["LAMBDA_PARAMETER", "ONE_4PI_EPS0", "mdValue", "atomIndices", "groupsInUse", "freeForceGroup", "freeForceGroups", "degreesOfFreedom",
            "firstLine"]
 
 #: The global parameter that interpolates between MM (0) and ML/MM (1); openmm-ml's name.
@@ -91,19 +91,24 @@ def groupsInUse(system):
     return used
 
 
-def freeForceGroup(system, who):
-    """The lowest force group (0-31) that no force of ``system`` uses.
+def freeForceGroups(system, count, who):
+    """The ``count`` lowest force groups (0-31) that no force of ``system`` uses.
 
     Raises
     ------
     ValueError
-        Every group is in use.
+        Fewer than ``count`` groups are free.
     """
     used = groupsInUse(system)
-    for group in range(32):
-        if group not in used:
-            return group
-    raise ValueError(f"{who}: every force group (0-31) is in use; choose the correction group yourself")
+    free = [g for g in range(32) if g not in used][:count]
+    if len(free) < count:
+        raise ValueError(f"{who}: the System uses {len(used)} of the 32 force groups, and {count} free ones are needed")
+    return free
+
+
+def freeForceGroup(system, who):
+    """The lowest force group (0-31) that no force of ``system`` uses (see :func:`freeForceGroups`)."""
+    return freeForceGroups(system, 1, who)[0]
 
 
 def firstLine(error):

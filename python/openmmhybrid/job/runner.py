@@ -21,7 +21,7 @@ from ..integrators import MTSLangevinIntegrator, mtsGroups
 from ..mixed import createMixedSystem
 from ..mlforce import MLForce
 from ..regionmodel import isModelFile, resolveModel
-from ..utils import LAMBDA_PARAMETER, firstLine, groupsInUse
+from ..utils import LAMBDA_PARAMETER, firstLine, freeForceGroups
 from .config import ConfigError, SETTINGS, settingByName
 from .inputs import Inputs, readInputs, selectRegion
 from .outputs import FILES, outputPaths
@@ -88,7 +88,10 @@ def prepare(config, log=print):
     except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
         raise ConfigError(f"model {model!r}: {firstLine(error)}") from None
 
-    correctionGroup, mlGroup = _free_groups(inputs.system, 2)
+    try:
+        correctionGroup, mlGroup = freeForceGroups(inputs.system, 2, "the ML correction")
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log)
     integrator = _integrator(config, system, {correctionGroup, mlGroup})
     simulation, energy = _simulation(config, inputs, system, integrator, platform, properties)
@@ -115,15 +118,6 @@ def _platform(config):
 def _interpolates(config):
     """Whether the ML correction is scaled by a lambda other than 1 (a global parameter of the Context)."""
     return config["lambda"] != 1.0
-
-
-def _free_groups(system, count):
-    """The ``count`` lowest force groups no force of ``system`` uses."""
-    used = groupsInUse(system)
-    free = [g for g in range(32) if g not in used]
-    if len(free) < count:
-        raise ConfigError("the System uses every force group; openmm-hybrid needs two free ones for the ML correction")
-    return free[:count]
 
 
 def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log):
