@@ -48,8 +48,11 @@ import warnings
 
 import openmm
 import openmm.unit as unit
+import torch
 
+from . import adapters
 from .embedding import systemCharges
+from .linkatoms import findLinkBonds, linkAtomSetup, regionTerms
 from .mlforce import MLForce
 from .regionenergy import checkSupported, regionElectrostatics, regionEnergyForces, removeRegionCharges
 from .regionmodel import compileUnavailable, compiledRegionModel, embeddedModel, regionModel, resolveModel
@@ -63,7 +66,8 @@ WHO = "createMixedSystem"
 
 def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, removeConstraints=False,
                       correctionGroup=None, usesDoublePrecision=False, modelArgs=None, embedding="mechanical",
-                      cutoff=1.0 * unit.nanometer, embeddingTerms=None, switchDistance="default", compile=False):
+                      cutoff=1.0 * unit.nanometer, embeddingTerms=None, switchDistance="default", compile=False,
+                      linkAtoms=True, linkAtomDistances=None, linkAtomPlacement="distance", linkAtomCharges="rcd"):
     """A new ML/MM System: the MM ``system`` plus ``lambda * (E_ML(region) - E_MM,region)``.
 
     The input System is not changed.  All its forces, constraints and virtual sites are kept as
@@ -123,6 +127,24 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         (AOTInductor: energy, forces and dE/dlambda in native code; several times faster on the
         CPU for small regions).  Mechanical embedding, a ``torch.nn.Module`` or a registered name,
         and the Reference or CPU platform.  Takes seconds to a minute.
+    linkAtoms : bool
+        Cap every bond the region cuts with a hydrogen link atom (the default; nothing changes for
+        a region of whole molecules).  The model then sees the region's atoms followed by one cap
+        per cut bond (a module given as ``model`` must be built for those atoms: see
+        :meth:`~openmmhybrid.linkatoms.LinkAtoms.cappedTopology`), and the MM angles and torsions
+        the caps stand for are replaced as openmm-ml 1.8 does; see :mod:`openmmhybrid.linkatoms`
+        and ``docs/user_guide.md#cutting-covalent-bonds``.  False keeps the open valences, with a
+        warning naming the cut bonds.
+    linkAtomDistances : sequence of (int, int, distance), optional
+        Cap distances from the ML atom for particular cut bonds (openmm-ml's argument); default:
+        the sum of the covalent radii of the ML atom and hydrogen.
+    linkAtomPlacement : 'distance' or 'ratio'
+        A cap at a fixed distance from its ML atom (the default, as openmm-ml), or at a fixed
+        fraction of the bond (distance / the MM equilibrium length; the g-factor scheme).
+    linkAtomCharges : 'rcd' or 'rc'
+        Electrostatic embedding: how the charge of the MM atom of a cut bond is redistributed
+        (Lin and Truhlar 2005): redistributed charge and dipole (the default) or redistributed
+        charge.
 
     Returns
     -------
@@ -133,7 +155,8 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     ValueError
         Empty region, index out of range or repeated, a virtual site as ML atom, an ML atom
         constrained to an MM atom, a removed constraint without a bond term (interpolate=True), a
-        name that is not registered, an element the model does not cover.
+        name that is not registered, an element the model does not cover, a cut bond that cannot
+        be capped (see :func:`~openmmhybrid.linkatoms.linkAtomSetup`).
     NotImplementedError
         A force class whose region energy cannot be separated (the message names the class).
     """
@@ -145,46 +168,63 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                          f"{system.getNumParticles()} particles; they must describe the same particles.")
     mlAtoms = atomIndices(mlAtoms, WHO, system.getNumParticles())
     region = _region(system, mlAtoms)
-    removed = _constraintsToRemove(system, set(mlAtoms), region, removeConstraints, interpolate)
+    links = _linkAtoms(topology, system, mlAtoms, linkAtoms, linkAtomDistances, linkAtomPlacement,
+                       linkAtomCharges if electrostatic else None)
+    linkPairs = {(min(b.mlAtom, b.mmAtom), max(b.mlAtom, b.mmAtom)) for b in links.bonds} if links else set()
+    removed = _constraintsToRemove(system, set(mlAtoms), region, removeConstraints, interpolate, linkPairs)
     _checkForces(system, interpolate)
     if correctionGroup is None:
         correctionGroup = freeForceGroup(system, WHO)
     elif not 0 <= int(correctionGroup) <= 31:
         raise ValueError(f"createMixedSystem: correctionGroup must be between 0 and 31, not {correctionGroup}")
-    _warnFractionalCharge(system, region)
+    if links is None:
+        _warnFractionalCharge(system, region)
     if electrostatic:
-        cutoffValue, charges = _embeddingSettings(topology, system, set(mlAtoms), cutoff)
+        cutoffValue, charges = _embeddingSettings(system, cutoff)
 
-    # The model, checked before the System is copied.
-    module = resolveModel(model, topology, mlAtoms, modelArgs)
+    # The model, checked before the System is copied.  With link atoms it sees the region and its caps.
+    if links is None:
+        modelTopology, modelAtoms = topology, mlAtoms
+    else:
+        modelTopology, modelAtoms = links.cappedTopology(topology)
+    module = _resolveModel(model, topology, mlAtoms, modelTopology, modelAtoms, modelArgs, links)
     periodic = system.usesPeriodicBoundaryConditions()
     if compile:
         reason = compileUnavailable(module, embedding)
         if reason is not None:
             raise ValueError(f"createMixedSystem: {reason}")
-        regionModule = compiledRegionModel(module, periodic, interpolate, len(mlAtoms), usesDoublePrecision)
+        if links is not None:
+            module = links.wrap(module, adapters.takesBox(module))
+        regionModule = compiledRegionModel(module, periodic, interpolate, len(modelAtoms) if links is None
+                                           else len(links.forceAtoms), usesDoublePrecision)
     elif electrostatic:
-        terms = buildEmbeddingTerms(embeddingTerms, topology, mlAtoms, charges, cutoffValue, switchDistance)
-        regionModule = embeddedModel(module, periodic, interpolate, terms)
+        modelCharges = list(charges) + [0.0] * (len(modelAtoms) - len(mlAtoms))  # caps carry no charge
+        terms = buildEmbeddingTerms(embeddingTerms, modelTopology, modelAtoms, modelCharges, cutoffValue, switchDistance)
+        regionModule = embeddedModel(module, periodic, interpolate, terms, links, charges)
     else:
+        if links is not None:
+            scripted = adapters.scriptModule(module, WHO)
+            module = links.wrap(scripted, adapters.takesBox(scripted))
         regionModule = regionModel(module, periodic, interpolate)
+    selection = regionTerms(topology, system, region, links)
 
     mixed = openmm.XmlSerializer.clone(system)
     for i in reversed(removed):
         mixed.removeConstraint(i)
     for index, force in enumerate(system.getForces()):
         if electrostatic and isinstance(force, openmm.NonbondedForce):
-            corrections = regionEnergyForces(force, region, interpolate, correctionGroup, includeCoulomb=False)
+            corrections = regionEnergyForces(force, region, interpolate, correctionGroup, includeCoulomb=False,
+                                             terms=selection)
             if interpolate:
                 # The MM System stays whole; the correction removes the region's charges at lambda = 1.
                 corrections.append(regionElectrostatics(force, region, correctionGroup))
             else:
                 removeRegionCharges(mixed.getForce(index), region)
         else:
-            corrections = regionEnergyForces(force, region, interpolate, correctionGroup)
+            corrections = regionEnergyForces(force, region, interpolate, correctionGroup, terms=selection)
         for correction in corrections:
             mixed.addForce(correction)
-    ml = MLForce(regionModule, mlAtoms)
+    ml = MLForce(regionModule, mlAtoms if links is None else links.forceAtoms)
     if electrostatic:
         ml.setEmbedding(cutoffValue, charges)
     ml.setUsesPeriodicBoundaryConditions(periodic)
@@ -214,11 +254,14 @@ def _region(system, mlAtoms):
     return region
 
 
-def _constraintsToRemove(system, mlSet, region, removeConstraints, interpolate):
-    """The indices of the constraints to remove; refuses constraints across the boundary."""
+def _constraintsToRemove(system, mlSet, region, removeConstraints, interpolate, linkPairs=()):
+    """The indices of the constraints to remove; refuses constraints across the boundary other than
+    capped bonds (``linkPairs``: a cut bond's length may be constrained, its cap follows it)."""
     removed = []
     for i in range(system.getNumConstraints()):
         a, b, _ = system.getConstraintParameters(i)
+        if (min(a, b), max(a, b)) in linkPairs:
+            continue
         if (a in mlSet) != (b in mlSet) and not (system.isVirtualSite(a) or system.isVirtualSite(b)):
             ml, mm = (a, b) if a in mlSet else (b, a)
             raise ValueError(f"createMixedSystem: ML atom {ml} is constrained to MM atom {mm}. A constraint across the "
@@ -269,7 +312,7 @@ def _warnFractionalCharge(system, region):
                               "charge state is ill defined.", stacklevel=3)
 
 
-def _embeddingSettings(topology, system, mlSet, cutoff):
+def _embeddingSettings(system, cutoff):
     """Electrostatic embedding: (cutoff in nm, the System's charges), after checking what the MM
     side must allow."""
     cutoffValue = mdValue(cutoff)
@@ -280,14 +323,48 @@ def _embeddingSettings(topology, system, mlSet, cutoff):
                                                          force.getNumExceptionParameterOffsets()):
             raise NotImplementedError("createMixedSystem: electrostatic embedding does not support a NonbondedForce "
                                       "with particle or exception parameter offsets.")
-    crossing = sorted({(min(a.index, b.index), max(a.index, b.index)) for a, b in topology.bonds()
-                       if (a.index in mlSet) != (b.index in mlSet)})
-    if crossing:
-        warnings.warn(f"createMixedSystem: {len(crossing)} bond(s) cross the ML/MM boundary (e.g. atoms {crossing[0]}). "
-                      "Electrostatic embedding has no link atoms or charge redistribution: the MM charges next to the "
-                      "cut sit right beside the region and the model sees them. Prefer a region of whole molecules.",
-                      stacklevel=3)
     return cutoffValue, systemCharges(system)
+
+
+def _linkAtoms(topology, system, mlAtoms, linkAtoms, distances, placement, chargeScheme):
+    """The :class:`~openmmhybrid.linkatoms.LinkAtoms` of the region, or None (no cut bond, or
+    ``linkAtoms=False``: then a warning names the cut bonds)."""
+    if not linkAtoms:
+        if distances:
+            raise ValueError("createMixedSystem: linkAtomDistances needs linkAtoms=True")
+        cut = findLinkBonds(topology, mlAtoms, system)
+        if cut:
+            shown = ", ".join(f"{a}-{b}" for a, b in cut[:6]) + (", ..." if len(cut) > 6 else "")
+            warnings.warn(f"createMixedSystem: the ML region cuts {len(cut)} covalent bond(s) ({shown}) and linkAtoms=False: "
+                          "the model sees open valences there, and with electrostatic embedding the MM charges at the "
+                          "cut sit right beside the region. Use linkAtoms=True (the default) or a region of whole "
+                          "molecules.", stacklevel=3)
+        return None
+    return linkAtomSetup(topology, system, mlAtoms, distances, placement, chargeScheme, WHO)
+
+
+def _resolveModel(model, topology, mlAtoms, modelTopology, modelAtoms, modelArgs, links):
+    """The region's model for the atoms it sees (with link atoms: the region, then the caps)."""
+    if links is None:
+        return resolveModel(model, topology, mlAtoms, modelArgs)
+    try:
+        module = resolveModel(model, modelTopology, modelAtoms, modelArgs)
+    except ValueError as error:
+        try:
+            resolveModel(model, topology, mlAtoms, modelArgs)
+        except ValueError:
+            raise error from None
+        raise ValueError(f"createMixedSystem: the model {model!r} does not cover hydrogen, the element of the "
+                         f"{len(links.bonds)} link atom(s) that cap the bonds the region cuts ({error}). Choose a model "
+                         "that covers hydrogen, or a region of whole molecules.") from None
+    numbers = getattr(module, "atomicNumbers", None)
+    if isinstance(numbers, (list, tuple)) or torch.is_tensor(numbers):
+        if len(numbers) != len(modelAtoms):
+            raise ValueError(f"createMixedSystem: the model was built for {len(numbers)} atoms, but with link atoms it "
+                             f"sees {len(modelAtoms)}: the {len(mlAtoms)} region atoms, then a hydrogen cap for each of "
+                             f"the {len(links.bonds)} cut bonds. Build it for LinkAtoms.cappedTopology(), pass the model "
+                             "by name, or pass linkAtoms=False.")
+    return module
 
 
 def interpolationEnergies(context, lambdas):

@@ -15,6 +15,7 @@ import math
 
 import openmm
 
+from .linkatoms import RegionTerms
 from .utils import LAMBDA_PARAMETER, ONE_4PI_EPS0, mdValue
 
 __all__ = ["NO_REGION_ENERGY", "checkSupported", "regionEnergyForces", "removeRegionCharges", "regionElectrostatics"]
@@ -49,40 +50,40 @@ def _copy_globals(target, source):
         target.addGlobalParameter(source.getGlobalParameterName(i), source.getGlobalParameterDefaultValue(i))
 
 
-def _harmonic_bonds(force, region, interpolate, group):
+def _harmonic_bonds(force, terms, interpolate, group):
     out = openmm.CustomBondForce(f"{_scale(interpolate)}*0.5*k*(r-r0)^2")
     out.addPerBondParameter("r0")
     out.addPerBondParameter("k")
     for i in range(force.getNumBonds()):
         a, b, r0, k = force.getBondParameters(i)
-        if a in region and b in region:
+        if terms.bond(a, b):
             out.addBond(a, b, [mdValue(r0), mdValue(k)])
     return _finish(out, force, interpolate, group) if out.getNumBonds() else None
 
 
-def _harmonic_angles(force, region, interpolate, group):
+def _harmonic_angles(force, terms, interpolate, group):
     out = openmm.CustomAngleForce(f"{_scale(interpolate)}*0.5*k*(theta-theta0)^2")
     out.addPerAngleParameter("theta0")
     out.addPerAngleParameter("k")
     for i in range(force.getNumAngles()):
         a, b, c, theta0, k = force.getAngleParameters(i)
-        if a in region and b in region and c in region:
+        if terms.angle(a, b, c):
             out.addAngle(a, b, c, [mdValue(theta0), mdValue(k)])
     return _finish(out, force, interpolate, group) if out.getNumAngles() else None
 
 
-def _periodic_torsions(force, region, interpolate, group):
+def _periodic_torsions(force, terms, interpolate, group):
     out = openmm.CustomTorsionForce(f"{_scale(interpolate)}*k*(1+cos(periodicity*theta-phase))")
     for name in ("periodicity", "phase", "k"):
         out.addPerTorsionParameter(name)
     for i in range(force.getNumTorsions()):
         a, b, c, d, periodicity, phase, k = force.getTorsionParameters(i)
-        if all(x in region for x in (a, b, c, d)):
+        if terms.torsion(a, b, c, d):
             out.addTorsion(a, b, c, d, [float(periodicity), mdValue(phase), mdValue(k)])
     return _finish(out, force, interpolate, group) if out.getNumTorsions() else None
 
 
-def _rb_torsions(force, region, interpolate, group):
+def _rb_torsions(force, terms, interpolate, group):
     # OpenMM's Ryckaert-Bellemans form: sum_n c_n cos(psi)^n with psi = theta - 180 degrees.
     out = openmm.CustomTorsionForce(f"{_scale(interpolate)}*(c0+c1*cp+c2*cp^2+c3*cp^3+c4*cp^4+c5*cp^5); "
                                     f"cp=cos(theta-{math.pi!r})")
@@ -90,12 +91,12 @@ def _rb_torsions(force, region, interpolate, group):
         out.addPerTorsionParameter(f"c{n}")
     for i in range(force.getNumTorsions()):
         a, b, c, d, *coefficients = force.getTorsionParameters(i)
-        if all(x in region for x in (a, b, c, d)):
+        if terms.torsion(a, b, c, d):
             out.addTorsion(a, b, c, d, [mdValue(x) for x in coefficients])
     return _finish(out, force, interpolate, group) if out.getNumTorsions() else None
 
 
-def _cmap_torsions(force, region, interpolate, group):
+def _cmap_torsions(force, terms, interpolate, group):
     # A CMAP cannot be written as a custom expression with the same interpolation, so a copy of the
     # force restricted to the region is wrapped in a CustomCVForce (only when the region has one).
     cmap = openmm.CMAPTorsionForce()
@@ -104,7 +105,7 @@ def _cmap_torsions(force, region, interpolate, group):
         cmap.addMap(size, energy)
     for i in range(force.getNumTorsions()):
         m, *particles = force.getTorsionParameters(i)
-        if all(x in region for x in particles):
+        if terms.cmap(particles):
             cmap.addTorsion(m, *particles)
     if cmap.getNumTorsions() == 0:
         return None
@@ -114,8 +115,9 @@ def _cmap_torsions(force, region, interpolate, group):
     return _finish(out, force, interpolate, group, periodic=False)
 
 
-def _custom_bonded(force, region, interpolate, group):
-    """CustomBondForce, CustomAngleForce, CustomTorsionForce, CustomCompoundBondForce."""
+def _custom_bonded(force, terms, interpolate, group):
+    """CustomBondForce, CustomAngleForce, CustomTorsionForce, CustomCompoundBondForce (the last by
+    all of its particles in the region)."""
     # "scale*mmRegionTerm; mmRegionTerm=<main>; <the user's own definitions>" is a valid expression.
     expression = f"{_scale(interpolate)}*mmRegionTerm; mmRegionTerm={force.getEnergyFunction().strip().rstrip(';')}"
     if isinstance(force, openmm.CustomBondForce):
@@ -148,7 +150,13 @@ def _custom_bonded(force, region, interpolate, group):
         *particles, parameters = get(i)
         if isinstance(force, openmm.CustomCompoundBondForce):
             particles = list(particles[0])
-        if all(p in region for p in particles):
+        if isinstance(force, openmm.CustomAngleForce):
+            selected = terms.angle(*particles)
+        elif isinstance(force, openmm.CustomTorsionForce):
+            selected = terms.torsion(*particles)
+        else:
+            selected = terms.inside(particles)
+        if selected:
             if isinstance(force, openmm.CustomCompoundBondForce):
                 add(particles, list(parameters))
             else:
@@ -315,7 +323,7 @@ def checkSupported(force, who="createMixedSystem"):
                                   "inside the region).")
 
 
-def regionEnergyForces(force, region, interpolate, group, includeCoulomb=True):
+def regionEnergyForces(force, region, interpolate, group, includeCoulomb=True, terms=None):
     """The forces that give ``-lambda`` (``-1`` without interpolation) times the MM energy of the
     region in ``force``: its terms wholly inside the region, and its nonbonded pairs between
     region atoms (Lennard-Jones only if ``includeCoulomb`` is false).
@@ -330,6 +338,9 @@ def regionEnergyForces(force, region, interpolate, group, includeCoulomb=True):
         Scale by the global parameter ``lambda_interpolate`` and report dE/dlambda.
     group : int
         The force group of the correction.
+    terms : openmmhybrid.linkatoms.RegionTerms, optional
+        Which bonded terms count as the region's; default: those wholly inside ``region``.  With
+        link atoms, openmm-ml's selection (angles and torsions that reach the capped bonds).
 
     Returns
     -------
@@ -341,7 +352,10 @@ def regionEnergyForces(force, region, interpolate, group, includeCoulomb=True):
         return []
     if handler is _nonbonded:
         return _nonbonded(force, region, interpolate, group, includeCoulomb)
-    result = handler(force, region, interpolate, group)
+    if handler is _custom_nonbonded:
+        result = handler(force, region, interpolate, group)
+    else:
+        result = handler(force, terms if terms is not None else RegionTerms(region), interpolate, group)
     return [] if result is None else [result]
 
 

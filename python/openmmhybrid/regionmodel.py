@@ -122,9 +122,13 @@ def embeddingTerms(terms, topology, mlAtoms, charges, cutoff, switchDistance):
     return result
 
 
-def embeddedModel(module, periodic, interpolate, terms):
+def embeddedModel(module, periodic, interpolate, terms, links=None, charges=None):
     """Adapt a region model to what an embedding MLForce passes:
-    (positions[, box], mm_positions, mm_charges, mm_mask[, lambda_interpolate])."""
+    (positions[, box], mm_positions, mm_charges, mm_mask[, lambda_interpolate]).
+
+    With ``links`` (a :class:`~openmmhybrid.linkatoms.LinkAtoms`) the MLForce's positions are the
+    region, the MM atoms of the cut bonds and their neighbours: the model and the terms see the
+    region and its caps, and the environment with the redistributed ``charges`` appended."""
     scripted = adapters.scriptModule(module, "createMixedSystem")
     numArgs = len(scripted.forward.schema.arguments) - 1
     if adapters.takesEnvironment(scripted):
@@ -133,9 +137,11 @@ def embeddedModel(module, periodic, interpolate, terms):
             raise ValueError(f"createMixedSystem: the embedding model's forward() takes {numArgs} arguments, but a "
                              f"{'periodic' if periodic else 'non-periodic'} System passes {expected}: (positions, "
                              f"{'box, ' if periodic else ''}mm_positions, mm_charges, mm_mask).")
-        model = scripted
+        model = scripted if links is None else links.wrapEmbedding(scripted, charges, periodicForm=periodic)
     else:
         model = embedding.EmbeddedModel(scripted, terms, modelTakesBox=adapters.takesBox(scripted))
+        if links is not None:
+            model = links.wrapEmbedding(model, charges, periodicForm=True)
         if not periodic:
             model = adapters.EmbeddedNoBox(model)
     if interpolate:
