@@ -48,7 +48,6 @@ import warnings
 
 import openmm
 import openmm.unit as unit
-import torch
 
 from . import adapters
 from .embedding import systemCharges
@@ -187,7 +186,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         modelTopology, modelAtoms = topology, mlAtoms
     else:
         modelTopology, modelAtoms = links.cappedTopology(topology)
-    module = _resolveModel(model, topology, mlAtoms, modelTopology, modelAtoms, modelArgs, links)
+    module = resolveModel(model, topology, mlAtoms, modelArgs, links)
     periodic = system.usesPeriodicBoundaryConditions()
     if compile:
         reason = compileUnavailable(module, embedding)
@@ -341,30 +340,6 @@ def _linkAtoms(topology, system, mlAtoms, linkAtoms, distances, placement, charg
                           "molecules.", stacklevel=3)
         return None
     return linkAtomSetup(topology, system, mlAtoms, distances, placement, chargeScheme, WHO)
-
-
-def _resolveModel(model, topology, mlAtoms, modelTopology, modelAtoms, modelArgs, links):
-    """The region's model for the atoms it sees (with link atoms: the region, then the caps)."""
-    if links is None:
-        return resolveModel(model, topology, mlAtoms, modelArgs)
-    try:
-        module = resolveModel(model, modelTopology, modelAtoms, modelArgs)
-    except ValueError as error:
-        try:
-            resolveModel(model, topology, mlAtoms, modelArgs)
-        except ValueError:
-            raise error from None
-        raise ValueError(f"createMixedSystem: the model {model!r} does not cover hydrogen, the element of the "
-                         f"{len(links.bonds)} link atom(s) that cap the bonds the region cuts ({error}). Choose a model "
-                         "that covers hydrogen, or a region of whole molecules.") from None
-    numbers = getattr(module, "atomicNumbers", None)
-    if isinstance(numbers, (list, tuple)) or torch.is_tensor(numbers):
-        if len(numbers) != len(modelAtoms):
-            raise ValueError(f"createMixedSystem: the model was built for {len(numbers)} atoms, but with link atoms it "
-                             f"sees {len(modelAtoms)}: the {len(mlAtoms)} region atoms, then a hydrogen cap for each of "
-                             f"the {len(links.bonds)} cut bonds. Build it for LinkAtoms.cappedTopology(), pass the model "
-                             "by name, or pass linkAtoms=False.")
-    return module
 
 
 def interpolationEnergies(context, lambdas):

@@ -25,8 +25,12 @@ def isModelFile(model):
     return os.path.exists(name) or os.sep in name or os.path.splitext(name)[1] != ""
 
 
-def resolveModel(model, topology, mlAtoms, modelArgs=None):
+def resolveModel(model, topology, mlAtoms, modelArgs=None, links=None):
     """A torch module for the region from a registered name, a TorchScript file or a module.
+
+    With ``links`` (a :class:`~openmmhybrid.linkatoms.LinkAtoms`) the model is for the atoms it
+    then sees: the region, then one hydrogen cap per cut bond.  A named model is built for them;
+    a module that says how many atoms it was built for (``atomicNumbers``) is checked.
 
     Raises
     ------
@@ -37,6 +41,8 @@ def resolveModel(model, topology, mlAtoms, modelArgs=None):
     TypeError
         ``model`` is none of the three.
     """
+    if links is not None:
+        return _cappedModel(model, topology, mlAtoms, modelArgs, links)
     if isinstance(model, (str, os.PathLike)):
         name = os.fspath(model)
         if not isModelFile(name):
@@ -55,6 +61,27 @@ def resolveModel(model, topology, mlAtoms, modelArgs=None):
         return model
     raise TypeError(f"createMixedSystem: model must be a registered name, a TorchScript file, or a torch.nn.Module, "
                     f"not {type(model).__name__}")
+
+
+def _cappedModel(model, topology, mlAtoms, modelArgs, links):
+    cappedTopology, modelAtoms = links.cappedTopology(topology)
+    try:
+        module = resolveModel(model, cappedTopology, modelAtoms, modelArgs)
+    except ValueError as error:
+        try:
+            resolveModel(model, topology, mlAtoms, modelArgs)
+        except ValueError:
+            raise error from None
+        raise ValueError(f"createMixedSystem: the model {model!r} does not cover hydrogen, the element of the "
+                         f"{len(links.bonds)} link atom(s) that cap the bonds the region cuts ({firstLine(error)}). "
+                         "Choose a model that covers hydrogen, or a region of whole molecules.") from None
+    numbers = getattr(module, "atomicNumbers", None)
+    if (isinstance(numbers, (list, tuple)) or torch.is_tensor(numbers)) and len(numbers) != len(modelAtoms):
+        raise ValueError(f"createMixedSystem: the model was built for {len(numbers)} atoms, but with link atoms it "
+                         f"sees {len(modelAtoms)}: the {len(mlAtoms)} region atoms, then a hydrogen cap for each of the "
+                         f"{len(links.bonds)} cut bonds. Build it for LinkAtoms.cappedTopology(), pass the model by "
+                         "name, or pass linkAtoms=False.")
+    return module
 
 
 def compileUnavailable(model, embedding):

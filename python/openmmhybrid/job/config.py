@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 
 class Setting:
-    """One setting: name, section, kind ('str', 'int', 'float', 'bool', 'path', 'paths', 'atoms',
+    """One setting: name, section, kind ('str', 'int', 'float', 'bool', 'path', 'paths', 'atoms', 'residue',
     'quantity'), default, help, and for quantities the default unit and what it measures."""
 
     def __init__(self, name, section, kind, default, help, unit=None, choices=None, minimum=None, maximum=None):
@@ -65,6 +65,16 @@ SETTINGS = [
     Setting("region", "ml", "str", None, "ML region as an mdtraj selection, e.g. 'resname TMP'"),
     Setting("residue", "ml", "str", None, "ML region: every atom of residues with this name"),
     Setting("atoms", "ml", "atoms", None, "ML region: atom indices from 0, e.g. [0, 1, 2] or '0-17,20'"),
+    Setting("side_chain", "ml", "residue", None, "ML region: the side chain of one residue, numbered as in the input "
+            "(e.g. 153 or 'A:153'), cut at CA-CB"),
+    Setting("residues", "ml", "residue", None, "ML region: residues N to M of one chain, e.g. '10-12' or 'A:10-12', "
+            "cut at the peptide bonds"),
+    Setting("link_atoms", "ml", "bool", True, "cap each covalent bond the region cuts with a hydrogen link atom "
+            "(false: open valences, with a warning)"),
+    Setting("link_atom_placement", "ml", "str", "distance", "a cap at the sum of covalent radii from its ML atom "
+            "(openmm-ml's) or at a fixed fraction of the bond", choices=["distance", "ratio"]),
+    Setting("link_atom_charges", "ml", "str", "rcd", "electrostatic embedding: how the charge of the MM atom of a cut "
+            "bond is redistributed (Lin-Truhlar redistributed charge and dipole, or charge)", choices=["rcd", "rc"]),
     Setting("model", "ml", "str", "ani1x", "a registered model name or a TorchScript file"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
     Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms, "
@@ -196,6 +206,12 @@ def convert(setting, value):
         return _quantity(setting, value)
     if kind == "atoms":
         return _parse_atoms(name, value)
+    if kind == "residue":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"{name} must be a residue number or range like 153, 'A:153' or '10-12', not {value!r}")
+        return value.strip()
     if kind == "paths":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -335,11 +351,12 @@ def _check(config):
         if not inputs:
             raise ConfigError("no input: give prmtop+inpcrd, pdb+forcefield, system+state+pdb, or sdf")
         raise ConfigError(f"give one input, not {' and '.join(inputs)}")
-    regions = [k for k in ("region", "residue", "atoms") if config[k] is not None]
+    regions = [k for k in ("region", "residue", "atoms", "side_chain", "residues") if config[k] is not None]
     if len(regions) > 1:
         raise ConfigError(f"give the ML region one way, not {' and '.join(regions)}")
     if not regions and config["sdf"] is None:
-        raise ConfigError("no ML region: give region (a selection), residue (a residue name) or atoms (indices)")
+        raise ConfigError("no ML region: give region (a selection), residue (a residue name), atoms (indices), "
+                          "side_chain (a residue number) or residues (a range)")
     if not 0.0 <= config["lambda"] <= 1.0:
         raise ConfigError(f"lambda must be between 0 and 1, not {config['lambda']}")
     if config["precision"] is not None and config["platform"] not in ("CUDA", "OpenCL"):

@@ -213,7 +213,8 @@ def _sdf(config):
 
 
 def selectRegion(config, topology):
-    """The ML region's atom indices from ``region``, ``residue`` or ``atoms`` (all atoms for an SDF
+    """The ML region's atom indices from ``region``, ``residue``, ``atoms``, ``side_chain`` or
+    ``residues`` (all atoms for an SDF
     ligand with none given); ConfigError when it matches nothing."""
     try:
         if config["region"] is not None:
@@ -222,6 +223,13 @@ def selectRegion(config, topology):
             return selectAtoms(topology, residueName=config["residue"])
         if config["atoms"] is not None:
             return selectAtoms(topology, indices=config["atoms"])
+        if config["side_chain"] is not None:
+            return selectAtoms(topology, sideChain=config["side_chain"])
+        if config["residues"] is not None:
+            return selectAtoms(topology, residues=config["residues"])
     except ValueError as error:
-        raise ConfigError(str(error).replace("selectAtoms: ", "ML region: ")) from None
+        message = str(error)
+        for prefix in ("selectAtoms(sideChain=...): ", "selectAtoms(residues=...): ", "selectAtoms: "):
+            message = message.replace(prefix, "ML region: ")
+        raise ConfigError(message) from None
     return list(range(topology.getNumAtoms()))

@@ -18,6 +18,7 @@ import openmm.unit as unit
 
 from .. import adapters
 from ..integrators import MTSLangevinIntegrator, mtsGroups
+from ..linkatoms import linkAtomSetup
 from ..mixed import createMixedSystem
 from ..mlforce import MLForce
 from ..regionmodel import isModelFile, resolveModel
@@ -67,6 +68,8 @@ class Job:
     platformName: str
     #: The potential energy at the starting coordinates, in kJ/mol.
     startEnergy: float
+    #: The link atoms that cap the bonds the region cuts (None: it cuts none, or link_atoms is off).
+    linkAtoms: Optional[object] = None
 
 
 # -- prepare: build the System, integrator and Simulation ------------------------------------------
@@ -83,10 +86,11 @@ def prepare(config, log=print):
     inputs = readInputs(config)
     topology = inputs.topology
     mlAtoms = selectRegion(config, topology)
+    links = _link_atoms(config, inputs, mlAtoms)
     try:
-        module = resolveModel(model, topology, mlAtoms)
+        module = resolveModel(model, topology, mlAtoms, links=links)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
-        raise ConfigError(f"model {model!r}: {firstLine(error)}") from None
+        raise ConfigError(f"model {model!r}: {firstLine(error).replace('createMixedSystem: ', '')}") from None
 
     try:
         correctionGroup, mlGroup = freeForceGroups(inputs.system, 2, "the ML correction")
@@ -98,8 +102,8 @@ def prepare(config, log=print):
     electrostatic = config["embedding"] == "electrostatic"
     return Job(config=config, inputs=inputs, topology=topology, system=system, simulation=simulation,
                mlAtoms=mlAtoms, mlGroup=mlGroup, correctionGroup=correctionGroup, electrostatic=electrostatic,
-               vacuumEnergy=_vacuum_energy(config, module, mlAtoms, system) if electrostatic else None,
-               platformName=platform.getName(), startEnergy=energy)
+               vacuumEnergy=_vacuum_energy(config, module, mlAtoms, system, links) if electrostatic else None,
+               platformName=platform.getName(), startEnergy=energy, linkAtoms=links)
 
 
 def _platform(config):
@@ -113,6 +117,18 @@ def _platform(config):
     if config["threads"] is not None:
         properties["Threads"] = str(config["threads"])
     return openmm.Platform.getPlatformByName(name), properties
+
+
+def _link_atoms(config, inputs, mlAtoms):
+    """The region's link atoms as createMixedSystem will make them (None without cut bonds or with
+    ``link_atoms = false``), so that a named model is built for the region and its caps."""
+    if not config["link_atoms"]:
+        return None
+    try:
+        return linkAtomSetup(inputs.topology, inputs.system, mlAtoms, placement=config["link_atom_placement"],
+                             chargeScheme=config["link_atom_charges"] if config["embedding"] == "electrostatic" else None)
+    except ValueError as error:
+        raise ConfigError(firstLine(error).replace("createMixedSystem: ", "")) from None
 
 
 def _interpolates(config):
@@ -131,7 +147,9 @@ def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log
             system = createMixedSystem(inputs.topology, inputs.system, mlAtoms, module,
                                        interpolate=_interpolates(config), correctionGroup=correctionGroup,
                                        usesDoublePrecision=config["model_double"], compile=config["compile"],
-                                       embedding=config["embedding"], cutoff=config["embedding_cutoff"])
+                                       embedding=config["embedding"], cutoff=config["embedding_cutoff"],
+                                       linkAtoms=config["link_atoms"], linkAtomPlacement=config["link_atom_placement"],
+                                       linkAtomCharges=config["link_atom_charges"])
         for warning in caught:
             log(f"warning: {warning.message}")
     except (ValueError, NotImplementedError) as error:
@@ -183,12 +201,17 @@ def _simulation(config, inputs, system, integrator, platform, properties):
     return simulation, energy
 
 
-def _vacuum_energy(config, module, mlAtoms, system):
-    """The vacuum-model energy of the region for an electrostatic embedding, or None for a model
-    that takes the MM environment itself (its energy has no vacuum part to split off)."""
-    if adapters.takesEnvironment(adapters.scriptModule(module, "openmm-hybrid")):
+def _vacuum_energy(config, module, mlAtoms, system, links):
+    """The vacuum-model energy of the region (and its caps) for an electrostatic embedding, or None
+    for a model that takes the MM environment itself (its energy has no vacuum part to split off)."""
+    scripted = adapters.scriptModule(module, "openmm-hybrid")
+    if adapters.takesEnvironment(scripted):
         return None
-    return vacuumEnergyFunction(module, mlAtoms, system.usesPeriodicBoundaryConditions(), config["model_double"],
+    atoms = list(mlAtoms)
+    if links is not None:
+        module = links.wrap(scripted, adapters.takesBox(scripted))
+        atoms += links.mmAtoms
+    return vacuumEnergyFunction(module, atoms, system.usesPeriodicBoundaryConditions(), config["model_double"],
                                 config["lambda"])
 
 
@@ -229,6 +252,12 @@ def _set_up(config, resume, dryRun, log):
         + (", periodic" if system.usesPeriodicBoundaryConditions() else ", no box"))
     log(f"  ML region: {len(job.mlAtoms)} atoms, model {config['model']}, {config['embedding']} embedding"
         + (f", lambda {config['lambda']}" if _interpolates(config) else ""))
+    if job.linkAtoms is not None:
+        scheme = f", charges {config['link_atom_charges'].upper()}" if job.electrostatic else ""
+        log(f"  link atoms: {len(job.linkAtoms.bonds)} cut bond(s) capped with hydrogen ({config['link_atom_placement']}"
+            f" placement{scheme})")
+        for line in job.linkAtoms.summary(job.topology):
+            log(f"    {line}")
     log(f"  dynamics:  Langevin {config['temperature']}, {mode}"
         + (f", {config['pressure']}" if config["pressure"] is not None else "") + f", {config['steps']} steps")
     log(f"  start energy {job.startEnergy:.2f} kJ/mol (set-up took {time.perf_counter() - start:.1f} s)")
