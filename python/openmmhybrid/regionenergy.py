@@ -145,7 +145,7 @@ def _custom_bonded(force, terms, interpolate, group):
     for i in range(numParameters()):
         addParameter(getName(i))
     _copy_globals(out, force)
-    terms = 0
+    numTerms = 0
     for i in range(count()):
         *particles, parameters = get(i)
         if isinstance(force, openmm.CustomCompoundBondForce):
@@ -161,8 +161,8 @@ def _custom_bonded(force, terms, interpolate, group):
                 add(particles, list(parameters))
             else:
                 add(*particles, list(parameters))
-            terms += 1
-    return _finish(out, force, interpolate, group) if terms else None
+            numTerms += 1
+    return _finish(out, force, interpolate, group) if numTerms else None
 
 
 def _switch(cutoff, switchDistance):

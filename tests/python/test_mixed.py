@@ -501,10 +501,15 @@ def test_bad_input(pxylene):
         openmmhybrid.createMixedSystem(prm.topology, system, atoms + [system.getNumParticles()], PairMLP())
     with pytest.raises(ValueError, match="more than once"):
         openmmhybrid.createMixedSystem(prm.topology, system, atoms + [atoms[0]], PairMLP())
-    # An ML atom constrained to an MM atom: a hydrogen of p-xylene left out of the region.
+    # A hydrogen of p-xylene left out of the region: a cut bond to a hydrogen cannot be capped,
+    # and without link atoms the ML atom is constrained to an MM atom.
     hydrogen = next(a.index for a in prm.topology.atoms() if a.residue.name == "TMP" and a.element.symbol == "H")
-    with pytest.raises(ValueError, match=f"is constrained to MM atom {hydrogen}"):
-        openmmhybrid.createMixedSystem(prm.topology, system, [a for a in atoms if a != hydrogen], PairMLP())
+    withoutHydrogen = [a for a in atoms if a != hydrogen]
+    with pytest.raises(ValueError, match=f"- {hydrogen} .*ends on a hydrogen"):
+        openmmhybrid.createMixedSystem(prm.topology, system, withoutHydrogen, PairMLP())
+    with pytest.warns(UserWarning, match="cuts 1 covalent bond"), \
+            pytest.raises(ValueError, match=f"is constrained to MM atom {hydrogen}"):
+        openmmhybrid.createMixedSystem(prm.topology, system, withoutHydrogen, PairMLP(), linkAtoms=False)
     with pytest.raises(ValueError, match="not registered|No ML model is registered"):
         openmmhybrid.createMixedSystem(prm.topology, system, atoms, "nosuchmodel")
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -526,8 +531,10 @@ def test_fractional_region_charge_warns(pxylene):
         a, b, _ = heavy_only.getConstraintParameters(i)
         if a in atoms or b in atoms:
             heavy_only.removeConstraint(i)
+    # The carbons alone cut every C-H bond: without link atoms (a cut bond to a hydrogen cannot be
+    # capped) the region's MM charges sum to a fraction.
     with pytest.warns(UserWarning, match="not an integer"):
-        openmmhybrid.createMixedSystem(prm.topology, heavy_only, carbons, PairMLP())
+        openmmhybrid.createMixedSystem(prm.topology, heavy_only, carbons, PairMLP(), linkAtoms=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         openmmhybrid.createMixedSystem(prm.topology, system, atoms, PairMLP())
