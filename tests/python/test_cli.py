@@ -332,6 +332,10 @@ def write(tmp_path, text, name="bad.toml"):
 
 
 GOOD = f'[input]\nprmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\n[ml]\nresidue = "TMP"\n'
+DIPEPTIDE_FILES = os.path.join(DATA, "alanine-dipeptide-water", "alanine-dipeptide")
+#: The alanine dipeptide in water with ALA's side chain (CB and its hydrogens) as the ML region.
+DIPEPTIDE = (f'[input]\nprmtop = "{DIPEPTIDE_FILES}.prmtop"\ninpcrd = "{DIPEPTIDE_FILES}.inpcrd"\n'
+             '[ml]\nside_chain = 2\n')
 
 
 @pytest.mark.parametrize("text, flags, message", [
@@ -364,6 +368,13 @@ GOOD = f'[input]\nprmtop = "{PRMTOP}"\ninpcrd = "{INPCRD}"\n[ml]\nresidue = "TMP
     (GOOD, ["--state", "missing_state.xml"], "the state file '.*missing_state.xml' does not exist"),
     (GOOD, ["--compile", "true", "--platform", "CUDA"], "compile applies to the Reference and CPU platforms, not CUDA"),
     (GOOD, ["--compile", "true", "--embedding", "electrostatic"], "compile is not available with electrostatic embedding"),
+    (GOOD, ["--side-chain", "1"], "give the ML region one way, not residue and side_chain"),
+    (DIPEPTIDE, ["--side-chain", "1"], "ML region: residue ACE 1 has no side chain to cut at CA-CB"),
+    (DIPEPTIDE, ["--side-chain", "9999"], "ML region: no residue numbered 9999"),
+    (DIPEPTIDE.replace("side_chain = 2", 'residues = "3-1"'), [], "ML region: residue 1 does not follow residue 3"),
+    (DIPEPTIDE.replace("side_chain = 2", 'residues = "2"'), [], "ML region: write a range as 'N-M'"),
+    (DIPEPTIDE, ["--link-atom-charges", "shift"], "link_atom_charges must be one of rcd, rc"),
+    (DIPEPTIDE.replace("side_chain = 2", "atoms = '0-2'"), [], "the ML region cuts the bond .* which ends on a hydrogen"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
     config = write(tmp_path, text)
@@ -375,6 +386,41 @@ def test_bad_input_is_one_line(tmp_path, capsys, text, flags, message):
     import re
     assert re.search(message, lines[0]), lines[0]
     assert not os.path.exists(tmp_path / "o" / "trajectory.dcd")
+
+
+def test_side_chain_with_link_atoms(tmp_path, capsys):
+    """`side_chain = 2` (ALA's CB and its hydrogens) with electrostatic embedding: the log names the
+    capped bond, and the ML column is the vacuum ANI-1x of the region and its cap, computed here
+    independently (float64) at the frame the trajectory holds."""
+    from openmmhybrid.linkatoms import linkAtomSetup
+    from openmmhybrid.models.ani import ANI1x
+    out = str(tmp_path / "side")
+    config = write(tmp_path, DIPEPTIDE, "side.toml")
+    status, stdout, err = run_cli(["run", config, "--embedding", "electrostatic", "--model-double", "true",
+                                   "--steps", "2", "--report-interval", "2", "--trajectory-interval", "2",
+                                   "--report", "false", "--output", out] + FAST, capsys)
+    assert status == 0, err
+    assert "ML region: 4 atoms" in stdout
+    assert "link atoms: 1 cut bond(s) capped with hydrogen (distance placement, charges RCD)" in stdout
+    assert "link atom 0: caps 10 (CB of ALA 2) - 8 (CA of ALA 2) at 0.1070 nm" in stdout
+    prmtop = app.AmberPrmtopFile(DIPEPTIDE_FILES + ".prmtop")
+    header, rows = read_csv(os.path.join(out, "energies.csv"))
+    row = dict(zip(header, rows[-1]))
+    assert int(row["step"]) == 2
+    frame = dcd_frames(os.path.join(out, "trajectory.dcd"), prmtop.topology)
+    xyz = frame.xyz[-1].astype(np.float64)
+    region = [10, 11, 12, 13]
+    links = linkAtomSetup(prmtop.topology, prmtop.createSystem(), region)
+    capped = np.concatenate([xyz[region], links.capPositions(xyz)])
+    model = ANI1x([6, 1, 1, 1, 1]).double()
+    expected = model(torch.tensor(capped)).item()
+    # The DCD stores float32 coordinates (eps32 x 2 nm): their rounding moves the float64 energy by
+    # at most |F| * 1e-7 nm * 5 atoms, a few 1e-4 kJ/mol; plus the printing.
+    with torch.enable_grad():
+        x = torch.tensor(capped, requires_grad=True)
+        (gradient,) = torch.autograd.grad(model(x), x)
+    tolerance = float(np.abs(gradient.numpy()).sum()) * EPS32 * 2.0 + printed(row["ML (kJ/mol)"])
+    assert float(row["ML (kJ/mol)"]) == pytest.approx(expected, abs=tolerance)
 
 
 def test_output_that_is_a_file(tmp_path, capsys):

@@ -72,6 +72,28 @@ def test_selection_helpers(pxylene):
         openmmhybrid.selectAtoms(prm.topology, indices=[0, 10**6])
 
 
+def test_side_chain_and_residue_range(dipeptide):
+    """sideChain= is a residue but its backbone (ALA 2: CB, HB1-3); residues= a range of one chain
+    (ACE 1 to ALA 2: atoms 0-15); numbers as in the input; bad ones name the fix."""
+    prm, _, _ = dipeptide
+    top = prm.topology
+    assert openmmhybrid.selectAtoms(top, sideChain=2) == [10, 11, 12, 13]
+    assert [a.name for a in top.atoms() if a.index in (10, 11, 12, 13)] == ["CB", "HB1", "HB2", "HB3"]
+    assert openmmhybrid.selectAtoms(top, sideChain="2") == openmmhybrid.selectAtoms(top, sideChain=2)
+    assert openmmhybrid.selectAtoms(top, residues="1-2") == list(range(16))
+    assert openmmhybrid.selectAtoms(top, residues=(2, 3)) == list(range(6, 22))
+    chain = next(top.chains()).id
+    assert openmmhybrid.selectAtoms(top, residues=f"{chain}:2-2") == list(range(6, 16))
+    with pytest.raises(ValueError, match="ACE 1 has no side chain"):
+        openmmhybrid.selectAtoms(top, sideChain=1)
+    with pytest.raises(ValueError, match="no residue numbered 9999"):
+        openmmhybrid.selectAtoms(top, sideChain=9999)
+    with pytest.raises(ValueError, match="residue 1 does not follow residue 3"):
+        openmmhybrid.selectAtoms(top, residues="3-1")
+    with pytest.raises(ValueError, match="exactly one"):
+        openmmhybrid.selectAtoms(top, sideChain=2, residues="1-2")
+
+
 @pytest.mark.parametrize("case", ["pxylene", "dipeptide"])
 def test_lambda_zero_is_the_mm_system(case, pxylene, dipeptide, platform):
     prm, crd, system = pxylene if case == "pxylene" else dipeptide
