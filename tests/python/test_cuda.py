@@ -378,6 +378,32 @@ def test_environment_overflow_raises(pxylene):
         context.getState(getEnergy=True, getForces=True)
 
 
+@pytest.mark.parametrize("embedding", ["mechanical", "electrostatic"])
+def test_link_atoms_match_reference(embedding):
+    """The ALA residue of the alanine dipeptide (two cut peptide bonds, two caps; with electrostatic
+    embedding also the redistributed charges of the two MM atoms of the cut bonds): the correction
+    group on CUDA (double) against Reference, ANI-1x in float64."""
+    # Reaction field: CUDA rounds PME grids to other sizes than Reference (see test_mts_matches_reference).
+    prm, crd, system = amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd",
+                             nonbondedMethod=app.CutoffPeriodic)
+    ala = [a.index for a in prm.topology.atoms() if a.residue.name == "ALA"]
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, ala, "ani1x", embedding=embedding,
+                                           usesDoublePrecision=True, correctionGroup=1)
+    ml = next(MLForce.cast(f) for f in mixed.getForces() if MLForce.isinstance(f))
+    assert len(ml.getAtoms()) == len(ala) + 2 + (4 if embedding == "electrostatic" else 0)
+    e_ref, f_ref = energy_forces(make_context(mixed, crd.positions, reference(), box=crd.boxVectors), groups={1})
+    e_gpu, f_gpu = energy_forces(make_context(mixed, crd.positions, cuda("double"), box=crd.boxVectors), groups={1})
+    xyz = np.array(crd.positions.value_in_unit(unit.nanometer))
+    # ANI-1x on 12 atoms (384 AEV inputs, 4 layers); the MM correction terms and the embedding add
+    # a few hundred more float64 roundings, inside the same sqrt-terms bound.
+    e_tol, f_tol = cuda_bounds(abs(e_ref), torch.float64, networkTerms(384, 4, 12) + 1000, xyz, f_ref,
+                               crd.boxVectors, position_rounding("double", True))
+    assert e_gpu == pytest.approx(e_ref, rel=0, abs=e_tol)
+    assert np.abs(f_gpu - f_ref).max() <= f_tol
+    # The caps' forces reach the MM atoms of the cut bonds (4 and 16).
+    assert np.abs(f_gpu[[4, 16]]).max() > 1.0
+
+
 # ----------------------------------------------------------------------------------------------
 # MTS integrators
 # ----------------------------------------------------------------------------------------------
