@@ -130,7 +130,7 @@ def main(argv=None):
         for dtype in (torch.float32, torch.float64):
             step, energy = ours_step(model, positions, dtype)
             ours = time_it(step, args.warmup, args.repeats)
-            ours_energy = energy() / model.hartree_to_kj_per_mol
+            ours_energy = energy() / model.hartreeToKJPerMol
             step, energy = torchani_step(reference[dtype], numbers, positions, dtype)
             eager = time_it(step, args.warmup, args.repeats)
             difference = abs(energy() - ours_energy)

@@ -363,3 +363,104 @@ def test_mlforce_float64(name, models, platform):
     # TorchScript in the kernel against eager PyTorch: two float64 code paths.
     assert energy == pytest.approx(expected_energy.item(), abs=paths_energy_bound(model, positions, torch.float64))
     np.testing.assert_allclose(forces, -expected_gradient, rtol=0, atol=paths_force_bound(expected_gradient, torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Neighbour lists: a region the size of a ligand and its pocket
+# ---------------------------------------------------------------------------------------------
+
+def _water_cluster(waters):
+    """p-xylene and its ``waters`` nearest whole waters (minimum image): (numbers, nm positions)."""
+    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
+    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
+    x = np.asarray(inpcrd.getPositions(asNumpy=True).value_in_unit(NM), dtype=np.float64)
+    box = np.array([inpcrd.getBoxVectors()[i][i].value_in_unit(NM) for i in range(3)])
+    residues = list(prmtop.topology.residues())
+    ligand = [a.index for a in residues[0].atoms()]
+    centre = x[ligand].mean(0)
+    candidates = []
+    for residue in residues[1:]:
+        atoms = [a.index for a in residue.atoms()]
+        shift = -box * np.round((x[atoms[0]] - centre) / box)
+        water = x[atoms] + shift
+        candidates.append((np.linalg.norm(water[0] - centre), atoms, water))
+    candidates.sort(key=lambda c: c[0])
+    numbers = [a.element.atomic_number for a in residues[0].atoms()]
+    positions = [x[ligand]]
+    for _, atoms, water in candidates[:waters]:
+        numbers += [8, 1, 1]
+        positions.append(water)
+    return numbers, np.concatenate(positions)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """150 atoms: p-xylene and 44 waters, the size of a ligand with its pocket."""
+    return _water_cluster(44)
+
+
+def test_large_region_matches_torchani(cluster, reference):
+    """150 atoms in float64: energy and forces equal to torchani's (the dense O(n^3) formulation
+    this replaced matched torchani to the same bounds) to the rounding of two code paths."""
+    numbers, positions = cluster
+    model = torch.jit.script(ANI1x(numbers))
+    energy, gradient = ours(model, positions)
+    e_ours, g_ours = to_hartree(energy.item(), gradient)
+    e_ref, g_ref = theirs(reference, numbers, positions)
+    assert abs(e_ours - e_ref) <= torchani_energy_bound(e_ref, len(numbers))
+    assert abs(e_ours - e_ref) <= 1e-10 * abs(e_ref)
+    assert np.abs(g_ours - g_ref).max() <= torchani_force_bound(g_ref)
+    # The packed arrays are far smaller than all pairs and triples: 150^2 and 150^3 / 2.
+    core = model.core64
+    assert core.capacityR < 0.3 * 150 * 149
+    assert core.capacityA < 0.01 * 150 * 149 * 148 / 2
+    assert core.capacityK < 40
+
+
+def test_capacity_grows_and_never_drops_a_neighbour(cluster, reference):
+    """Sized on a dilute geometry (the cluster stretched 1.6x: few neighbours), then evaluated on
+    the real one (many more): the capacities grow in that evaluation and the energy is torchani's;
+    a third geometry within the capacities keeps them (the shapes stay fixed)."""
+    numbers, positions = cluster
+    centre = positions.mean(0)
+    model = torch.jit.script(ANI1x(numbers))
+    ours(model, centre + 1.6 * (positions - centre))
+    small = (model.core64.capacityR, model.core64.capacityK, model.core64.capacityA)
+    energy, gradient = ours(model, positions)
+    grown = (model.core64.capacityR, model.core64.capacityK, model.core64.capacityA)
+    assert all(g > s for g, s in zip(grown, small)), (small, grown)
+    e_ours, g_ours = to_hartree(energy.item(), gradient)
+    e_ref, g_ref = theirs(reference, numbers, positions)
+    assert abs(e_ours - e_ref) <= torchani_energy_bound(e_ref, len(numbers))
+    assert np.abs(g_ours - g_ref).max() <= torchani_force_bound(g_ref)
+    ours(model, positions + np.random.default_rng(3).normal(scale=0.002, size=positions.shape))
+    assert (model.core64.capacityR, model.core64.capacityK, model.core64.capacityA) == grown
+
+
+def test_large_region_finite_differences(cluster):
+    """Forces of the 150-atom cluster in float64 against central differences of the energy, for
+    six coordinates (h = 1e-5 nm: truncation h^2 |F'''| ~ 1e-6 kJ/mol/nm for ANI's ~0.1 nm
+    length scale; rounding eps64 |E| / h ~ 2e-5 kJ/mol/nm for |E| ~ 1e6 kJ/mol)."""
+    numbers, positions = cluster
+    model = torch.jit.script(ANI1x(numbers))
+    _, gradient = ours(model, positions)
+    h = 1e-5
+    for atom, axis in [(0, 0), (5, 1), (17, 2), (18, 0), (100, 1), (149, 2)]:
+        plus, minus = positions.copy(), positions.copy()
+        plus[atom, axis] += h
+        minus[atom, axis] -= h
+        with torch.no_grad():
+            difference = (model(torch.tensor(plus)).item() - model(torch.tensor(minus)).item()) / (2 * h)
+        energy = abs(model(torch.tensor(positions)).item())
+        assert gradient[atom, axis] == pytest.approx(difference, abs=1e-3 + 4 * np.finfo(np.float64).eps * energy / h)
+
+
+def test_neighbour_lists_have_no_data_dependent_shapes():
+    """What keeps the module capturable in a CUDA graph: the scripted code calls no nonzero,
+    masked_select, unique or boolean-mask indexing (its one host read, of the neighbour counts, is
+    skipped on a GPU once the capacities are sized)."""
+    model = torch.jit.script(ANI1x([6, 1, 1, 1, 1]))
+    code = model.core64.code + model.core64.aev_and_overflow.code + model.core64._capacities.code
+    for forbidden in ("nonzero", "masked_select", "unique", "argwhere"):
+        assert forbidden not in code, forbidden
+    assert "is_cuda" in model.core64._capacities.code

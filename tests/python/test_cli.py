@@ -452,12 +452,14 @@ def test_element_the_model_does_not_cover(tmp_path, capsys):
     assert "SD of residue MET 1" in err
 
 
-def test_region_too_large_for_ani1x(tmp_path, capsys):
-    """Every water as the ANI-1x region (3162 atoms) stops with the memory it would need, instead
-    of being killed for lack of memory."""
+def test_region_too_large_for_ani1x(tmp_path, capsys, monkeypatch):
+    """Every water as the ANI-1x region (3162 atoms: 48 bytes x 3162^2 = 0.45 GiB) on a machine
+    with 0.5 GiB stops with the memory it would need, instead of being killed for lack of memory."""
+    from openmmhybrid import models
+    monkeypatch.setattr(models, "_physical_memory", lambda: 2**29)
     status, _, err = run_cli(["run", write(tmp_path, GOOD.replace('"TMP"', '"HOH"')), "--dry-run"], capsys)
     assert status == 2 and err.count("\n") == 1
-    assert "the ML region has 3162 atoms; ANI-1x here evaluates every triple of atoms" in err
+    assert "the ML region has 3162 atoms; ANI-1x here holds an n x n distance matrix" in err
     assert "Choose a smaller region" in err
 
 

@@ -404,6 +404,25 @@ def test_link_atoms_match_reference(embedding):
     assert np.abs(f_gpu[[4, 16]]).max() > 1.0
 
 
+def test_ani_neighbour_capacity_on_the_gpu():
+    """On a GPU the ANI-1x capacities are sized on the first evaluation and not checked afterwards
+    (no host synchronization): an evaluation that needs more returns NaN, never a wrong energy;
+    setCapacity makes room."""
+    pytest.importorskip("torchani")
+    from openmmhybrid.models.ani import ANI1x
+    numbers = [6, 1, 1, 1, 1] * 8
+    generator = torch.Generator().manual_seed(5)
+    dilute = (torch.rand(40, 3, generator=generator, dtype=torch.float64) * 2.0).cuda()
+    model = torch.jit.script(ANI1x(numbers)).cuda()
+    assert torch.isfinite(model(dilute))
+    dense = dilute * 0.3
+    assert torch.isnan(model(dense))
+    model.core64.setCapacity(40 * 39, 39, 40 * 39 * 38 // 2)
+    cpu = torch.jit.script(ANI1x(numbers))
+    expected = cpu(dense.cpu()).item()
+    assert model(dense).item() == pytest.approx(expected, rel=1e-12)
+
+
 # ----------------------------------------------------------------------------------------------
 # MTS integrators
 # ----------------------------------------------------------------------------------------------

@@ -106,9 +106,10 @@ def atomicNumbers(topology, atoms):
     return numbers
 
 
-#: Peak memory of an ANI-1x forward + backward per cubed region size, in bytes: the static-shape
-#: model holds every triple of atoms (575 MB at 150 atoms, 158 MB at 100, benchmarks/bench_ani1x.py).
-ANI_BYTES_PER_ATOM_CUBED = 175.0
+#: Peak memory of an ANI-1x forward + backward per squared region size, in bytes: the distance
+#: matrix and the integer bookkeeping that packs the pairs inside the cutoff (the packed pairs and
+#: triples themselves grow only linearly).
+ANI_BYTES_PER_ATOM_SQUARED = 48.0
 
 
 def _physical_memory():
@@ -120,12 +121,11 @@ def _physical_memory():
 
 def _ani1x(topology, atoms, **kwargs):
     from .ani import ANI1x
-    need, have = ANI_BYTES_PER_ATOM_CUBED * len(atoms) ** 3, _physical_memory()
+    need, have = ANI_BYTES_PER_ATOM_SQUARED * len(atoms) ** 2, _physical_memory()
     if have is not None and need > 0.5 * have:
-        raise ValueError(f"the ML region has {len(atoms)} atoms; ANI-1x here evaluates every triple of atoms and would "
+        raise ValueError(f"the ML region has {len(atoms)} atoms; ANI-1x here holds an n x n distance matrix and would "
                          f"need about {need / 2**30:.0f} GiB for one evaluation (this machine has {have / 2**30:.0f} "
-                         "GiB). Choose a smaller region: ANI-1x is meant for a ligand or a reaction centre, tens of "
-                         "atoms.")
+                         "GiB). Choose a smaller region: ANI-1x is meant for a ligand, a pocket or a reaction centre.")
     topologyAtoms = list(topology.atoms())
     for i in atoms:
         atom = topologyAtoms[i]

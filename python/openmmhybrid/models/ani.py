@@ -1,12 +1,13 @@
 """ANI-1x as a static-shape PyTorch module, loaded offline from the weights torchani 2.2.4 ships.
 
 :class:`ANI1x` evaluates the ANI-1x ensemble (Smith et al., J. Chem. Phys. 148, 241733 (2018);
-8 networks, elements H, C, N, O, wB97X/6-31G(d)) on a fixed list of atoms with tensors whose
-shapes depend only on the number of atoms: every pair and every triple of the region is evaluated
-and the cutoffs are applied as masks.  There is no neighbour list, no ``.item()``, no
-``nonzero()`` and no data-dependent shape, so the module is scriptable with ``torch.jit.script``
-and is built to be captured in a CUDA graph.  It takes positions in nm and returns kJ/mol, the contract of
-:class:`openmmhybrid.MLForce`.
+8 networks, elements H, C, N, O, wB97X/6-31G(d)) on a fixed list of atoms with static-shape
+neighbour lists: the pairs and triples inside the cutoffs are packed into arrays whose sizes (the
+capacities) are set on the first evaluation and grown when needed, never dropping a neighbour, so
+the cost grows with the number of neighbours, not with n^3.  There is no ``nonzero()`` and no
+data-dependent shape, the module is scriptable with ``torch.jit.script``, and after its first
+evaluation on a GPU it needs no host synchronization, so a CUDA graph can capture it.  It takes
+positions in nm and returns kJ/mol, the contract of :class:`openmmhybrid.MLForce`.
 
 :func:`torchaniANI1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
 for tests and benchmarks.
@@ -236,16 +237,37 @@ class _SpeciesEnsemble(torch.nn.Module):
         return x.sum()
 
 
+def _tracing() -> bool:
+    """Whether the module is being traced for export (compileModel): then the neighbour lists take
+    every atom, since a capacity read from the example positions would not hold for others."""
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+    return bool(torch.compiler.is_compiling() or get_proxy_mode() is not None)
+
+
 class _Core(torch.nn.Module):
     """AEVs and networks for one dtype: positions ``[n, 3]`` (Angstrom) -> ensemble-mean network
-    energy (Hartree, same dtype, self energies not included)."""
+    energy (Hartree, same dtype, self energies not included).
+
+    The AEVs come from static-shape neighbour lists: for each atom its ``kR`` nearest atoms
+    (``torch.topk`` of the distances, so sorted by distance), of which the first ``kA`` are its
+    angular neighbours, and every pair of those.  The cutoffs are masks.  The capacities ``kR`` and
+    ``kA`` are set on the first evaluation (the largest number of neighbours within each cutoff,
+    25% headroom) and grown whenever an evaluation on the CPU finds more, so no neighbour is ever
+    dropped; on a GPU they are checked on the first evaluation only (no host synchronization
+    afterwards, so a CUDA graph can capture the evaluation) and an evaluation that would need more
+    returns NaN, which MLForce reports as an error.  Cost: O(n kR + n kA^2) time and memory, plus
+    O(n^2) for the distances the lists are chosen from.
+    """
 
     Rcr: float
     Rca: float
     num_species: int
     num_pairs: int
     members: float
-    pair_counts: List[int]
+    capacityR: int
+    capacityK: int
+    capacityA: int
+    sized: bool
 
     def __init__(self, dtype, species, consts, networks, members):
         super().__init__()
@@ -256,6 +278,10 @@ class _Core(torch.nn.Module):
         self.num_species = num_species
         self.num_pairs = num_species * (num_species + 1) // 2
         self.members = float(members)
+        self.capacityR = 0
+        self.capacityK = 0
+        self.capacityA = 0
+        self.sized = False
 
         # The constants as torchani's Constants holds them (float32 values read from the text file),
         # then cast, as torchani's AEVComputer does after .double().
@@ -269,28 +295,15 @@ class _Core(torch.nn.Module):
         self.register_buffer("Zeta", const("Zeta").view(-1, 1))                 # [Zeta, 1]
 
         species_t = torch.tensor(species, dtype=torch.long)
-        # Identity, added to the squared distances so that sqrt (and its gradient) is finite on
-        # the diagonal; the diagonal is masked out anyway.
-        self.register_buffer("eye", torch.eye(n, dtype=dtype))
-        self.register_buffer("diag", torch.eye(n, dtype=torch.bool))
-        # Radial: neighbour j's element as a one-hot row, [n, num_species].
+        self.register_buffer("species", species_t)
+        # Keeps an atom out of its own neighbour list (squared distances in Angstrom^2).
+        self.register_buffer("self_penalty", 1e12 * torch.eye(n, dtype=dtype))
         self.register_buffer("species_onehot", torch.nn.functional.one_hot(species_t, num_species).to(dtype))
-        # Angular: every unordered neighbour pair (j < k) of the region, for every centre i,
-        # sorted by element pair so that each element pair is a contiguous segment.
         s1, s2 = torch.triu_indices(num_species, num_species)
         triu = torch.zeros(num_species, num_species, dtype=torch.long)  # torchani's aev.triu_index
         triu[s1, s2] = torch.arange(s1.shape[0])
         triu[s2, s1] = torch.arange(s1.shape[0])
-        jk = torch.triu_indices(n, n, 1)
-        pair_species = triu[species_t[jk[0]], species_t[jk[1]]]
-        order = torch.sort(pair_species, stable=True).indices
-        jk, pair_species = jk[:, order], pair_species[order]
-        self.pair_counts = torch.bincount(pair_species, minlength=self.num_pairs).tolist()
-        self.register_buffer("pair_j", jk[0].contiguous())
-        self.register_buffer("pair_k", jk[1].contiguous())
-        self.register_buffer("pair_jk", (jk[0] * n + jk[1]).contiguous())
-        centre = torch.arange(n).unsqueeze(1)
-        self.register_buffer("pair_has_centre", (jk[0].unsqueeze(0) == centre) | (jk[1].unsqueeze(0) == centre))
+        self.register_buffer("pair_index", triu)
         # cos(theta - ShfZ) = cos(theta) cos(ShfZ) + sin(theta) sin(ShfZ): rows cos, sin; halved.
         shfz = consts.ShfZ.to(torch.float32).to(torch.float64).flatten()
         self.register_buffer("half_trig_shfz", (0.5 * torch.stack([torch.cos(shfz), torch.sin(shfz)])).to(dtype))
@@ -300,77 +313,147 @@ class _Core(torch.nn.Module):
             [_SpeciesEnsemble(atoms, layers, dtype) for atoms, layers in networks])
 
     def forward(self, coordinates: Tensor) -> Tensor:
-        aev = self.compute_aev(coordinates)
+        aev, overflow = self.aev_and_overflow(coordinates)
         energy = torch.zeros((), dtype=coordinates.dtype, device=coordinates.device)
         for network in self.networks:
             energy = energy + network(aev)
-        return energy / self.members
+        energy = energy / self.members
+        return torch.where(overflow, torch.full_like(energy, float("nan")), energy)
+
+    @torch.jit.export
+    def setCapacity(self, radialPairs: int, angularNeighbours: int, angularTriples: int):
+        """Fix the capacities (and mark them sized): the radial pairs within the cutoff, the angular
+        neighbours of one atom, and the angular triples; for a GPU run whose region may become
+        denser than at the first evaluation."""
+        n = self.species.shape[0]
+        self.capacityR = max(0, min(n * (n - 1), radialPairs))
+        self.capacityK = max(0, min(n - 1, angularNeighbours))
+        self.capacityA = max(0, min(n * self.capacityK * (self.capacityK - 1) // 2, angularTriples))
+        self.sized = True
+
+    def _capacities(self, numRadial: Tensor, angularCounts: Tensor, numTriples: Tensor) -> List[int]:
+        """(radial pairs, angular neighbours per atom, angular triples), after checking (and growing)
+        the capacities against this evaluation's counts."""
+        n = angularCounts.shape[0]
+        full = False
+        if not torch.jit.is_scripting():
+            full = _tracing()
+        if full:
+            return [n * (n - 1), n - 1, n * (n - 1) * (n - 2) // 2]
+        if not angularCounts.is_cuda or not self.sized:
+            counts: List[int] = torch.stack([numRadial, angularCounts.max(), numTriples]).tolist()
+            if not self.sized or counts[0] > self.capacityR or counts[1] > self.capacityK or counts[2] > self.capacityA:
+                self.capacityR = min(n * (n - 1), max(self.capacityR, counts[0] + counts[0] // 4 + 16))
+                self.capacityK = min(n - 1, max(self.capacityK, counts[1] + counts[1] // 4 + 2))
+                self.capacityA = min(n * self.capacityK * (self.capacityK - 1) // 2,
+                                     max(self.capacityA, counts[2] + counts[2] // 4 + 16))
+                self.sized = True
+        return [self.capacityR, self.capacityK, self.capacityA]
 
     @torch.jit.export
     def compute_aev(self, coordinates: Tensor) -> Tensor:
         """AEVs ``[n, radial + angular]`` in torchani's feature order, from coordinates in Angstrom."""
+        return self.aev_and_overflow(coordinates)[0]
+
+    @torch.jit.export
+    def aev_and_overflow(self, coordinates: Tensor):
+        """The AEVs and whether a capacity overflowed (a bool tensor; only possible on a GPU after
+        the first evaluation, see :meth:`setCapacity`)."""
         n = coordinates.shape[0]
-        # All pair vectors (j - i) and distances; the identity keeps sqrt finite at i == j.
-        vectors = coordinates.unsqueeze(0) - coordinates.unsqueeze(1)            # [i, j, 3]
-        distances = torch.sqrt((vectors * vectors).sum(-1) + self.eye)           # [i, j]
+        device = coordinates.device
+        # Which pairs and triples are inside the cutoffs (no gradient: integer bookkeeping).
+        with torch.no_grad():
+            c = coordinates.detach()
+            separation = c.unsqueeze(0) - c.unsqueeze(1)
+            d2 = (separation * separation).sum(-1) + self.self_penalty          # [i, j]
+            inR = (d2 < self.Rcr * self.Rcr).reshape(-1)                        # [i * n + j]
+            inA = d2 < self.Rca * self.Rca
+            angularCounts = inA.sum(1)
+            numRadial = inR.sum()
+            numTriples = (angularCounts * (angularCounts - 1) // 2).sum()
+        capacities = self._capacities(numRadial, angularCounts, numTriples)
+        capR, kA, capA = capacities[0], capacities[1], capacities[2]
+        with torch.no_grad():
+            # The radial pairs within the cutoff, packed into capR slots in a fixed order (a prefix
+            # sum and a scatter: no data-dependent shape); the free slots hold pair (0, 1), masked.
+            slots = torch.full((capR + 1,), 1, dtype=torch.long, device=device)
+            where = torch.where(inR, torch.cumsum(inR.to(torch.long), 0) - 1, torch.full_like(d2, capR, dtype=torch.long).reshape(-1))
+            slots = slots.scatter(0, where, torch.arange(n * n, device=device))[:capR]
+            usedR = torch.arange(capR, device=device) < numRadial
+            ri = torch.div(slots, n, rounding_mode="floor")
+            rj = slots - ri * n
+            # The angular triples: each atom's kA nearest atoms, every pair j < k of them inside the
+            # cutoff, packed the same way into capA slots.
+            nearest = torch.topk(d2, kA, dim=1, largest=False, sorted=True).indices  # [i, kA]
+            pairs = torch.triu_indices(kA, kA, 1, device=device)
+            candJ = nearest.index_select(1, pairs[0])                                # [i, P]
+            candK = nearest.index_select(1, pairs[1])
+            inside = (inA.gather(1, candJ) & inA.gather(1, candK)).reshape(-1)
+            numP = pairs.shape[1]
+            where = torch.where(inside, torch.cumsum(inside.to(torch.long), 0) - 1,
+                                torch.full((n * numP,), capA, dtype=torch.long, device=device))
+            tslots = torch.zeros((capA + 1,), dtype=torch.long, device=device)
+            tslots = tslots.scatter(0, where, torch.arange(n * numP, device=device))[:capA]
+            usedA = torch.arange(capA, device=device) < numTriples
+            ti = torch.div(tslots, max(numP, 1), rounding_mode="floor")
+            tj = candJ.reshape(-1).index_select(0, tslots)
+            tk = candK.reshape(-1).index_select(0, tslots)
+            overflow = (numRadial > capR) | (angularCounts.max() > kA) | (numTriples > capA)
 
-        # Radial: 0.25 exp(-EtaR (r - ShfR)^2) fc(r), summed over the neighbours of each element.
-        # Masked pairs (i == j, beyond the cutoff) get a harmless stand-in distance, so that they
-        # give exact zeros and zero gradients without tiny (denormal, slow on CPU) intermediates.
-        outside_r = self.diag | (distances > self.Rcr)
-        d_r = distances.masked_fill(outside_r, 0.5 * self.Rcr)
-        fc_r = (0.5 * torch.cos(d_r * (math.pi / self.Rcr)) + 0.5).masked_fill(outside_r, 0.0)
-        d = d_r.view(n, n, 1, 1)
-        radial = 0.25 * torch.exp(-self.EtaR * (d - self.ShfR) ** 2) * fc_r.view(n, n, 1, 1)
-        radial = radial.view(n, n, -1)                                            # [i, j, EtaR*ShfR]
-        radial_aev = torch.matmul(radial.transpose(1, 2), self.species_onehot)   # [i, f, species]
-        radial_aev = radial_aev.transpose(1, 2).reshape(n, -1)                    # [i, species*f]
+        # Radial: 0.25 exp(-EtaR (r - ShfR)^2) fc(r), added into row (i, element of j).  Unused
+        # slots get a harmless stand-in distance, so that they give exact zeros and zero gradients.
+        vr = coordinates.index_select(0, rj) - coordinates.index_select(0, ri)
+        dr = torch.sqrt((vr * vr).sum(-1))
+        unusedR = ~usedR
+        dr = dr.masked_fill(unusedR, 0.5 * self.Rcr)
+        fcR = (0.5 * torch.cos(dr * (math.pi / self.Rcr)) + 0.5).masked_fill(unusedR, 0.0)
+        radial = 0.25 * torch.exp(-self.EtaR * (dr.view(-1, 1, 1) - self.ShfR) ** 2) * fcR.view(-1, 1, 1)
+        numRadialFeatures = radial.shape[1] * radial.shape[2]
+        rowsR = ri * self.num_species + self.species.index_select(0, rj)
+        radialAev = torch.zeros((n * self.num_species, numRadialFeatures), dtype=coordinates.dtype, device=device)
+        radialAev = radialAev.index_add(0, rowsR, radial.view(-1, numRadialFeatures)).view(n, -1)
 
-        # Angular: every centre i and neighbour pair j < k, masked by the cutoff and j, k != i.
-        gram = torch.bmm(vectors, vectors.transpose(1, 2)).view(n, n * n)         # [i, j*n+k]
-        dot = gram.index_select(1, self.pair_jk)                                  # [i, P]
-        d_j = distances.index_select(1, self.pair_j)
-        d_k = distances.index_select(1, self.pair_k)
+        # Angular, for each packed triple (centre i, neighbours j and k).
+        centre = coordinates.index_select(0, ti)
+        vj = coordinates.index_select(0, tj) - centre
+        vk = coordinates.index_select(0, tk) - centre
+        d_j = torch.sqrt((vj * vj).sum(-1))
+        d_k = torch.sqrt((vk * vk).sum(-1))
+        dot = (vj * vk).sum(-1)
         # theta = acos(0.95 cos(angle)) as in torchani/NeuroChem (the 0.95 keeps it off 0 and pi);
         # cos(theta - ShfZ) is expanded so that no acos is needed: sin(theta) >= 0.31, a safe sqrt.
         cos_theta = 0.95 * dot / torch.clamp(d_j * d_k, min=1e-10)
         sin_theta = torch.sqrt(1 - cos_theta * cos_theta)
-        num_p = d_j.shape[1]
-        # factor1 = ((1 + cos(theta - ShfZ)) / 2)^Zeta                          [i, P, Zeta, ShfZ]
-        # (1 + cos(theta - ShfZ)) / 2 as one small matmul: [cos, sin] @ [cos ShfZ; sin ShfZ] / 2 + 1/2.
-        trig = torch.stack([cos_theta, sin_theta], dim=2).view(n * num_p, 2)
-        half_one_plus_cos = torch.addmm(self.half_one, trig, self.half_trig_shfz).view(n, num_p, 1, -1)
+        # factor1 = ((1 + cos(theta - ShfZ)) / 2)^Zeta                              [T, Zeta, ShfZ]
+        trig = torch.stack([cos_theta, sin_theta], dim=1)
+        half_one_plus_cos = torch.addmm(self.half_one, trig, self.half_trig_shfz).view(capA, 1, -1)
         # x^Zeta as exp(Zeta log x), much faster than pow on CPU.  The log is safe: theta lies in
         # [acos(0.95), acos(-0.95)] and ShfZ in [0, pi], so x >= (1 - 0.95) / 2 > 0.
         factor1 = torch.exp(torch.log(half_one_plus_cos) * self.Zeta)
-        # 2 exp(-EtaA ((r_ij + r_ik)/2 - ShfA)^2) fc(r_ij) fc(r_ik)              [i, P, EtaA, ShfA]
-        # (masked triples get stand-in distances, as for the radial part)
-        outside_a = self.pair_has_centre | (d_j > self.Rca) | (d_k > self.Rca)
-        d_j = d_j.masked_fill(outside_a, 0.5 * self.Rca)
-        d_k = d_k.masked_fill(outside_a, 0.5 * self.Rca)
+        # 2 exp(-EtaA ((r_ij + r_ik)/2 - ShfA)^2) fc(r_ij) fc(r_ik)                  [T, EtaA, ShfA]
+        unusedA = ~usedA
+        d_j = d_j.masked_fill(unusedA, 0.5 * self.Rca)
+        d_k = d_k.masked_fill(unusedA, 0.5 * self.Rca)
         fc_j = 0.5 * torch.cos(d_j * (math.pi / self.Rca)) + 0.5
         fc_k = 0.5 * torch.cos(d_k * (math.pi / self.Rca)) + 0.5
-        fc_a = (fc_j * fc_k).masked_fill(outside_a, 0.0)
-        mean_d = ((d_j + d_k) / 2).view(n, num_p, 1, 1)
-        factor2 = torch.exp(-self.EtaA * (mean_d - self.ShfA) ** 2) * (2 * fc_a).view(n, num_p, 1, 1)
-        num_eta = factor2.shape[2]
-        num_shfa = factor2.shape[3]
-        num_zeta = factor1.shape[2]
-        num_shfz = factor1.shape[3]
-        # Sum over the pairs of each element pair (a contiguous segment, possibly empty):
-        # [i, EtaA*ShfA, segment] @ [i, segment, Zeta*ShfZ].
-        f2 = factor2.view(n, num_p, num_eta * num_shfa).transpose(1, 2)
-        f1 = factor1.view(n, num_p, num_zeta * num_shfz)
-        f2_parts = torch.split(f2, self.pair_counts, dim=2)
-        f1_parts = torch.split(f1, self.pair_counts, dim=1)
-        blocks: List[Tensor] = []
-        for p in range(self.num_pairs):
-            blocks.append(torch.bmm(f2_parts[p], f1_parts[p]))
-        angular = torch.stack(blocks, dim=1)
+        fc_a = (fc_j * fc_k).masked_fill(unusedA, 0.0)
+        mean_d = ((d_j + d_k) / 2).view(capA, 1, 1)
+        factor2 = torch.exp(-self.EtaA * (mean_d - self.ShfA) ** 2) * (2 * fc_a).view(capA, 1, 1)
+        num_eta = factor2.shape[1]
+        num_shfa = factor2.shape[2]
+        num_zeta = factor1.shape[1]
+        num_shfz = factor1.shape[2]
+        width = num_eta * num_shfa * num_zeta * num_shfz
+        # Each triple's product of the two factors, added into row (i, element pair of j and k).
+        pairSpecies = self.pair_index[self.species.index_select(0, tj), self.species.index_select(0, tk)]
+        rowsA = ti * self.num_pairs + pairSpecies
+        products = torch.bmm(factor2.view(capA, num_eta * num_shfa, 1), factor1.view(capA, 1, num_zeta * num_shfz))
+        angular = torch.zeros((n * self.num_pairs, width), dtype=coordinates.dtype, device=device)
+        angular = angular.index_add(0, rowsA, products.view(capA, width))
         # torchani's order inside an element pair: (EtaA, Zeta, ShfA, ShfZ).
         angular = angular.view(n, self.num_pairs, num_eta, num_shfa, num_zeta, num_shfz)
-        angular_aev = angular.permute(0, 1, 2, 4, 3, 5).reshape(n, -1)
-        return torch.cat([radial_aev, angular_aev], dim=1)
+        angularAev = angular.permute(0, 1, 2, 4, 3, 5).reshape(n, -1)
+        return torch.cat([radialAev, angularAev], dim=1), overflow
 
 
 def _ensemble_layers(networks):
@@ -404,23 +487,29 @@ class ANI1x(torch.nn.Module):
     energy as torchani's ``ANI1x()`` (to about 1e-13 Hartree in float64) from the weight files that
     torchani 2.2.4 ships, but with every tensor shape fixed by the number of atoms:
 
-    - the AEVs use every pair ``(i, j)`` and every triple ``(i, j, k)`` of the region, with the
-      radial and angular cutoffs (5.2 and 3.5 Angstrom, read from the ``.params`` file) applied as
-      masks, and masked entries kept finite in the backward pass;
-    - the elements are fixed when the module is built, so the one-hot element table, the neighbour
-      pairs sorted into element-pair segments and the atom indices of each element are
-      precomputed buffers;
+    - the AEVs use the pairs ``(i, j)`` within the radial cutoff and the triples ``(i, j, k)``
+      within the angular cutoff (5.2 and 3.5 Angstrom, read from the ``.params`` file), packed in
+      a fixed order into arrays of a fixed capacity (a prefix sum and a scatter, no
+      ``nonzero()``); unused slots are masked and kept finite in the backward pass.  The
+      capacities (pairs, angular neighbours of one atom, triples) are sized on the first
+      evaluation with 25% headroom and grown when an evaluation on the CPU finds more; on a GPU
+      they are checked on the first evaluation only, and an evaluation that would need more
+      returns NaN (MLForce then stops with an error; size them with ``setCapacity`` of
+      ``core32``/``core64``).  Traced for :func:`~openmmhybrid.compileModel`, the arrays hold every
+      pair and triple, which holds for any geometry;
+    - the elements are fixed when the module is built, so the element of every atom and the
+      atom indices of each element are precomputed buffers;
     - the angular term uses ``cos(theta - ShfZ) = cos(theta) cos(ShfZ) + sin(theta) sin(ShfZ)``
       instead of ``acos`` and ``x^Zeta = exp(Zeta log(x))``: the same function as torchani's,
       rounded differently (about 1e-14 relative in float64), and much cheaper on a CPU;
     - the 8 ensemble members are evaluated together: per element, one matmul for the first layer
       and one batched matmul per later layer.
 
-    No ``.item()``, ``nonzero()``, boolean-mask indexing or data-dependent shape is used, so the
-    module works with ``torch.jit.script`` (and ``torch.jit.save``/``load``), is built to be
-    captured in a CUDA graph, and plugs into :class:`openmmhybrid.MLForce` as it is.  Its cost
-    grows as ``n^3`` (all triples, not only those inside the cutoff): on a CPU it is faster than
-    torchani for a 20-atom region and slower for a 50-atom one (``benchmarks/bench_ani1x.py``).
+    No ``nonzero()``, boolean-mask indexing or data-dependent shape is used, so the module works
+    with ``torch.jit.script`` (and ``torch.jit.save``/``load``) and plugs into
+    :class:`openmmhybrid.MLForce` as it is.  Its cost grows with the number of pairs and triples
+    inside the cutoffs plus an ``n^2`` distance matrix (``benchmarks/bench_ani1x.py`` has the
+    figures against torchani from 18 to 300 atoms).
 
     **Precision.**  The networks run in the dtype of the positions (float32 or float64).  The
     self energies of the atoms (``sae_linfit.dat``), which make up nearly all of the total (about
