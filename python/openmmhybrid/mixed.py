@@ -193,7 +193,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         if reason is not None:
             raise ValueError(f"createMixedSystem: {reason}")
         if links is not None:
-            module = links.wrap(module, adapters.takesBox(module))
+            module = links.wrap(module, periodic and adapters.takesBox(module))
         regionModule = compiledRegionModel(module, periodic, interpolate, len(modelAtoms) if links is None
                                            else len(links.forceAtoms), usesDoublePrecision)
     elif electrostatic:
@@ -203,7 +203,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     else:
         if links is not None:
             scripted = adapters.scriptModule(module, WHO)
-            module = links.wrap(scripted, adapters.takesBox(scripted))
+            module = links.wrap(scripted, periodic and adapters.takesBox(scripted))
         regionModule = regionModel(module, periodic, interpolate)
     selection = regionTerms(topology, system, region, links)
 

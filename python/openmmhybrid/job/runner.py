@@ -208,11 +208,11 @@ def _vacuum_energy(config, module, mlAtoms, system, links):
     if adapters.takesEnvironment(scripted):
         return None
     atoms = list(mlAtoms)
+    periodic = system.usesPeriodicBoundaryConditions()
     if links is not None:
-        module = links.wrap(scripted, adapters.takesBox(scripted))
+        module = links.wrap(scripted, periodic and adapters.takesBox(scripted))
         atoms += links.mmAtoms
-    return vacuumEnergyFunction(module, atoms, system.usesPeriodicBoundaryConditions(), config["model_double"],
-                                config["lambda"])
+    return vacuumEnergyFunction(module, atoms, periodic, config["model_double"], config["lambda"])
 
 
 # -- runJob: set up, start or resume, run, finish --------------------------------------------------
