@@ -1,7 +1,7 @@
 """What a region model takes, and the wrappers that adapt it to what MLForce passes.
 
 The model contract (every input an MLForce can pass, in order) is stated in full in the user
-guide, ``docs/user_guide.md#the-model-contract``.  This module answers the questions about a given
+guide, ``docs/user_guide.md#4-the-model-contract``.  This module answers the questions about a given
 model that the rest of the package asks:
 
 - :func:`scriptModule`: the model as TorchScript, the format the C++ kernels load;

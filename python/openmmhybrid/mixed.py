@@ -10,7 +10,9 @@ sites), plus a *correction* in its own force group:
 
 - an :class:`~openmmhybrid.MLForce` evaluating the model on the region, times ``lambda``;
 - minus ``lambda`` times the MM energy of the region alone, as ordinary OpenMM forces: every
-  bonded term wholly inside the region, and the region's internal nonbonded pairs with their
+  bonded term wholly inside the region (and, when the region cuts covalent bonds and they are
+  capped with link atoms, the angles and torsions the caps stand for: :mod:`openmmhybrid.linkatoms`),
+  and the region's internal nonbonded pairs with their
   exception parameters (Coulomb as plain ``q_i q_j / (4 pi eps0 r)``, Lennard-Jones, and the same
   pairs of every ``CustomNonbondedForce``).
 

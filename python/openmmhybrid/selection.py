@@ -80,7 +80,8 @@ def selectAtoms(topology, selection=None, residueName=None, indices=None, sideCh
         Particle indices, checked against the topology.
     sideChain : int or str, optional
         The side chain of one residue, numbered as in the input file (``42`` or ``'A:42'``):
-        every atom but the backbone (N, H, CA, HA, C, O, OXT), so the region is cut at CA-CB and
+        every atom but the backbone (:data:`BACKBONE_NAMES`: N, H/HN/H1-H3, CA, HA/HA2/HA3, C,
+        O, OXT/OT1/OT2/HXT), so the region is cut at CA-CB and
         :func:`createMixedSystem` caps that bond with a link atom.
     residues : str or (first, last), optional
         Residues ``first`` to ``last`` of one chain, inclusive (``'10-12'``, ``'A:10-12'`` or

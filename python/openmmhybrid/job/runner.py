@@ -125,8 +125,11 @@ def _link_atoms(config, inputs, mlAtoms):
     if not config["link_atoms"]:
         return None
     try:
-        return linkAtomSetup(inputs.topology, inputs.system, mlAtoms, placement=config["link_atom_placement"],
-                             chargeScheme=config["link_atom_charges"] if config["embedding"] == "electrostatic" else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # createMixedSystem gives the same warnings, and they are logged there
+            return linkAtomSetup(inputs.topology, inputs.system, mlAtoms, placement=config["link_atom_placement"],
+                                 chargeScheme=config["link_atom_charges"] if config["embedding"] == "electrostatic"
+                                 else None)
     except ValueError as error:
         raise ConfigError(firstLine(error).replace("createMixedSystem: ", "")) from None
 
