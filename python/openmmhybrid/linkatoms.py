@@ -229,17 +229,26 @@ class LinkAtoms:
             caps.append(capped.addAtom(f"HL{k}", app.element.hydrogen, residue).index)
         return capped, list(self.mlAtoms) + caps
 
-    def capPositions(self, positions):
+    def capPositions(self, positions, box=None):
         """The caps' positions (nm, numpy [k, 3]) for positions of the whole System (nm or Quantity):
-        what the model sees, e.g. to write out the capped region."""
+        what the model sees, e.g. to write out the capped region.  With ``box`` (three box vectors,
+        nm or Quantity, OpenMM's reduced form) each MM atom is imaged next to its ML atom first, as
+        MLForce does for a periodic System."""
         import numpy as np
         import openmm.unit as unit
         if unit.is_quantity(positions):
             positions = positions.value_in_unit(unit.nanometer)
         x = np.asarray(positions, dtype=np.float64)
+        vectors = None
+        if box is not None:
+            vectors = np.array([[mdValue(c) for c in v] if not unit.is_quantity(v) else
+                                list(v.value_in_unit(unit.nanometer)) for v in box], dtype=np.float64)
         caps = []
         for b in self.bonds:
             d = x[b.mmAtom] - x[b.mlAtom]
+            if vectors is not None:
+                for axis in (2, 1, 0):  # triclinic in OpenMM's reduced form: c, then b, then a
+                    d -= vectors[axis] * np.floor(d[axis] / vectors[axis][axis] + 0.5)
             if self.placement == "ratio":
                 caps.append(x[b.mlAtom] + b.ratio * d)
             else:

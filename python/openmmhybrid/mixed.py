@@ -53,7 +53,7 @@ import openmm.unit as unit
 
 from . import adapters
 from .embedding import systemCharges
-from .linkatoms import findLinkBonds, linkAtomSetup, regionTerms
+from .linkatoms import CHARGE_SCHEMES, PLACEMENTS, findLinkBonds, linkAtomSetup, regionTerms
 from .mlforce import MLForce
 from .regionenergy import checkSupported, regionElectrostatics, regionEnergyForces, removeRegionCharges
 from .regionmodel import compileUnavailable, compiledRegionModel, embeddedModel, regionModel, resolveModel
@@ -169,8 +169,8 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                          f"{system.getNumParticles()} particles; they must describe the same particles.")
     mlAtoms = atomIndices(mlAtoms, WHO, system.getNumParticles())
     region = _region(system, mlAtoms)
-    links = _linkAtoms(topology, system, mlAtoms, linkAtoms, linkAtomDistances, linkAtomPlacement,
-                       linkAtomCharges if electrostatic else None)
+    links = _linkAtoms(topology, system, mlAtoms, linkAtoms, linkAtomDistances, linkAtomPlacement, linkAtomCharges,
+                       electrostatic)
     linkPairs = {(min(b.mlAtom, b.mmAtom), max(b.mlAtom, b.mmAtom)) for b in links.bonds} if links else set()
     removed = _constraintsToRemove(system, set(mlAtoms), region, removeConstraints, interpolate, linkPairs)
     _checkForces(system, interpolate)
@@ -327,9 +327,14 @@ def _embeddingSettings(system, cutoff):
     return cutoffValue, systemCharges(system)
 
 
-def _linkAtoms(topology, system, mlAtoms, linkAtoms, distances, placement, chargeScheme):
+def _linkAtoms(topology, system, mlAtoms, linkAtoms, distances, placement, chargeScheme, electrostatic):
     """The :class:`~openmmhybrid.linkatoms.LinkAtoms` of the region, or None (no cut bond, or
     ``linkAtoms=False``: then a warning names the cut bonds)."""
+    if placement not in PLACEMENTS:
+        raise ValueError(f"createMixedSystem: linkAtomPlacement must be one of {', '.join(PLACEMENTS)}, not {placement!r}")
+    if chargeScheme not in CHARGE_SCHEMES:
+        raise ValueError(f"createMixedSystem: linkAtomCharges must be one of {', '.join(CHARGE_SCHEMES)}, not "
+                         f"{chargeScheme!r}")
     if not linkAtoms:
         if distances:
             raise ValueError("createMixedSystem: linkAtomDistances needs linkAtoms=True")
@@ -341,7 +346,7 @@ def _linkAtoms(topology, system, mlAtoms, linkAtoms, distances, placement, charg
                           "cut sit right beside the region. Use linkAtoms=True (the default) or a region of whole "
                           "molecules.", stacklevel=3)
         return None
-    return linkAtomSetup(topology, system, mlAtoms, distances, placement, chargeScheme, WHO)
+    return linkAtomSetup(topology, system, mlAtoms, distances, placement, chargeScheme if electrostatic else None, WHO)
 
 
 def interpolationEnergies(context, lambdas):
