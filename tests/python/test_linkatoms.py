@@ -905,3 +905,41 @@ def test_ring_cut_warns(pxylene):
     assert ml_force(mixed).getAtoms() == region + [names["C3"], names["C7"]]
     with pytest.warns(UserWarning, match="ring"):
         openmmhybrid.createMixedSystem(prm.topology, system, region, PairMLP())
+
+
+# ---------------------------------------------------------------------------------------------
+# Lambda and multiple time steps with caps
+
+@pytest.mark.parametrize("embedding", ["mechanical", "electrostatic"])
+def test_lambda_and_mts_with_caps(embedding, dipeptide):
+    """The ALA residue with two caps, interpolate=True, Reference, float64 model: lambda = 0 is the
+    MM System bit for bit; E is linear in lambda and dE/dlambda is its slope; everything the caps
+    add sits in the correction group, so mtsGroups puts it on the outer step."""
+    prm, crd, system = dipeptide
+    region = residue(prm)
+    mixed = openmmhybrid.createMixedSystem(prm.topology, system, region, "ani1x", interpolate=True,
+                                           usesDoublePrecision=True, embedding=embedding, correctionGroup=5)
+    reference = openmm.Platform.getPlatformByName("Reference")
+    pos = positions_nm(crd)
+    c = context(mixed, reference, pos, crd.boxVectors)
+    ml_force(mixed)  # the MLForce exists
+    assert {f.getForceGroup() for f in mixed.getForces()} - {0} == {5}
+    assert sorted(openmmhybrid.mtsGroups(mixed, 5, 4)) == [(0, 4), (5, 1)]
+    mm = context(system, reference, pos, crd.boxVectors)
+    c.setParameter(LAMBDA, 0.0)
+    e0, f0 = energy_forces(c)
+    e_mm, f_mm = energy_forces(mm)
+    # The same MM code on the same inputs, and every correction term times lambda = 0 adds an exact zero.
+    assert e0 == e_mm
+    assert np.array_equal(f0, f_mm)
+    energies = {}
+    for lam in (0.0, 0.25, 1.0):
+        c.setParameter(LAMBDA, lam)
+        energies[lam] = energy_forces(c)[0]
+    c.setParameter(LAMBDA, 0.25)
+    slope = c.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()[LAMBDA]
+    # float64: each energy rounds at eps64 x (|E_MM| + |E_ML| + |E_MM,region|), all below 1e6 kJ/mol.
+    scale = abs(e_mm) + abs(energies[1.0]) + abs(slope)
+    assert energies[1.0] - energies[0.0] == pytest.approx(slope, abs=bound(scale, torch.float64, 8))
+    assert energies[0.25] == pytest.approx(energies[0.0] + 0.25 * slope, abs=bound(scale, torch.float64, 8))
+    assert abs(slope) > 1e5  # the ANI-1x energy of the capped residue (self energies ~ -6.5e5 kJ/mol)
