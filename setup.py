@@ -72,7 +72,12 @@ setup(
     cmdclass={"build_ext": CMakeBuild},
     python_requires=">=3.10",
     install_requires=["openmm>=8.6,<8.7", "torch", "numpy", "tomli; python_version<'3.11'"],
-    entry_points={"console_scripts": ["openmm-hybrid = openmmhybrid.cli:main"]},
+    entry_points={
+        "console_scripts": ["openmm-hybrid = openmmhybrid.cli:main"],
+        # openmm-ml finds these potentials by name: MLPotential("hybrid-ani1x") runs the model in an MLForce.
+        "openmmml.potentials": [f"hybrid-{name} = openmmhybrid.mlpotential:HybridPotentialImplFactory"
+                                for name in ("ani1x", "ani1ccx", "ani2x")],
+    },
     extras_require={
         "ani": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark"],
         "selection": ["mdtraj"],
