@@ -31,9 +31,13 @@ lock:
 	  .lock-venv/bin/python -m pip freeze --all --exclude pip --disable-pip-version-check | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv
 
+# The build, then the weights that no package of the lock ships: ANI-1ccx ('ani1ccx'), extracted
+# from the torchani 2.0 wheel into .venv/share/openmmhybrid/weights (or $OPENMMHYBRID_WEIGHTS);
+# a 22 MB download the first time, nothing once it is there (python/fetch_ani_weights.py).
 build: $(VENV)/.deps-installed
 	OPENMMHYBRID_BUILD_DIR=$(BUILD) OPENMMHYBRID_BUILD_TESTS=ON \
 	    $(PY) -m pip install --quiet --disable-pip-version-check --no-build-isolation --no-deps .
+	$(PY) python/fetch_ani_weights.py
 
 # The tests twice: on the kernels torch picks for this CPU, then on its scalar kernels
 # (ATEN_CPU_CAPABILITY=default), so that a tolerance that holds on one processor only fails here.
