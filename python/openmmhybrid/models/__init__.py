@@ -6,14 +6,20 @@ region ``atoms`` of ``topology``, in that order::
 
     forward(positions[, box]) -> energy        # nm in, kJ/mol out
 
-Built in:
+Built in (the project's static-shape ANI, :class:`~openmmhybrid.models.ani.ANI`, with three
+weight sets; ``openmm-hybrid models`` lists them with where their weights are):
 
 ``'ani1x'``
-    :class:`~openmmhybrid.models.ani.ANI1x`, the project's static-shape ANI-1x (8-network
-    ensemble, H/C/N/O), with the weights that ``torchani==2.2.4`` ships (no download).
-
-ANI-1ccx and ANI-2x are not built in: torchani 2.2.x on PyPI carries no usable weights for them
-and nothing can be downloaded at run time.
+    :class:`~openmmhybrid.models.ani.ANI1x` (8-network ensemble, H/C/N/O), with the weights that
+    ``torchani==2.2.4`` ships (no download).
+``'ani1ccx'``
+    :class:`~openmmhybrid.models.ani.ANI1ccx` (H/C/N/O), with the weights that
+    ``python/fetch_ani_weights.py`` extracts from the torchani 2.0 wheel at set-up (``make
+    build``) into :func:`~openmmhybrid.models.ani.weightsRoot`; never downloaded at run time.
+``'ani2x'``
+    :class:`~openmmhybrid.models.ani.ANI2x` (H/C/N/O/F/S/Cl), with weight files the user gives:
+    ``modelArgs={'weightsDir': folder}``, or an ``ani-2x_8x`` folder under
+    :func:`~openmmhybrid.models.ani.weightsRoot`.  No package on the package index ships them.
 
 New backends need no edit of this package.  Either call :func:`registerModel` at import time, or
 declare an entry point in the ``openmmhybrid.models`` group of your own package::
@@ -26,7 +32,7 @@ Entry points are looked up the first time a name is not found among the register
 import importlib.metadata
 import os
 
-__all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers"]
+__all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers", "describeModels"]
 
 _factories = {}
 _entry_points_loaded = False
@@ -119,21 +125,87 @@ def _physical_memory():
         return None
 
 
-def _ani1x(topology, atoms, **kwargs):
-    from .ani import ANI1x
-    need, have = ANI_BYTES_PER_ATOM_SQUARED * len(atoms) ** 2, _physical_memory()
-    if have is not None and need > 0.5 * have:
-        raise ValueError(f"the ML region has {len(atoms)} atoms; ANI-1x here holds an n x n distance matrix and would "
-                         f"need about {need / 2**30:.0f} GiB for one evaluation (this machine has {have / 2**30:.0f} "
-                         "GiB). Choose a smaller region: ANI-1x is meant for a ligand, a pocket or a reaction centre.")
-    topologyAtoms = list(topology.atoms())
-    for i in atoms:
-        atom = topologyAtoms[i]
-        if atom.element is not None and atom.element.symbol not in ("H", "C", "N", "O"):
-            raise ValueError(f"ML atom {i} ({atom.name} of residue {atom.residue.name} {atom.residue.id}) is "
-                             f"{atom.element.symbol}; ANI-1x covers only H, C, N and O. Leave it out of the ML region "
-                             "or choose a model that covers it.")
-    return ANI1x(atomicNumbers(topology, atoms), **kwargs)
+def _aniFactory(className, label, elements):
+    """The factory of a built-in ANI model: checks the region's size and elements against the
+    topology (naming the atom and its residue), then builds ``ani.<className>``."""
 
+    def factory(topology, atoms, **kwargs):
+        from . import ani
+        need, have = ANI_BYTES_PER_ATOM_SQUARED * len(atoms) ** 2, _physical_memory()
+        if have is not None and need > 0.5 * have:
+            raise ValueError(f"the ML region has {len(atoms)} atoms; {label} here holds an n x n distance matrix and "
+                             f"would need about {need / 2**30:.0f} GiB for one evaluation (this machine has "
+                             f"{have / 2**30:.0f} GiB). Choose a smaller region: {label} is meant for a ligand, a pocket "
+                             "or a reaction centre.")
+        topologyAtoms = list(topology.atoms())
+        for i in atoms:
+            atom = topologyAtoms[i]
+            if atom.element is not None and atom.element.symbol not in elements:
+                raise ValueError(f"ML atom {i} ({atom.name} of residue {atom.residue.name} {atom.residue.id}) is "
+                                 f"{atom.element.symbol}; {label} covers only {ani._listing(elements)}. Leave it out "
+                                 "of the ML region or choose a model that covers it.")
+        return getattr(ani, className)(atomicNumbers(topology, atoms), **kwargs)
+
+    factory.__name__ = factory.__qualname__ = f"_{className.lower()}"
+    return factory
+
+
+_ani1x = _aniFactory("ANI1x", "ANI-1x", ("H", "C", "N", "O"))
+_ani1ccx = _aniFactory("ANI1ccx", "ANI-1ccx", ("H", "C", "N", "O"))
+_ani2x = _aniFactory("ANI2x", "ANI-2x", ("H", "C", "N", "O", "F", "S", "Cl"))
 
 registerModel("ani1x", _ani1x)
+registerModel("ani1ccx", _ani1ccx)
+registerModel("ani2x", _ani2x)
+
+
+def _folderState(locate):
+    """(folder, present) from ``locate()``, which returns the folder or raises with its path in the message."""
+    try:
+        return locate(), True
+    except (FileNotFoundError, ImportError) as error:
+        return str(error), False
+
+
+def _builtInDescriptions():
+    from . import ani
+    rows = {}
+    folder, present = _folderState(ani.defaultWeightsDir)
+    rows["ani1x"] = dict(elements=["H", "C", "N", "O"], charge="neutral only (no charge input)",
+                         source="the torchani 2.2.4 wheel (installed from requirements.lock)",
+                         folder=folder if present else None, present=present,
+                         licence="MIT (torchani)")
+    folder = os.path.join(ani.weightsRoot(), "ani-1ccx_8x")
+    rows["ani1ccx"] = dict(elements=["H", "C", "N", "O"], charge="neutral only (no charge input)",
+                           source="the torchani 2.0 wheel, extracted at set-up (python/fetch_ani_weights.py, run by "
+                                  "`make build`)", folder=folder, present=os.path.isdir(folder),
+                           licence="MIT (torchani)")
+    folder = os.path.join(ani.weightsRoot(), "ani-2x_8x")
+    rows["ani2x"] = dict(elements=["H", "C", "N", "O", "F", "S", "Cl"], charge="neutral only (no charge input)",
+                         source="your files: modelArgs={'weightsDir': folder}, or this default folder",
+                         folder=folder, present=os.path.isdir(folder), licence="that of the files you give")
+    return rows
+
+
+def describeModels():
+    """Every registered name with its elements and where its weights come from.
+
+    Returns
+    -------
+    list of dict
+        One per name, sorted: ``name``, ``elements`` (symbols, or None when unknown),
+        ``charge`` (total-charge support), ``source`` (where the weights come from), ``folder``
+        (the weights folder, or None), ``present`` (whether that folder exists; None when there is
+        none) and ``licence``.  Names registered by other packages say which factory they use.
+    """
+    builtIn = _builtInDescriptions()
+    rows = []
+    for name in availableModels():
+        if name in builtIn and _factories[name] is globals()[f"_{name}"]:
+            rows.append(dict(name=name, **builtIn[name]))
+            continue
+        factory = _factories[name]
+        where = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
+        rows.append(dict(name=name, elements=None, charge=None, source=f"registered: {where}", folder=None,
+                         present=None, licence=None))
+    return rows

@@ -1,33 +1,51 @@
-"""ANI-1x as a static-shape PyTorch module, loaded offline from the weights torchani 2.2.4 ships.
+"""ANI ensembles (ANI-1x, ANI-1ccx, ANI-2x) as static-shape PyTorch modules, loaded offline from
+NeuroChem weight files.
 
-:class:`ANI1x` evaluates the ANI-1x ensemble (Smith et al., J. Chem. Phys. 148, 241733 (2018);
-8 networks, elements H, C, N, O, wB97X/6-31G(d)) on a fixed list of atoms with static-shape
-neighbour lists: the pairs and triples inside the cutoffs are packed into arrays whose sizes (the
-capacities) are set on the first evaluation and grown when needed, never dropping a neighbour, so
-the cost grows with the number of neighbours, not with n^3.  There is no ``nonzero()`` and no
-data-dependent shape, the module is scriptable with ``torch.jit.script``, and after its first
-evaluation on a GPU it needs no host synchronization, so a CUDA graph can capture it.  It takes
-positions in nm and returns kJ/mol, the contract of :class:`openmmhybrid.MLForce`.
+:class:`ANI` evaluates an ANI ensemble stored in NeuroChem format (the layout of torchani's
+``resources/ani-*_8x`` folders: a ``.params`` file of AEV constants, ``sae_linfit.dat``, and
+``train0`` ... ``train<k>`` with one network per element) on a fixed list of atoms with
+static-shape neighbour lists: the pairs and triples inside the cutoffs are packed into arrays
+whose sizes (the capacities) are set on the first evaluation and grown when needed, never
+dropping a neighbour, so the cost grows with the number of neighbours, not with n^3.  There is no
+``nonzero()`` and no data-dependent shape, the module is scriptable with ``torch.jit.script``,
+and after its first evaluation on a GPU it needs no host synchronization, so a CUDA graph can
+capture it.  It takes positions in nm and returns kJ/mol, the contract of
+:class:`openmmhybrid.MLForce`.  The elements, the AEV constants, the networks and the self
+energies all come from the folder.
 
-:func:`torchaniANI1x` builds torchani's own ANI-1x ensemble from the same files, as a reference
-for tests and benchmarks.
+The named ensembles differ only in where their files are:
+
+- :class:`ANI1x` (H, C, N, O): ``resources/ani-1x_8x`` of the installed torchani 2.2.4.
+- :class:`ANI1ccx` (H, C, N, O): ``ani-1ccx_8x`` under :func:`weightsRoot`, extracted from the
+  torchani 2.0 wheel at set-up by ``python/fetch_ani_weights.py`` (``make build`` runs it);
+  never downloaded at run time.
+- :class:`ANI2x` (H, C, N, O, F, S, Cl): files the user gives (``weightsDir=``, or
+  ``ani-2x_8x`` under :func:`weightsRoot`); no package on the package index ships them.
+
+:func:`torchaniEnsemble` (and :func:`torchaniANI1x`) builds torchani's own pipeline from the same
+files, as a reference for tests and benchmarks.
 
 torchani is needed only to read the weight files when a model is built (``pip install
 torchani==2.2.4``; it also needs ``setuptools<81``, ``importlib_metadata`` and ``lark``).  The
-module that :class:`ANI1x` builds does not use torchani when it runs, and a scripted copy
+module that :class:`ANI` builds does not use torchani when it runs, and a scripted copy
 (``torch.jit.save``) loads without it.
 """
+import bz2
 import glob
 import importlib.util
 import math
 import os
+import re
+import sys
 import warnings
 from typing import List, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["ANI1x", "torchaniANI1x", "defaultWeightsDir", "HARTREE_TO_KJ_PER_MOL"]
+__all__ = ["ANI", "ANI1x", "ANI1ccx", "ANI2x", "torchaniEnsemble", "torchaniANI1x", "defaultWeightsDir",
+           "weightsRoot", "ani1ccxWeightsDir", "ani2xWeightsDir", "WEIGHTS_ENVIRONMENT_VARIABLE",
+           "HARTREE_TO_KJ_PER_MOL"]
 
 # torchani.units.HARTREE_TO_KJOULEMOL, built from the same CODATA 2014 values so that the energies
 # agree with torchani's to the last bit (the tests check that the two constants are equal).
@@ -37,6 +55,8 @@ _AVOGADROS_NUMBER = 6.022140857e+23
 HARTREE_TO_KJ_PER_MOL = _HARTREE_TO_EV * _EV_TO_JOULE * _AVOGADROS_NUMBER / 1000
 """Hartree to kJ/mol, equal to ``torchani.units.HARTREE_TO_KJOULEMOL`` (CODATA 2014)."""
 
+WEIGHTS_ENVIRONMENT_VARIABLE = "OPENMMHYBRID_WEIGHTS"
+"""The environment variable that overrides :func:`weightsRoot`."""
 
 _SYMBOLS = (
     "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se "
@@ -47,9 +67,24 @@ _SYMBOLS = (
 _INSTALL_HINT = ("Install it with `pip install torchani==2.2.4` (it also needs `setuptools<81`, "
                  "`importlib_metadata` and `lark`).")
 
+_SETUP_HINT = ("They are extracted from the torchani 2.0 wheel at set-up, not downloaded at run time: run `make build` "
+               "in the openmm-hybrid source tree, or `python python/fetch_ani_weights.py` there with this "
+               "environment's Python (a 22 MB download, once). Or set " + WEIGHTS_ENVIRONMENT_VARIABLE + " to a folder "
+               "that holds ani-1ccx_8x, or pass weightsDir=.")
+
+_LAYOUT = ("NeuroChem format, as torchani's resources/ani-2x_8x: one *.params file (the AEV constants), "
+           "sae_linfit.dat (the self energies) and train0 ... train7, each with networks/ANN-<element>.nnf and the "
+           ".wparam/.bparam files it names, for H, C, N, O, F, S and Cl")
+
 
 def _symbol(z):
     return _SYMBOLS[z] if 0 < z < len(_SYMBOLS) else "not an element"
+
+
+def _listing(symbols):
+    """'H, C, N and O'."""
+    symbols = list(symbols)
+    return symbols[0] if len(symbols) == 1 else f"{', '.join(symbols[:-1])} and {symbols[-1]}"
 
 
 def _import_torchani():
@@ -60,9 +95,27 @@ def _import_torchani():
             import torchani
             import torchani.neurochem  # noqa: F401
     except ImportError as error:
-        raise ImportError(f"Reading the ANI-1x weights needs torchani, which could not be imported ({error}). "
+        raise ImportError(f"Reading the ANI weights needs torchani, which could not be imported ({error}). "
                           + _INSTALL_HINT) from error
     return torchani
+
+
+def weightsRoot():
+    """The folder of the weight sets that are installed at set-up, not shipped in a package.
+
+    ``$OPENMMHYBRID_WEIGHTS`` if set, else ``<sys.prefix>/share/openmmhybrid/weights`` (inside the
+    virtual environment).  ``python/fetch_ani_weights.py`` extracts ANI-1ccx into
+    ``ani-1ccx_8x`` there; an ``ani-2x_8x`` folder put there is :class:`ANI2x`'s default.
+
+    Returns
+    -------
+    str
+        The folder's path (it need not exist).
+    """
+    value = os.environ.get(WEIGHTS_ENVIRONMENT_VARIABLE)
+    if value:
+        return os.path.abspath(os.path.expanduser(value))
+    return os.path.join(sys.prefix, "share", "openmmhybrid", "weights")
 
 
 def defaultWeightsDir():
@@ -94,37 +147,209 @@ def defaultWeightsDir():
     return folder
 
 
-class _Files:
-    """The paths of a NeuroChem ensemble folder: the AEV constants, the self energies and train<i>."""
+def ani1ccxWeightsDir():
+    """The ANI-1ccx weights folder, ``ani-1ccx_8x`` under :func:`weightsRoot`.
 
-    def __init__(self, weights_dir):
+    ``python/fetch_ani_weights.py`` (run by ``make build``) extracts it from the torchani 2.0
+    wheel, the one package on the package index that ships these weights.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder is not there; the message names the set-up command.
+    """
+    folder = os.path.join(weightsRoot(), "ani-1ccx_8x")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"The ANI-1ccx weights are not installed: '{folder}' does not exist. " + _SETUP_HINT)
+    return folder
+
+
+def ani2xWeightsDir():
+    """The default ANI-2x weights folder, ``ani-2x_8x`` under :func:`weightsRoot`, if it exists.
+
+    No package on the package index ships ANI-2x's weights (torchani 2.2.x holds empty placeholder
+    files), so they are the user's: pass ``weightsDir=`` or put the folder there.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder is not there; the message says what to give.
+    """
+    folder = os.path.join(weightsRoot(), "ani-2x_8x")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(
+            "ANI-2x needs its weight files, and none were given: no package on the package index ships them "
+            "(torchani 2.2.x's are empty placeholders) and nothing is downloaded at run time. Pass the folder: "
+            "createMixedSystem(..., model='ani2x', modelArgs={'weightsDir': folder}) or ANI2x(atomicNumbers, "
+            f"weightsDir=folder), or put it at '{folder}' (under ${WEIGHTS_ENVIRONMENT_VARIABLE} if set). It is "
+            f"{_LAYOUT} (torchani's ANI-2x files are at github.com/aiqm/ani-model-zoo, tag ani-2x).")
+    return folder
+
+
+class _Spec:
+    """What a named ensemble is: its name, its elements, and where its folder is by default."""
+
+    def __init__(self, name, elements, default, hint):
+        self.name = name
+        self.elements = tuple(elements)
+        self.default = default      # () -> folder, raising a clear error; or None: weightsDir is required
+        self.hint = hint            # what the folder should be, for the errors
+
+
+_ANY = _Spec("ANI", (), None, "a NeuroChem ensemble folder (a .params file, sae_linfit.dat and train0 ... train<k>)")
+_ANI1X_SPEC = _Spec("ANI-1x", ("H", "C", "N", "O"), defaultWeightsDir,
+                    "Pass the ani-1x_8x folder of torchani 2.2.4 (the default), which holds a .params file, "
+                    "sae_linfit.dat and train0 ... train7.")
+_ANI1CCX_SPEC = _Spec("ANI-1ccx", ("H", "C", "N", "O"), ani1ccxWeightsDir,
+                      "Pass an ani-1ccx_8x folder (a .params file, sae_linfit.dat and train0 ... train7), "
+                      "or use the default that python/fetch_ani_weights.py installs.")
+_ANI2X_SPEC = _Spec("ANI-2x", ("H", "C", "N", "O", "F", "S", "Cl"), ani2xWeightsDir, f"The folder is {_LAYOUT}.")
+
+_PARAM_FILE = re.compile(r"(?:weights|biases)\s*=\s*FILE:([A-Za-z0-9_.\-]+)\[(\d+)\]")
+
+
+def _readNnf(path):
+    """The text of a NeuroChem ``.nnf`` network file (a header up to '=', a newline, then bzip2), or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+        start = data.index(b"=") + 2
+        return bz2.decompress(data[start:])[:-1].decode("ascii")
+    except (OSError, ValueError, EOFError):
+        return None
+
+
+def _constantsSpecies(params):
+    """The elements (``Atyp``) of a ``.params`` file, or None when it holds none."""
+    try:
+        with open(params) as f:
+            for line in f:
+                name, _, value = line.partition("=")
+                if name.strip() == "Atyp":
+                    return [s.strip() for s in value.replace("[", "").replace("]", "").split(",") if s.strip()]
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+class _Files:
+    """The paths of a NeuroChem ensemble folder (the AEV constants, the self energies and
+    train<i>), checked to be complete: every missing or empty file is named."""
+
+    def __init__(self, weights_dir, spec=_ANI1X_SPEC):
         if weights_dir is None:
-            weights_dir = defaultWeightsDir()
+            if spec.default is None:
+                raise TypeError(f"{spec.name}: give weightsDir, {spec.hint}")
+            weights_dir = spec.default()
         weights_dir = os.fspath(weights_dir)
         if not os.path.isdir(weights_dir):
-            raise FileNotFoundError(f"The ANI-1x weights folder '{weights_dir}' does not exist. Pass the ani-1x_8x "
-                                    "folder of torchani 2.2.4 (the default), which holds a .params file, "
-                                    "sae_linfit.dat and train0 ... train7.")
+            raise FileNotFoundError(f"The {spec.name} weights folder '{weights_dir}' does not exist. {spec.hint}")
+        missing, empty = [], []
+
+        def check(relative):
+            path = os.path.join(weights_dir, relative)
+            if not os.path.isfile(path):
+                missing.append(relative)
+                return False
+            if os.path.getsize(path) == 0:
+                empty.append(relative)
+                return False
+            return True
+
         params = sorted(glob.glob(os.path.join(weights_dir, "*.params")))
-        if len(params) != 1:
+        species = None
+        if len(params) > 1:
             raise FileNotFoundError(f"Expected exactly one AEV constants file (*.params) in '{weights_dir}', "
                                     f"found {len(params)}.")
+        if not params:
+            missing.append("*.params (the AEV constants)")
+        elif check(os.path.basename(params[0])):
+            species = _constantsSpecies(params[0])
+            if not species:
+                raise ValueError(f"{spec.name}: the AEV constants file '{params[0]}' names no elements (Atyp = [...]).")
+            if spec.elements and sorted(species) != sorted(spec.elements):
+                raise ValueError(f"{spec.name}: the weights in '{weights_dir}' cover {_listing(species)} "
+                                 f"({os.path.basename(params[0])}), not {spec.name}'s {_listing(spec.elements)}. "
+                                 f"{spec.hint}")
         sae = os.path.join(weights_dir, "sae_linfit.dat")
-        if not os.path.isfile(sae):
-            raise FileNotFoundError(f"The self-energy file '{sae}' does not exist.")
+        check("sae_linfit.dat")
         count = 0
         while os.path.isdir(os.path.join(weights_dir, f"train{count}", "networks")):
             count += 1
         if count == 0:
-            raise FileNotFoundError(f"No networks in '{weights_dir}' (expected train0/networks, train1/networks, ...).")
+            missing.append("train0/networks/ (the networks of the first ensemble member; train1, ... the others)")
+        for member in range(count):
+            for symbol in species or spec.elements:
+                nnf = os.path.join(f"train{member}", "networks", f"ANN-{symbol}.nnf")
+                if not check(nnf):
+                    continue
+                text = _readNnf(os.path.join(weights_dir, nnf))
+                if text is None:
+                    raise ValueError(f"{spec.name}: '{os.path.join(weights_dir, nnf)}' is not a NeuroChem network "
+                                     "file (a header, then bzip2-compressed text).")
+                for name, size in _PARAM_FILE.findall(text):
+                    relative = os.path.join(os.path.dirname(nnf), name)
+                    if check(relative) and os.path.getsize(os.path.join(weights_dir, relative)) != 4 * int(size):
+                        raise ValueError(f"{spec.name}: '{os.path.join(weights_dir, relative)}' holds "
+                                         f"{os.path.getsize(os.path.join(weights_dir, relative))} bytes; "
+                                         f"{os.path.basename(nnf)} says {size} float32 values ({4 * int(size)} bytes).")
+        if missing or empty:
+            problems = []
+            for label, names in (("missing", missing), ("empty", empty)):
+                if names:
+                    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+                    problems.append(f"{label} ({len(names)}): {shown}")
+            placeholder = (" (empty files are placeholders, as torchani 2.2.x ships for ANI-2x and ANI-1ccx: they are "
+                           "not the weights)" if empty else "")
+            raise FileNotFoundError(f"The {spec.name} weights folder '{weights_dir}' is incomplete; "
+                                    f"{'; '.join(problems)}{placeholder}. {spec.hint}")
         self.dir = weights_dir
         self.params = params[0]
         self.sae = sae
         self.prefix = os.path.join(weights_dir, "train")
         self.count = count
+        self.species = species
 
     def network(self, member, symbol):
         return os.path.join(f"{self.prefix}{member}", "networks", f"ANN-{symbol}.nnf")
+
+
+def _torchaniPipeline(files, periodicTableIndex):
+    torchani = _import_torchani()
+    neurochem = torchani.neurochem
+    consts = neurochem.Constants(files.params)
+    modules = []
+    if periodicTableIndex:
+        modules.append(torchani.nn.SpeciesConverter(consts.species))
+    modules.append(torchani.AEVComputer(**consts))
+    modules.append(neurochem.load_model_ensemble(consts.species, files.prefix, files.count))
+    modules.append(neurochem.load_sae(files.sae))
+    return torchani.nn.Sequential(*modules)
+
+
+def torchaniEnsemble(weightsDir, periodicTableIndex=True):
+    """torchani's own pipeline for any NeuroChem ensemble folder (ANI-1x, ANI-1ccx, ANI-2x, ...).
+
+    ``[SpeciesConverter ->] AEVComputer -> Ensemble (one ANIModel per train<i>) -> EnergyShifter``,
+    assembled as a ``torchani.nn.Sequential`` from ``torchani.neurochem.Constants``,
+    ``load_model_ensemble`` and ``load_sae``: what ``torchani.models.ANI1x()``, ``ANI1ccx()`` and
+    ``ANI2x()`` build from their folders, without the download.  Meant as the reference for tests
+    and benchmarks of :class:`ANI`; the conventions are :func:`torchaniANI1x`'s.
+
+    Parameters
+    ----------
+    weightsDir : str or os.PathLike
+        The folder.
+    periodicTableIndex : bool, optional
+        Species are atomic numbers (True, the default) or torchani's indices in the ``.params``
+        file's element order.
+
+    Returns
+    -------
+    torchani.nn.Sequential
+        The model, float32, on the CPU.
+    """
+    return _torchaniPipeline(_Files(weightsDir, _ANY), periodicTableIndex)
 
 
 def torchaniANI1x(periodicTableIndex=True, weightsDir=None):
@@ -148,24 +373,15 @@ def torchaniANI1x(periodicTableIndex=True, weightsDir=None):
     periodicTableIndex : bool, optional
         Species are atomic numbers (True, the default) or torchani's indices 0-3 for H, C, N, O.
     weightsDir : str or os.PathLike, optional
-        An ``ani-1x_8x`` folder; by default the one inside the installed torchani.
+        An ``ani-1x_8x`` folder; by default the one inside the installed torchani.  Any NeuroChem
+        folder of H, C, N, O works (an ``ani-1ccx_8x`` one gives torchani's ANI-1ccx).
 
     Returns
     -------
     torchani.nn.Sequential
         The model, float32, on the CPU.
     """
-    torchani = _import_torchani()
-    files = _Files(weightsDir)
-    neurochem = torchani.neurochem
-    consts = neurochem.Constants(files.params)
-    modules = []
-    if periodicTableIndex:
-        modules.append(torchani.nn.SpeciesConverter(consts.species))
-    modules.append(torchani.AEVComputer(**consts))
-    modules.append(neurochem.load_model_ensemble(consts.species, files.prefix, files.count))
-    modules.append(neurochem.load_sae(files.sae))
-    return torchani.nn.Sequential(*modules)
+    return _torchaniPipeline(_Files(weightsDir, _ANI1X_SPEC), periodicTableIndex)
 
 
 class _FirstLayer(torch.nn.Module):
@@ -456,7 +672,7 @@ class _Core(torch.nn.Module):
         return torch.cat([radialAev, angularAev], dim=1), overflow
 
 
-def _ensemble_layers(networks):
+def _ensemble_layers(networks, who="ANI"):
     """``[(weights [members, out, in], biases [members, out], celu, alpha), ...]`` from one
     ``torch.nn.Sequential`` (Linear, CELU, ..., Linear) per ensemble member."""
     per_member = []
@@ -469,40 +685,54 @@ def _ensemble_layers(networks):
                 layers[-1][2] = True
                 layers[-1][3] = float(module.alpha)
             else:
-                raise NotImplementedError(f"ANI1x: unexpected layer {module} in a NeuroChem network "
+                raise NotImplementedError(f"{who}: unexpected layer {module} in a NeuroChem network "
                                           "(only Linear and CELU are supported)")
         per_member.append(layers)
     shapes = {tuple((tuple(w.shape), celu, alpha) for w, _, celu, alpha in layers) for layers in per_member}
     if len(shapes) != 1:
-        raise ValueError("ANI1x: the ensemble members' networks for one element differ in architecture")
+        raise ValueError(f"{who}: the ensemble members' networks for one element differ in architecture")
     return [(torch.stack([m[i][0] for m in per_member]), torch.stack([m[i][1] for m in per_member]),
              per_member[0][i][2], per_member[0][i][3]) for i in range(len(per_member[0]))]
 
 
-class ANI1x(torch.nn.Module):
-    """The ANI-1x ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out).
+def _aevWidth(consts):
+    """The AEV length the constants give: radial (elements x EtaR x ShfR) + angular (element
+    pairs x EtaA x Zeta x ShfA x ShfZ)."""
+    s = consts.num_species
+    radial = s * consts.EtaR.numel() * consts.ShfR.numel()
+    angular = s * (s + 1) // 2 * consts.EtaA.numel() * consts.Zeta.numel() * consts.ShfA.numel() * consts.ShfZ.numel()
+    return radial + angular
 
-    ANI-1x (Smith et al., J. Chem. Phys. 148, 241733 (2018)) is an ensemble of 8 networks trained
-    on wB97X/6-31G(d) energies of molecules made of H, C, N and O.  This module computes the same
-    energy as torchani's ``ANI1x()`` (to about 1e-13 Hartree in float64) from the weight files that
-    torchani 2.2.4 ships, but with every tensor shape fixed by the number of atoms:
+
+class ANI(torch.nn.Module):
+    """An ANI ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out), from any
+    NeuroChem weights folder.
+
+    The model is the one torchani builds from the same folder (``torchaniEnsemble``;
+    ``torchani.models.ANI1x()``, ``ANI1ccx()`` and ``ANI2x()`` are such folders), computed to about
+    1e-13 Hartree of torchani's energy in float64, but with every tensor shape fixed by the number
+    of atoms.  The folder gives everything: the elements and AEV constants (its ``.params`` file),
+    the self energies (``sae_linfit.dat``) and the networks (``train0`` ... ``train<k>``, one per
+    element each).  :class:`ANI1x`, :class:`ANI1ccx` and :class:`ANI2x` are this class with their
+    own folders.
 
     - the AEVs use the pairs ``(i, j)`` within the radial cutoff and the triples ``(i, j, k)``
-      within the angular cutoff (5.2 and 3.5 Angstrom, read from the ``.params`` file), packed in
-      a fixed order into arrays of a fixed capacity (a prefix sum and a scatter, no
-      ``nonzero()``); unused slots are masked and kept finite in the backward pass.  The
-      capacities (pairs, angular neighbours of one atom, triples) are sized on the first
-      evaluation with 25% headroom and grown when an evaluation on the CPU finds more; on a GPU
-      they are checked on the first evaluation only, and an evaluation that would need more
-      returns NaN (MLForce then stops with an error; size them with ``setCapacity`` of
-      ``core32``/``core64``).  Traced for :func:`~openmmhybrid.compileModel`, the arrays hold every
-      pair and triple, which holds for any geometry;
+      within the angular cutoff (read from the ``.params`` file: 5.2 and 3.5 Angstrom for ANI-1x
+      and ANI-1ccx, 5.1 and 3.5 for ANI-2x), packed in a fixed order into arrays of a fixed
+      capacity (a prefix sum and a scatter, no ``nonzero()``); unused slots are masked and kept
+      finite in the backward pass.  The capacities (pairs, angular neighbours of one atom,
+      triples) are sized on the first evaluation with 25% headroom and grown when an evaluation
+      on the CPU finds more; on a GPU they are checked on the first evaluation only, and an
+      evaluation that would need more returns NaN (MLForce then stops with an error; size them
+      with ``setCapacity`` of ``core32``/``core64``).  Traced for
+      :func:`~openmmhybrid.compileModel`, the arrays hold every pair and triple, which holds for
+      any geometry;
     - the elements are fixed when the module is built, so the element of every atom and the
       atom indices of each element are precomputed buffers;
     - the angular term uses ``cos(theta - ShfZ) = cos(theta) cos(ShfZ) + sin(theta) sin(ShfZ)``
       instead of ``acos`` and ``x^Zeta = exp(Zeta log(x))``: the same function as torchani's,
       rounded differently (about 1e-14 relative in float64), and much cheaper on a CPU;
-    - the 8 ensemble members are evaluated together: per element, one matmul for the first layer
+    - the ensemble members are evaluated together: per element, one matmul for the first layer
       and one batched matmul per later layer.
 
     No ``nonzero()``, boolean-mask indexing or data-dependent shape is used, so the module works
@@ -524,6 +754,174 @@ class ANI1x(torch.nn.Module):
     The module holds a float32 and a float64 copy of its weights and picks the one that matches
     the positions, so there is no need to convert it; do not call ``.float()``, ``.double()`` or
     ``.to(dtype)`` on it (moving it with ``.to(device)`` is fine).
+
+    Parameters
+    ----------
+    atomicNumbers : sequence of int
+        The elements of the region's atoms, in the order the model sees them (the order of
+        :class:`~openmmhybrid.MLForce`'s ``atoms``); each one the folder covers.
+    weightsDir : str or os.PathLike
+        The NeuroChem folder: one ``.params`` file, ``sae_linfit.dat`` and ``train0`` ...
+        ``train<k>``, each with ``networks/ANN-<element>.nnf`` and the ``.wparam``/``.bparam`` files
+        it names.  torchani (``pip install torchani==2.2.4``) is needed to read the files; it is
+        not used afterwards.
+
+    Raises
+    ------
+    ValueError
+        ``atomicNumbers`` is empty or holds an element the folder does not cover; a network whose
+        input width is not the AEV length of the constants.
+    ImportError
+        torchani is not installed.
+    FileNotFoundError
+        The folder does not exist or is incomplete (the message names every missing or empty file).
+    """
+
+    atomicNumbers: List[int]
+    selfEnergy: float
+    hartreeToKJPerMol: float
+
+    _spec = _ANY
+
+    def __init__(self, atomicNumbers: Optional[Sequence[int]] = None, weightsDir=None):
+        super().__init__()
+        self._build(atomicNumbers, weightsDir)
+
+    def _build(self, atomicNumbers, weightsDir):
+        spec = self._spec
+        who = type(self).__name__
+        if atomicNumbers is None:
+            raise TypeError(f"{who}: give atomicNumbers, the atomic number of every atom of the ML region")
+        numbers = []
+        for i, z in enumerate(atomicNumbers):
+            try:
+                value = int(z)
+            except (TypeError, ValueError):
+                raise TypeError(f"{who}: atomicNumbers must be integers; atom {i} is {z!r}") from None
+            numbers.append(value)
+        if not numbers:
+            raise ValueError(f"{who}: atomicNumbers is empty; give the atomic number of every atom of the ML region.")
+
+        def covered(elements, name):
+            for i, z in enumerate(numbers):
+                if _symbol(z) not in elements:
+                    raise ValueError(f"atom {i} is {_symbol(z)} (Z={z}); {name} covers only {_listing(elements)}. "
+                                     "Choose a model that covers it or leave the atom out of the ML region.")
+
+        if spec.elements:
+            covered(spec.elements, spec.name)  # before reading any file
+        files = _Files(weightsDir, spec)
+        torchani = _import_torchani()
+        neurochem = torchani.neurochem
+        consts = neurochem.Constants(files.params)
+        _, sae = neurochem.load_sae(files.sae, return_dict=True)
+        if not spec.elements:
+            covered(consts.species, f"the ensemble in '{files.dir}'")
+        symbols = [_symbol(z) for z in numbers]
+        for symbol in set(symbols):
+            if symbol not in consts.species or symbol not in sae:
+                raise ValueError(f"{who}: the weights in '{files.dir}' do not cover {symbol}")
+        species = [consts.species.index(s) for s in symbols]
+
+        width = _aevWidth(consts)
+        networks = []
+        for index, symbol in enumerate(consts.species):
+            atoms = [i for i, s in enumerate(species) if s == index]
+            if atoms:
+                members = [neurochem.load_atomic_network(files.network(m, symbol)) for m in range(files.count)]
+                layers = _ensemble_layers(members, who)
+                if layers[0][0].shape[2] != width:
+                    raise ValueError(f"{who}: the network '{files.network(0, symbol)}' takes {layers[0][0].shape[2]} "
+                                     f"inputs, but the AEV constants ({os.path.basename(files.params)}) give {width} "
+                                     "features: the networks and the constants are not from the same model.")
+                networks.append((atoms, layers))
+
+        self.atomicNumbers = numbers
+        self.hartreeToKJPerMol = HARTREE_TO_KJ_PER_MOL
+        # Summed in float64 (Python floats) once; forward adds it to the float64 network energy.
+        self.selfEnergy = math.fsum(sae[s] for s in symbols) * HARTREE_TO_KJ_PER_MOL
+        self.core32 = _Core(torch.float32, species, consts, networks, files.count)
+        self.core64 = _Core(torch.float64, species, consts, networks, files.count)
+
+    def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
+        """The ensemble's energy of the region.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm, float32 or float64 (the networks run in this dtype; other floating
+            dtypes run in float32).  The region must be whole.
+        box : torch.Tensor, optional
+            Ignored (the region is not periodic); accepted so that the model can be used with a
+            periodic :class:`~openmmhybrid.MLForce`, which makes the region whole first.
+
+        Returns
+        -------
+        torch.Tensor
+            The energy in kJ/mol, a float64 scalar (0-dim): the ensemble-mean network energy,
+            converted to float64, plus the float64 sum of the self energies.
+        """
+        if positions.dtype == torch.float64:
+            energy = self.core64(positions * 10.0)  # nm -> Angstrom
+        else:
+            energy = self.core32(positions.to(torch.float32) * 10.0)
+        return energy.to(torch.float64) * self.hartreeToKJPerMol + self.selfEnergy
+
+    @torch.jit.export
+    def aev(self, positions: Tensor) -> Tensor:
+        """The atomic environment vectors in torchani's feature order (``[n, 384]`` for ANI-1x and
+        ANI-1ccx, ``[n, 1008]`` for ANI-2x).
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm, float32 or float64 (computed in that dtype).
+
+        Returns
+        -------
+        torch.Tensor
+            The radial features (16 per neighbour element, in the ``.params`` file's element
+            order) followed by the angular features (per element pair in torchani's
+            upper-triangle order HH, HC, HN, HO, CC, ...), as torchani's ``AEVComputer`` gives
+            them for coordinates in Angstrom.
+        """
+        if positions.dtype == torch.float64:
+            return self.core64.compute_aev(positions * 10.0)
+        return self.core32.compute_aev(positions.to(torch.float32) * 10.0)
+
+    @torch.jit.export
+    def networkEnergy(self, positions: Tensor) -> Tensor:
+        """The ensemble-mean network energy in Hartree, without self energies, in the positions' dtype.
+
+        Parameters
+        ----------
+        positions : torch.Tensor
+            ``[n, 3]`` in nm.
+
+        Returns
+        -------
+        torch.Tensor
+            A scalar (0-dim) in Hartree.
+        """
+        if positions.dtype == torch.float64:
+            return self.core64(positions * 10.0)
+        return self.core32(positions.to(torch.float32) * 10.0)
+
+    @torch.jit.unused
+    def network_energy(self, positions: Tensor) -> Tensor:
+        """Deprecated alias of :meth:`networkEnergy`."""
+        _deprecated(f"{type(self).__name__}.network_energy", f"{type(self).__name__}.networkEnergy")
+        return self.networkEnergy(positions)
+
+
+class ANI1x(ANI):
+    """The ANI-1x ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out).
+
+    ANI-1x (Smith et al., J. Chem. Phys. 148, 241733 (2018)) is an ensemble of 8 networks trained
+    on wB97X/6-31G(d) energies of molecules made of H, C, N and O.  This module computes the same
+    energy as torchani's ``ANI1x()`` (to about 1e-13 Hartree in float64) from the weight files that
+    torchani 2.2.4 ships.  It is :class:`ANI` with that folder: the static shapes, the precision
+    and the conversions are described there.
 
     Parameters
     ----------
@@ -551,123 +949,77 @@ class ANI1x(torch.nn.Module):
     >>> force = MLForce(model, [a.index for a in residue])
     """
 
-    atomicNumbers: List[int]
-    selfEnergy: float
-    hartreeToKJPerMol: float
+    _spec = _ANI1X_SPEC
 
     def __init__(self, atomicNumbers: Optional[Sequence[int]] = None, weightsDir=None, **deprecated):
-        super().__init__()
+        torch.nn.Module.__init__(self)
         atomicNumbers, weightsDir = _renamedArguments("ANI1x", deprecated, {"atomic_numbers": atomicNumbers,
                                                                              "weights_dir": weightsDir})
-        if atomicNumbers is None:
-            raise TypeError("ANI1x: give atomicNumbers, the atomic number of every atom of the ML region")
-        numbers = []
-        for i, z in enumerate(atomicNumbers):
-            try:
-                value = int(z)
-            except (TypeError, ValueError):
-                raise TypeError(f"ANI1x: atomicNumbers must be integers; atom {i} is {z!r}") from None
-            numbers.append(value)
-        if not numbers:
-            raise ValueError("ANI1x: atomicNumbers is empty; give the atomic number of every atom of the ML region.")
-        supported = {1: "H", 6: "C", 7: "N", 8: "O"}
-        for i, z in enumerate(numbers):
-            if z not in supported:
-                raise ValueError(f"atom {i} is {_symbol(z)} (Z={z}); ANI-1x covers only H, C, N and O. Choose a model "
-                                 "that covers it or leave the atom out of the ML region.")
+        self._build(atomicNumbers, weightsDir)
 
-        files = _Files(weightsDir)
-        torchani = _import_torchani()
-        neurochem = torchani.neurochem
-        consts = neurochem.Constants(files.params)
-        _, sae = neurochem.load_sae(files.sae, return_dict=True)
-        symbols = [supported[z] for z in numbers]
-        for symbol in set(symbols):
-            if symbol not in consts.species or symbol not in sae:
-                raise ValueError(f"ANI1x: the weights in '{files.dir}' do not cover {symbol}")
-        species = [consts.species.index(s) for s in symbols]
 
-        networks = []
-        for index, symbol in enumerate(consts.species):
-            atoms = [i for i, s in enumerate(species) if s == index]
-            if atoms:
-                members = [neurochem.load_atomic_network(files.network(m, symbol)) for m in range(files.count)]
-                networks.append((atoms, _ensemble_layers(members)))
+class ANI1ccx(ANI):
+    """The ANI-1ccx ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out).
 
-        self.atomicNumbers = numbers
-        self.hartreeToKJPerMol = HARTREE_TO_KJ_PER_MOL
-        # Summed in float64 (Python floats) once; forward adds it to the float64 network energy.
-        self.selfEnergy = math.fsum(sae[s] for s in symbols) * HARTREE_TO_KJ_PER_MOL
-        self.core32 = _Core(torch.float32, species, consts, networks, files.count)
-        self.core64 = _Core(torch.float64, species, consts, networks, files.count)
+    ANI-1ccx (Smith et al., Nat. Commun. 10, 2903 (2019)) is ANI-1x transfer-learned to
+    CCSD(T)*/CBS energies: 8 networks, H, C, N and O, the same AEV constants as ANI-1x, its own
+    networks and self energies (all read from its folder).  It is :class:`ANI` with that folder.
 
-    def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
-        """The ANI-1x energy of the region.
+    The weights are not in any package installed from the lock: ``python/fetch_ani_weights.py``
+    (run by ``make build``, so by the README's commands) extracts them at set-up from the torchani
+    2.0 wheel into ``ani-1ccx_8x`` under :func:`weightsRoot` (``$OPENMMHYBRID_WEIGHTS``, or
+    ``<sys.prefix>/share/openmmhybrid/weights``).  Nothing is downloaded at run time.
 
-        Parameters
-        ----------
-        positions : torch.Tensor
-            ``[n, 3]`` in nm, float32 or float64 (the networks run in this dtype; other floating
-            dtypes run in float32).  The region must be whole.
-        box : torch.Tensor, optional
-            Ignored (the region is not periodic); accepted so that the model can be used with a
-            periodic :class:`~openmmhybrid.MLForce`, which makes the region whole first.
+    Parameters
+    ----------
+    atomicNumbers : sequence of int
+        The elements of the region's atoms, in order.  Only H, C, N and O.
+    weightsDir : str or os.PathLike, optional
+        An ``ani-1ccx_8x`` folder; by default :func:`ani1ccxWeightsDir`.
 
-        Returns
-        -------
-        torch.Tensor
-            The energy in kJ/mol, a float64 scalar (0-dim): the ensemble-mean network energy,
-            converted to float64, plus the float64 sum of the self energies.
-        """
-        if positions.dtype == torch.float64:
-            energy = self.core64(positions * 10.0)  # nm -> Angstrom
-        else:
-            energy = self.core32(positions.to(torch.float32) * 10.0)
-        return energy.to(torch.float64) * self.hartreeToKJPerMol + self.selfEnergy
+    Raises
+    ------
+    FileNotFoundError
+        The weights are not installed (the message names the set-up command) or incomplete.
+    ValueError, ImportError
+        As :class:`ANI`.
+    """
 
-    @torch.jit.export
-    def aev(self, positions: Tensor) -> Tensor:
-        """The atomic environment vectors, ``[n, 384]``, in torchani's feature order.
+    _spec = _ANI1CCX_SPEC
 
-        Parameters
-        ----------
-        positions : torch.Tensor
-            ``[n, 3]`` in nm, float32 or float64 (computed in that dtype).
 
-        Returns
-        -------
-        torch.Tensor
-            64 radial features (16 per neighbour element H, C, N, O) followed by 320 angular
-            features (32 per element pair in torchani's upper-triangle order HH, HC, HN, HO, CC,
-            ...), as torchani's ``AEVComputer`` gives them for coordinates in Angstrom.
-        """
-        if positions.dtype == torch.float64:
-            return self.core64.compute_aev(positions * 10.0)
-        return self.core32.compute_aev(positions.to(torch.float32) * 10.0)
+class ANI2x(ANI):
+    """The ANI-2x ensemble on a fixed list of atoms, with static shapes (nm in, kJ/mol out), from
+    weight files the user gives.
 
-    @torch.jit.export
-    def networkEnergy(self, positions: Tensor) -> Tensor:
-        """The ensemble-mean network energy in Hartree, without self energies, in the positions' dtype.
+    ANI-2x (Devereux et al., J. Chem. Theory Comput. 16, 4192 (2020)) extends ANI-1x to H, C, N,
+    O, F, S and Cl: 8 networks on a 1008-feature AEV (5.1 Angstrom radial, 3.5 Angstrom angular
+    cutoff), wB97X/6-31G(d).  It is :class:`ANI` with that folder.  No package on the package
+    index ships its weights (torchani 2.2.x holds empty placeholder files), so the folder is the
+    user's: torchani's ``resources/ani-2x_8x`` layout (github.com/aiqm/ani-model-zoo, tag
+    ``ani-2x``), passed as ``weightsDir`` or put at ``ani-2x_8x`` under :func:`weightsRoot`.
 
-        Parameters
-        ----------
-        positions : torch.Tensor
-            ``[n, 3]`` in nm.
+    Parameters
+    ----------
+    atomicNumbers : sequence of int
+        The elements of the region's atoms, in order: H, C, N, O, F, S, Cl.
+    weightsDir : str or os.PathLike, optional
+        The ``ani-2x_8x`` folder; by default :func:`ani2xWeightsDir` (if it exists).
 
-        Returns
-        -------
-        torch.Tensor
-            A scalar (0-dim) in Hartree.
-        """
-        if positions.dtype == torch.float64:
-            return self.core64(positions * 10.0)
-        return self.core32(positions.to(torch.float32) * 10.0)
+    Raises
+    ------
+    FileNotFoundError
+        No folder given and none at the default place, or the folder is incomplete: the message
+        names what is missing (the constants, the self energies, which network files, and empty
+        placeholder files).
+    ValueError
+        The folder's constants cover other elements than ANI-2x's, a network does not fit the
+        constants, or an element ANI-2x does not cover.
+    ImportError
+        As :class:`ANI`.
+    """
 
-    @torch.jit.unused
-    def network_energy(self, positions: Tensor) -> Tensor:
-        """Deprecated alias of :meth:`networkEnergy`."""
-        _deprecated("ANI1x.network_energy", "ANI1x.networkEnergy")
-        return self.networkEnergy(positions)
+    _spec = _ANI2X_SPEC
 
 
 def _deprecated(old, new):
