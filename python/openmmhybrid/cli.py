@@ -5,7 +5,7 @@
     openmm-hybrid run CONFIG.toml [--steps 1000 --platform CPU ...] [--resume] [--dry-run]
     openmm-hybrid template > run.toml      # every setting, its default and its help
     openmm-hybrid report OUTPUT_FOLDER     # rebuild report.md from a run's outputs
-    openmm-hybrid models                   # the registered ML model names
+    openmm-hybrid models                   # the ML model names: elements, where the weights are
     openmm-hybrid --version                # openmm-hybrid, OpenMM and torch versions, torch's CPU kernels
 
 Every key of the config file is also a flag (``inner_steps`` -> ``--inner-steps``); flags win.
@@ -68,8 +68,35 @@ def buildParser():
     commands.add_parser("template", help="print a config file with every setting and its default")
     report = commands.add_parser("report", help="rebuild report.md and its plots from a run's output folder")
     report.add_argument("folder")
-    commands.add_parser("models", help="list the registered ML models")
+    models_ = commands.add_parser("models", help="list the registered ML models, their elements and where their "
+                                  "weights come from", description="List every registered ML model name with its "
+                                  "elements, total-charge support, where its weights come from (and whether that "
+                                  "folder is there), and their licence.")
+    models_.add_argument("--names", action="store_true", help="print the names only, one per line")
     return parser
+
+
+def _modelTable():
+    """The text of `openmm-hybrid models`: one block per registered name."""
+    lines, rows = [], models.describeModels()
+    width = max([len(row["name"]) for row in rows] + [8]) + 2
+    for row in rows:
+        fields = [("elements", " ".join(row["elements"]) if row["elements"] else "not known here (a registered factory)"),
+                  ("charge", row["charge"] or "not known here"), ("weights", row["source"])]
+        if row["folder"] is not None:
+            fields.append(("folder", f"{row['folder']} ({'present' if row['present'] else 'not there'})"))
+        elif row["present"] is False:
+            fields.append(("folder", "not found (is torchani installed?)"))
+        if row["licence"]:
+            fields.append(("licence", row["licence"]))
+        for i, (key, value) in enumerate(fields):
+            lines.append(f"{row['name'] if i == 0 else '':<{width}}{key + ':':<10}{value}")
+        lines.append("")
+    lines.append("A name goes to `[ml] model` (or --model) and to createMixedSystem(..., model=name). Weights that are "
+                 "not there: ani1ccx's are extracted at set-up (`make build`, or `python python/fetch_ani_weights.py`); "
+                 "ani2x's are your files (modelArgs={'weightsDir': folder}, or the folder shown). "
+                 "docs/user_guide.md, 'Models', has the table.")
+    return "\n".join(lines)
 
 
 def _fail(message, status=2):
@@ -88,7 +115,7 @@ def main(argv=None):
         sys.stdout.write(templateConfig())
         return 0
     if args.command == "models":
-        print("\n".join(models.availableModels()))
+        print("\n".join(models.availableModels()) if args.names else _modelTable())
         return 0
     if args.command == "report":
         paths = outputPaths(args.folder)

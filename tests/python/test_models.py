@@ -28,6 +28,7 @@ with warnings.catch_warnings():
 
 import openmmhybrid  # noqa: E402
 from openmmhybrid import models  # noqa: E402
+from openmmhybrid.cli import main  # noqa: E402
 from openmmhybrid.models import ani  # noqa: E402
 from openmmhybrid.models.ani import (ANI, ANI1ccx, ANI1x, ANI2x, HARTREE_TO_KJ_PER_MOL,  # noqa: E402
                                      torchaniANI1x, torchaniEnsemble)
@@ -396,3 +397,40 @@ def test_ani2x_factory_names_the_uncovered_atom(ani2x_dir):
     with pytest.raises(ValueError, match=r"ML atom 1 \(Br of residue LIG 1\) is Br; ANI-2x covers only "
                                          r"H, C, N, O, F, S and Cl"):
         models.createModel("ani2x", topology, [0, 1], weightsDir=ani2x_dir)
+
+
+# ---------------------------------------------------------------------------------------------
+# openmm-hybrid models
+
+def test_models_command_lists_names_elements_and_weights(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENMMHYBRID_WEIGHTS", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    blocks = {block.split()[0]: block for block in out.split("\n\n") if block.strip()}
+    assert {"ani1x", "ani1ccx", "ani2x"} <= set(blocks)
+    assert "elements: H C N O\n" in blocks["ani1x"] + "\n" and "torchani 2.2.4 wheel" in blocks["ani1x"]
+    assert f"{ani.defaultWeightsDir()} (present)" in blocks["ani1x"]
+    assert "torchani 2.0 wheel, extracted at set-up" in blocks["ani1ccx"]
+    assert f"{tmp_path / 'ani-1ccx_8x'} (not there)" in blocks["ani1ccx"]
+    assert "elements: H C N O F S Cl" in blocks["ani2x"] and "your files" in blocks["ani2x"]
+    assert f"{tmp_path / 'ani-2x_8x'} (not there)" in blocks["ani2x"]
+    for name in ("ani1x", "ani1ccx", "ani2x"):
+        assert "neutral only" in blocks[name] and "licence:" in blocks[name]
+    (tmp_path / "ani-1ccx_8x").mkdir()
+    assert main(["models"]) == 0
+    assert f"{tmp_path / 'ani-1ccx_8x'} (present)" in capsys.readouterr().out
+    assert main(["models", "--names"]) == 0
+    assert capsys.readouterr().out.split() == models.availableModels()
+
+
+def test_models_command_shows_a_registered_factory(capsys):
+    def toy(topology, atoms, **kwargs):
+        raise NotImplementedError
+
+    models.registerModel("toy-listed", toy)
+    try:
+        assert main(["models"]) == 0
+        block = next(b for b in capsys.readouterr().out.split("\n\n") if b.startswith("toy-listed"))
+        assert "registered: test_models." in block and "toy" in block and "not known here" in block
+    finally:
+        models._factories.pop("toy-listed")
