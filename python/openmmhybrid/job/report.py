@@ -93,6 +93,8 @@ def writeReport(folder):
     lines += [f"| input | {summary.get('input', '')} |",
               f"| atoms (ML region) | {summary.get('atoms', '?')} ({summary.get('ml_atoms', '?')}) |",
               f"| model, embedding | {settings['model']}, {settings['embedding']} |",
+              f"| model path | {'compiled (AOTInductor)' if settings.get('compile') else 'TorchScript'}, "
+              f"{'float64' if settings.get('model_double') else 'float32'} inputs |",
               f"| lambda | {settings['lambda']} |",
               f"| time step | {settings['timestep']}" + (f", {settings['inner_steps']} MM steps inside (MTS)"
                                                           if settings["inner_steps"] > 1 else "") + " |",
