@@ -36,3 +36,37 @@ def amber(name, prmtop, inpcrd, **kwargs):
     options = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
     options.update(kwargs)
     return prm, crd, prm.createSystem(**options)
+
+
+@pytest.fixture(scope="module")
+def pxylene():
+    """(prmtop, inpcrd, System) of p-xylene in 1,054 TIP3P waters (PME 0.9 nm, HBonds); a test
+    module may define its own ``pxylene`` for another shape of the same input."""
+    return amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+
+
+@pytest.fixture(scope="module")
+def dipeptide():
+    """(prmtop, inpcrd, System) of the alanine dipeptide in water (PME 0.9 nm, HBonds)."""
+    return amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
+
+
+def openmm_ml_peer(name, makeModel):
+    """openmm-ml's MLPotential ``name``, registered here to run ``makeModel(topology, atoms)`` in an
+    MLForce (float64) on the atoms openmm-ml gives: the peer's construction around our model."""
+    pytest.importorskip("openmmml", reason="the peer implementation to compare against")
+    from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
+
+    class Impl(MLPotentialImpl):
+        def addForces(self, topology, system, atoms, forceGroup, **args):
+            force = openmmhybrid.MLForce(makeModel(topology, list(atoms)), list(atoms), usesDoublePrecision=True,
+                                         usesPeriodicBoundaryConditions=system.usesPeriodicBoundaryConditions())
+            force.setForceGroup(forceGroup)
+            system.addForce(force)
+
+    class Factory(MLPotentialImplFactory):
+        def createImpl(self, name, **args):
+            return Impl()
+
+    MLPotential.registerImplFactory(name, Factory())
+    return MLPotential(name)

@@ -24,8 +24,8 @@ import openmmhybrid
 from openmmhybrid.embedding import systemCharges
 from openmmhybrid.linkatoms import COVALENT_RADII, findLinkBonds, linkAtomSetup, regionTerms
 from openmmhybrid.utils import ONE_4PI_EPS0
-from conftest import amber
 from models import PairMLP
+from conftest import openmm_ml_peer
 from precision import EPS64, bound, boxMatrix, centralDifference, networkTerms, nonbondedBounds
 
 LAMBDA = "lambda_interpolate"
@@ -37,16 +37,6 @@ SIDE_CHAIN = ("CB", "HB1", "HB2", "HB3")
 def ANI_TERMS(n):
     """Rounding steps of ANI-1x on n atoms: 4 layers of at most 384 inputs, 8 ensemble members per atom."""
     return networkTerms(384, 4, 8 * n)
-
-
-@pytest.fixture(scope="module")
-def dipeptide():
-    return amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
-
-
-@pytest.fixture(scope="module")
-def pxylene():
-    return amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
 
 
 @pytest.fixture(scope="module")
@@ -151,23 +141,9 @@ def openmm_ml_ani_peer():
     openmm-ml gives it (the region, then its caps as virtual sites)."""
     pytest.importorskip("openmmml", reason="the peer implementation of link atoms to compare against")
     pytest.importorskip("torchani", reason="the 'ani1x' model reads its weights from torchani 2.2.4")
-    from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
     from openmmhybrid.models import atomicNumbers
     from openmmhybrid.models.ani import ANI1x
-
-    class Impl(MLPotentialImpl):
-        def addForces(self, topology, system, atoms, forceGroup, **args):
-            force = openmmhybrid.MLForce(ANI1x(atomicNumbers(topology, atoms)), list(atoms), usesDoublePrecision=True,
-                                         usesPeriodicBoundaryConditions=system.usesPeriodicBoundaryConditions())
-            force.setForceGroup(forceGroup)
-            system.addForce(force)
-
-    class Factory(MLPotentialImplFactory):
-        def createImpl(self, name, **args):
-            return Impl()
-
-    MLPotential.registerImplFactory("openmmhybrid-test-ani-links", Factory())
-    return MLPotential("openmmhybrid-test-ani-links")
+    return openmm_ml_peer("openmmhybrid-test-ani-links", lambda topology, atoms: ANI1x(atomicNumbers(topology, atoms)))
 
 
 def test_covalent_radii_match_openmm_ml():

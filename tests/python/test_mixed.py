@@ -13,22 +13,12 @@ import torch
 
 import openmmhybrid
 from openmmhybrid.utils import ONE_4PI_EPS0
-from conftest import DATA, amber
+from conftest import DATA, amber, openmm_ml_peer
 from models import PairMLP
 from precision import EPS64, bound, boxMatrix, centralDifference, networkTerms, nonbondedBounds
 
 LAMBDA = "lambda_interpolate"
 KJ = unit.kilojoule_per_mole
-
-
-@pytest.fixture(scope="module")
-def pxylene():
-    return amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
-
-
-@pytest.fixture(scope="module")
-def dipeptide():
-    return amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
 
 
 def context(system, crd, platform, positions=None):
@@ -478,7 +468,7 @@ def _pairs(system):
 def test_remove_constraints_as_openmm_ml():
     """openmm-ml 1.8's removeConstraints=True on a System built with AllBonds: exactly the region's
     constraints go, none is added, and the model holds those bonds (interpolate=False)."""
-    peer = openmm_ml_peer("openmmhybrid-test-constraints")
+    peer = pair_mlp_peer("openmmhybrid-test-constraints")
     topology, crd, system, atoms = _amber19_alanine_dipeptide()
     assert len(atoms) == 22
     before = _pairs(system)
@@ -582,25 +572,10 @@ class BoxIgnoringPairMLP(PairMLP):
 
 
 
-def openmm_ml_peer(name):
-    """openmm-ml's MLPotential ``name``, registered here to run BoxIgnoringPairMLP through an
-    MLForce (float64): the peer's construction around the same model."""
-    pytest.importorskip("openmmml", reason="the peer implementation to compare against")
-    from openmmml.mlpotential import MLPotential, MLPotentialImpl, MLPotentialImplFactory
+def pair_mlp_peer(name):
+    """openmm-ml's MLPotential ``name`` running BoxIgnoringPairMLP through an MLForce (float64)."""
+    return openmm_ml_peer(name, lambda topology, atoms: BoxIgnoringPairMLP())
 
-    class Impl(MLPotentialImpl):
-        def addForces(self, topology, system, atoms, forceGroup, **args):
-            force = openmmhybrid.MLForce(BoxIgnoringPairMLP(), list(atoms), usesDoublePrecision=True,
-                                         usesPeriodicBoundaryConditions=system.usesPeriodicBoundaryConditions())
-            force.setForceGroup(forceGroup)
-            system.addForce(force)
-
-    class Factory(MLPotentialImplFactory):
-        def createImpl(self, name, **args):
-            return Impl()
-
-    MLPotential.registerImplFactory(name, Factory())
-    return MLPotential(name)
 
 def test_agrees_with_openmm_ml(pxylene, platform):
     """openmm-ml removes the region's MM terms (exclusions); we subtract them.  The reciprocal
@@ -608,7 +583,7 @@ def test_agrees_with_openmm_ml(pxylene, platform):
     plain 1/r takes from the direct-space erfc(alpha r)/r, so the two differ only by rounding:
     measured 7e-12 kJ/mol and 5e-13 kJ/mol/nm on Reference (float64), 6e-6 kJ/mol and 1e-3 kJ/mol/nm
     on CPU (float32), against the bounds of nonbonded_bounds."""
-    peer = openmm_ml_peer("openmmhybrid-test-pairmlp")
+    peer = pair_mlp_peer("openmmhybrid-test-pairmlp")
     prm, crd, system = pxylene
     atoms = openmmhybrid.selectAtoms(prm.topology, residueName="TMP")
     theirs = peer.createMixedSystem(prm.topology, system, atoms,

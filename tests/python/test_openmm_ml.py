@@ -15,18 +15,12 @@ import torch
 import openmmhybrid
 from openmmhybrid.models import atomicNumbers
 from openmmhybrid.models.ani import ANI1x
-from conftest import amber
 from precision import bound, networkTerms
 
 mlpotential = pytest.importorskip("openmmml.mlpotential", reason="openmm-ml (the peer) is not installed")
 import openmmhybrid.mlpotential  # noqa: E402  (needs openmmml)
 KJ = unit.kilojoule_per_mole
 LAMBDA = "lambda_interpolate"
-
-
-@pytest.fixture(scope="module")
-def dipeptide():
-    return amber("alanine-dipeptide-water", "alanine-dipeptide.prmtop", "alanine-dipeptide.inpcrd")
 
 
 def reference():
