@@ -918,3 +918,32 @@ def test_lambda_and_mts_with_caps(embedding, dipeptide):
     assert energies[1.0] - energies[0.0] == pytest.approx(slope, abs=bound(scale, torch.float64, 8))
     assert energies[0.25] == pytest.approx(energies[0.0] + 0.25 * slope, abs=bound(scale, torch.float64, 8))
     assert abs(slope) > 1e5  # the ANI-1x energy of the capped residue (self energies ~ -6.5e5 kJ/mol)
+
+
+def test_cut_bond_of_higher_order_warns(dipeptide):
+    """A cut bond whose Topology records order 2 (here ALA's CA-CB, marked so in a copy of the
+    topology: an Amber prmtop records no orders) warns that a hydrogen cap replaces a single bond;
+    order 1 does not."""
+    prm, _, system = dipeptide
+    region = side_chain(prm.topology)
+    for order, expected in ((2, True), (1, False)):
+        topology = app.Topology()
+        topology.setPeriodicBoxVectors(prm.topology.getPeriodicBoxVectors())
+        atoms = {}
+        for chain in prm.topology.chains():
+            c = topology.addChain(chain.id)
+            for res in chain.residues():
+                r = topology.addResidue(res.name, c, res.id)
+                for atom in res.atoms():
+                    atoms[atom.index] = topology.addAtom(atom.name, atom.element, r)
+        for bond in prm.topology.bonds():
+            pair = {bond.atom1.index, bond.atom2.index}
+            topology.addBond(atoms[bond.atom1.index], atoms[bond.atom2.index],
+                             order=order if pair == {8, 10} else None)  # CA (8) - CB (10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            openmmhybrid.createMixedSystem(topology, system, region, PairMLP())
+        orders = [str(w.message) for w in caught if "bond order" in str(w.message)]
+        assert bool(orders) == expected, orders
+        if expected:
+            assert "10 (CB of ALA 2) - 8 (CA of ALA 2) has bond order 2" in orders[0]
