@@ -75,7 +75,8 @@ SETTINGS = [
             "(openmm-ml's) or at a fixed fraction of the bond", choices=["distance", "ratio"]),
     Setting("link_atom_charges", "ml", "str", "rcd", "electrostatic embedding: how the charge of the MM atom of a cut "
             "bond is redistributed (Lin-Truhlar redistributed charge and dipole, or charge)", choices=["rcd", "rc"]),
-    Setting("model", "ml", "str", "ani1x", "a registered model name or a TorchScript file"),
+    Setting("model", "ml", "str", "ani1x", "a registered model name or a TorchScript file (a file runs its code "
+            "when evaluated: use files you trust)"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
     Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms, "
             "mechanical embedding; faster, takes seconds to a minute at set-up)"),
