@@ -118,8 +118,11 @@ def findLinkBonds(topology, mlAtoms, system=None):
     System's harmonic bonds and constraints that the Topology lacks (a ligand read without
     CONECT records, for example).
     """
+    return _cutBonds(_bondGraph(topology, system)[1], mlAtoms)
+
+
+def _cutBonds(ordered, mlAtoms):
     mlSet = set(mlAtoms)
-    _, ordered = _bondGraph(topology, system)
     result = []
     for a, b in ordered:
         if (a in mlSet) != (b in mlSet):
@@ -180,6 +183,8 @@ class LinkAtoms:
     placement: str = "distance"
     #: None (mechanical embedding) or a name from :data:`CHARGE_SCHEMES`.
     chargeScheme: Optional[str] = None
+    #: Every particle's bonded neighbours (the Topology's bonds, the System's bonds and constraints).
+    neighbours: Optional[list] = field(default=None, repr=False)
 
     @property
     def mmAtoms(self):
@@ -243,17 +248,16 @@ class LinkAtoms:
         if box is not None:
             vectors = np.array([[mdValue(c) for c in v] if not unit.is_quantity(v) else
                                 list(v.value_in_unit(unit.nanometer)) for v in box], dtype=np.float64)
-        caps = []
-        for b in self.bonds:
-            d = x[b.mmAtom] - x[b.mlAtom]
-            if vectors is not None:
+        rows = x[list(self.mlAtoms) + self.mmAtoms]  # the region, then the MM atom of each cut bond
+        if vectors is not None:
+            for k, b in enumerate(self.bonds):
+                d = rows[len(self.mlAtoms) + k] - x[b.mlAtom]
                 for axis in (2, 1, 0):  # triclinic in OpenMM's reduced form: c, then b, then a
                     d -= vectors[axis] * np.floor(d[axis] / vectors[axis][axis] + 0.5)
-            if self.placement == "ratio":
-                caps.append(x[b.mlAtom] + b.ratio * d)
-            else:
-                caps.append(x[b.mlAtom] + b.distance * d / np.linalg.norm(d))
-        return np.array(caps).reshape(-1, 3)
+                rows[len(self.mlAtoms) + k] = x[b.mlAtom] + d
+        with torch.no_grad():
+            capped = self.capModule()(torch.tensor(rows, dtype=torch.float64))
+        return capped[len(self.mlAtoms):].numpy().reshape(-1, 3)
 
     def capModule(self):
         """The :class:`LinkAtomCaps` module for these bonds (positions of :attr:`forceAtoms` in,
@@ -337,7 +341,8 @@ def linkAtomSetup(topology, system, mlAtoms, linkAtomDistances=None, placement="
     if chargeScheme is not None and chargeScheme not in CHARGE_SCHEMES:
         raise ValueError(f"{who}: linkAtomCharges must be one of {', '.join(CHARGE_SCHEMES)}, not {chargeScheme!r}")
     mlAtoms = list(mlAtoms)
-    cut = findLinkBonds(topology, mlAtoms, system)
+    neighbours, ordered = _bondGraph(topology, system)
+    cut = _cutBonds(ordered, mlAtoms)
     overrides = {}
     for entry in linkAtomDistances or []:
         try:
@@ -356,7 +361,6 @@ def linkAtomSetup(topology, system, mlAtoms, linkAtomDistances=None, placement="
     if not cut:
         return None
     atoms = list(topology.atoms())
-    neighbours, _ = _bondGraph(topology, system)
     mlSet = set(mlAtoms)
     seenMM = {}
     bonds = []
@@ -405,7 +409,7 @@ def linkAtomSetup(topology, system, mlAtoms, linkAtomDistances=None, placement="
                     raise ValueError(f"{who}: the MM atoms {b.mmAtom} and {j} of two cut bonds are bonded to each other; "
                                      "their charges cannot both be redistributed with electrostatic embedding. Move the "
                                      "boundary so that cut bonds are at least two bonds apart on the MM side.")
-    return LinkAtoms(mlAtoms, bonds, placement, chargeScheme)
+    return LinkAtoms(mlAtoms, bonds, placement, chargeScheme, neighbours)
 
 
 class RegionTerms:
@@ -462,7 +466,7 @@ def regionTerms(topology, system, region, linkAtoms):
     :class:`LinkAtoms` or None) caps cut bonds, the terms wholly inside otherwise."""
     if linkAtoms is None:
         return RegionTerms(region)
-    neighbours, _ = _bondGraph(topology, system)
+    neighbours = linkAtoms.neighbours if linkAtoms.neighbours is not None else _bondGraph(topology, system)[0]
     return RegionTerms(region, neighbours)
 
 

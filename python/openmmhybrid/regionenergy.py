@@ -243,8 +243,9 @@ def _nonbonded(force, region, interpolate, group, includeCoulomb=True):
     return result
 
 
-def _custom_nonbonded(force, region, interpolate, group):
+def _custom_nonbonded(force, terms, interpolate, group):
     """The region's internal pairs of a CustomNonbondedForce as a two-particle CustomCompoundBondForce."""
+    region = terms.region
     if force.getNumComputedValues() > 0:
         raise NotImplementedError("createMixedSystem: a CustomNonbondedForce with computed values (addComputedValue) "
                                   "is not supported yet.")
@@ -352,10 +353,7 @@ def regionEnergyForces(force, region, interpolate, group, includeCoulomb=True, t
         return []
     if handler is _nonbonded:
         return _nonbonded(force, region, interpolate, group, includeCoulomb)
-    if handler is _custom_nonbonded:
-        result = handler(force, region, interpolate, group)
-    else:
-        result = handler(force, terms if terms is not None else RegionTerms(region), interpolate, group)
+    result = handler(force, terms if terms is not None else RegionTerms(region), interpolate, group)
     return [] if result is None else [result]
 
 
