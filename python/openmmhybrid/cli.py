@@ -3,6 +3,7 @@
 ::
 
     openmm-hybrid run CONFIG.toml [--steps 1000 --platform CPU ...] [--resume] [--dry-run]
+    openmm-hybrid prepare --protein P.pdb --ligand L.sdf --output DIR   # then: run --prepared DIR
     openmm-hybrid template > run.toml      # every setting, its default and its help
     openmm-hybrid report OUTPUT_FOLDER     # rebuild report.md from a run's outputs
     openmm-hybrid models                   # the ML model names: elements, where the weights are
@@ -16,7 +17,9 @@ import os
 import sys
 
 from . import models, versionReport
-from .job.config import SECTIONS, SETTINGS, ConfigError, loadConfig, templateConfig
+from .job.config import SECTIONS, SETTINGS, ConfigError, loadConfig, preparesHere, templateConfig
+from .job.preparing import prepareFromConfig
+from .prepare.forcefields import PROTEIN_FORCEFIELDS
 from .job.outputs import FILES, outputPaths
 from .job.report import writeReport
 from .job.runner import runJob
@@ -33,6 +36,32 @@ class _VersionAction(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         print(versionReport())
         parser.exit()
+
+
+#: Settings outside [prepare] that `openmm-hybrid prepare` takes too.
+_PREPARE_ALSO = ("nonbonded_cutoff", "constraints", "temperature", "pressure", "seed", "platform", "threads")
+
+
+def _flagHelp(s):
+    default = s.default
+    if default is not None and s.unit is not None:
+        default = f"{default.value_in_unit(s.unit):g} {s.unit.get_symbol()}"
+    help = s.help + (f" [{s.unit.get_symbol()}]" if s.unit is not None else "")
+    if s.choices:
+        help += f" {{{', '.join(s.choices)}}}"
+    help += f" (default: {default})"
+    return help.replace("%", "%%")
+
+
+def _forcefieldTable():
+    lines = ["protein force fields and their water models (OpenMM's files; the first is the default):"]
+    for ff in PROTEIN_FORCEFIELDS.values():
+        waters = [ff.defaultWater] + [w for w in ff.waters if w != ff.defaultWater]
+        lines.append(f"  {ff.name:<10}{ff.file:<18}{', '.join(waters)}")
+    lines.append("ligands: gaff2 (GAFF2 types, AM1-BCC charges: AmberTools, cached), or openff-2.x.y (needs "
+                 "openff-toolkit); charmm36 takes no ligand (its 1-4 scaling differs)")
+    lines.append("example: openmm-hybrid prepare --protein protein.pdb --ligand ligand.sdf --output prepared")
+    return "\n".join(lines)
 
 
 def buildParser():
@@ -56,15 +85,26 @@ def buildParser():
         for s in SETTINGS:
             if s.section != section:
                 continue
-            default = s.default
-            if default is not None and s.unit is not None:
-                default = f"{default.value_in_unit(s.unit):g} {s.unit.get_symbol()}"
-            help = s.help + (f" [{s.unit.get_symbol()}]" if s.unit is not None else "")
-            if s.choices:
-                help += f" {{{', '.join(s.choices)}}}"
-            help += f" (default: {default})"
-            group.add_argument(s.flag, dest=s.name, default=argparse.SUPPRESS, metavar="VALUE",
-                               help=help.replace("%", "%%"))
+            group.add_argument(s.flag, dest=s.name, default=argparse.SUPPRESS, metavar="VALUE", help=_flagHelp(s))
+    prepare = commands.add_parser(
+        "prepare", help="set up a protein-ligand System: PDBFixer, GAFF2/AM1-BCC ligands, water and ions, "
+        "equilibration", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prepare a protein PDB and ligand SDF/MOL2/PDB files for ML/MM: the folder it writes "
+        "(System, topology, equilibrated state, the ligands' parameters, prepare.log) is what `openmm-hybrid run "
+        "--prepared DIR` starts from, with the ligands as the ML region. The settings may also come from the "
+        "[prepare] table of a config file.",
+        epilog=_forcefieldTable())
+    prepare.add_argument("config", nargs="?", help="a TOML config with a [prepare] table (optional)")
+    prepare.add_argument("--output", dest="prepared", default=argparse.SUPPRESS, metavar="DIR",
+                         help="the folder to write (default: [input] prepared, else prepared-system)")
+    prepare.add_argument("--overwrite", action="store_true", help="replace a folder prepared from other settings")
+    for s in SETTINGS:
+        if s.section != "prepare" and s.name not in _PREPARE_ALSO:
+            continue
+        kwargs = dict(dest=s.name, default=argparse.SUPPRESS, metavar="VALUE", help=_flagHelp(s))
+        if s.kind in ("files", "strings"):
+            kwargs.update(action="append", help=_flagHelp(s) + "; repeat the flag for more")
+        prepare.add_argument(s.flag, **kwargs)
     commands.add_parser("template", help="print a config file with every setting and its default")
     report = commands.add_parser("report", help="rebuild report.md and its plots from a run's output folder")
     report.add_argument("folder")
@@ -123,6 +163,22 @@ def main(argv=None):
             if not os.path.isfile(paths[role]):
                 return _fail(f"'{args.folder}' has no {FILES[role]}; give the output folder of a run")
         print(writeReport(args.folder))
+        return 0
+    if args.command == "prepare":
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "overwrite")}
+        try:
+            config = loadConfig(args.config, overrides)
+            if not preparesHere(config):
+                return _fail("nothing to prepare: give --protein and/or --ligand (or a config with a [prepare] table)")
+            prepared = prepareFromConfig(config, log=lambda line: print(line, flush=True), overwrite=args.overwrite)
+        except ConfigError as error:
+            return _fail(error)
+        except KeyboardInterrupt:
+            return _fail("interrupted", 130)
+        except RuntimeError as error:
+            return _fail(error, 1)
+        print(f"openmm-hybrid prepare: done; run it with `openmm-hybrid run --prepared {prepared.folder}` "
+              f"(ML region: {', '.join(prepared.ligandResidues) or 'give one'})")
         return 0
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "dry_run")}
     try:

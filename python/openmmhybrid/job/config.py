@@ -15,6 +15,7 @@ import re
 
 import openmm.unit as unit
 
+from ..prepare.forcefields import PROTEIN_FORCEFIELDS
 from ..regionmodel import compileUnavailable
 
 try:
@@ -55,12 +56,42 @@ SETTINGS = [
     Setting("system", "input", "path", None, "serialized openmm.System XML (with state and pdb)"),
     Setting("state", "input", "path", None, "serialized openmm.State XML: positions, box, velocities (with system; "
             "with other inputs, where to start, e.g. a previous run's final_state.xml)"),
+    Setting("prepared", "input", "path", None, "a folder made by `openmm-hybrid prepare` (System, topology, starting "
+            "state; its ligands are the default ML region); with [prepare] settings, where it is made"),
     Setting("sdf", "input", "path", None, "ligand SDF parametrized with a SMIRNOFF force field (needs openff-toolkit)"),
     Setting("smirnoff", "input", "str", "openff-2.1.0.offxml", "SMIRNOFF force field for sdf"),
     Setting("nonbonded_cutoff", "input", "quantity", 0.9 * unit.nanometer, "direct-space cutoff when the System is "
             "built here (PME if the input is periodic)", unit=unit.nanometer),
     Setting("constraints", "input", "str", "HBonds", "constraints when the System is built here",
             choices=["none", "HBonds", "AllBonds", "HAngles"]),
+    # prepare
+    Setting("protein", "prepare", "path", None, "protein PDB or PDBx/mmCIF; PDBFixer adds missing atoms and hydrogens"),
+    Setting("ligand", "prepare", "files", None, "ligand files: SDF/MOL ('file.sdf:NAME' picks one molecule), MOL2 "
+            "(its charges are kept) or PDB with smiles; residues LIG, LG2, ..."),
+    Setting("smiles", "prepare", "strings", None, "one SMILES per ligand, in order, for ligands given as PDB ('' for "
+            "the others)"),
+    Setting("protein_forcefield", "prepare", "str", "amber14", "protein force field (OpenMM's files)",
+            choices=list(PROTEIN_FORCEFIELDS)),
+    Setting("water_model", "prepare", "str", None, "water model (default: tip3p for amber14 and charmm36, opc for "
+            "amber19); `openmm-hybrid prepare --help` lists them"),
+    Setting("ligand_forcefield", "prepare", "str", "gaff2", "'gaff2' (GAFF2 types, AM1-BCC charges: AmberTools) or a "
+            "SMIRNOFF name such as 'openff-2.2.1' (needs openff-toolkit)"),
+    Setting("padding", "prepare", "quantity", 1.0 * unit.nanometer, "least distance from the solute to the box edge",
+            unit=unit.nanometer),
+    Setting("box_shape", "prepare", "str", "dodecahedron", "periodic box shape (a dodecahedron holds about 30% less "
+            "water than a cube)", choices=["cube", "dodecahedron", "octahedron"]),
+    Setting("ionic_strength", "prepare", "quantity", 0.15 * unit.molar, "NaCl added after neutralizing (0: neutralize "
+            "only)", unit=unit.molar),
+    Setting("ph", "prepare", "float", 7.0, "pH of the protonation states (PDBFixer's default pKas)", minimum=0,
+            maximum=14),
+    Setting("prepare_equilibration", "prepare", "bool", True, "after minimizing, a short MM equilibration (solute "
+            "heavy atoms restrained, then free at 1 bar) so the run starts with velocities at temperature"),
+    Setting("restrained_steps", "prepare", "int", 5000, "equilibration steps of 2 fs with the solute's heavy atoms "
+            "restrained (released in 4 stages)", minimum=0),
+    Setting("released_steps", "prepare", "int", 5000, "equilibration steps of 2 fs with no restraint, at 1 bar",
+            minimum=0),
+    Setting("prepare_minimize_iterations", "prepare", "int", 2000, "minimizer iterations of prepare (0: to "
+            "convergence)", minimum=0),
     # ml
     Setting("region", "ml", "str", None, "ML region as an mdtraj selection, e.g. 'resname TMP'"),
     Setting("residue", "ml", "str", None, "ML region: every atom of residues with this name"),
@@ -96,7 +127,8 @@ SETTINGS = [
     Setting("barostat_interval", "dynamics", "int", 25, "steps between barostat moves", minimum=1),
     Setting("steps", "dynamics", "int", 5000, "production steps (time steps; the run's total, also with --resume)",
             minimum=0),
-    Setting("minimize", "dynamics", "bool", True, "minimize the energy first"),
+    Setting("minimize", "dynamics", "bool", None, "minimize the energy first (default: yes, unless the input has "
+            "velocities: an equilibrated start)"),
     Setting("minimize_iterations", "dynamics", "int", 500, "maximum minimizer iterations (0: to convergence)",
             minimum=0),
     Setting("equilibration_steps", "dynamics", "int", 0, "steps after minimization that are not recorded",
@@ -120,7 +152,7 @@ SETTINGS = [
             "cannot be captured falls back with a message)"),
 ]
 
-SECTIONS = ["input", "ml", "dynamics", "output", "platform"]
+SECTIONS = ["input", "prepare", "ml", "dynamics", "output", "platform"]
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
@@ -138,6 +170,7 @@ _UNITS = {
     "bar": unit.bar, "atm": unit.atmosphere, "atmosphere": unit.atmosphere,
     "/ps": _PER_PS, "1/ps": _PER_PS, "ps^-1": _PER_PS, "ps-1": _PER_PS, "/fs": unit.femtosecond ** -1,
     "1/fs": unit.femtosecond ** -1,
+    "m": unit.molar, "molar": unit.molar, "mol/l": unit.molar, "mm": unit.millimolar, "millimolar": unit.millimolar,
 }
 
 
@@ -163,7 +196,7 @@ def _quantity(setting, value):
         if not quantityUnit.is_compatible(setting.unit):
             raise ConfigError(f"{setting.name}: {value!r} is not in units of {setting.unit.get_symbol()}; write e.g. "
                               f"'{_example(setting)}'")
-    if not math.isfinite(number) or number < 0 or (number == 0 and setting.name != "friction"):
+    if not math.isfinite(number) or number < 0 or (number == 0 and setting.name not in ("friction", "ionic_strength")):
         raise ConfigError(f"{setting.name} must be positive, not {value!r}")
     return (number * quantityUnit).in_units_of(setting.unit)
 
@@ -213,6 +246,14 @@ def convert(setting, value):
         if not isinstance(value, str) or not value.strip():
             raise ConfigError(f"{name} must be a residue number or range like 153, 'A:153' or '10-12', not {value!r}")
         return value.strip()
+    if kind in ("files", "strings"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",")] if kind == "files" else [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{name} must be a list of {'file names' if kind == 'files' else 'strings'}, not {value!r}")
+        if kind == "files" and (not value or not all(v.strip() for v in value)):
+            raise ConfigError(f"{name} must name at least one file, not {value!r}")
+        return [v.strip() for v in value]
     if kind == "paths":
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -309,6 +350,8 @@ def loadConfig(path=None, overrides=None):
                 value = os.path.abspath(os.path.expanduser(value))  # where the command runs, not where the file is
             elif setting.kind == "path" and value is not None:
                 value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+            elif setting.kind == "files" and value is not None:
+                value = [_relativeFile(base, v) for v in value]
             elif setting.kind == "paths" and value is not None:
                 # force-field names such as 'amber14-all.xml' are looked up in OpenMM's data when no such file exists here
                 value = [os.path.normpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v
@@ -325,13 +368,67 @@ def loadConfig(path=None, overrides=None):
         value = convert(setting, value)
         if setting.kind == "path" and value is not None:
             value = os.path.abspath(os.path.expanduser(value))
+        elif setting.kind == "files" and value is not None:
+            value = [_relativeFile(os.getcwd(), v) for v in value]
         config[name] = value
     _check(config)
     config["_config_file"] = os.path.abspath(path) if path is not None else None
     return config
 
 
+def _relativeFile(base, spec):
+    """A file name (maybe 'file.sdf:NAME') taken relative to ``base``."""
+    path, name = spec, None
+    if not os.path.exists(os.path.join(base, os.path.expanduser(spec))) and ":" in os.path.basename(spec):
+        path, _, name = spec.rpartition(":")
+    path = os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    return path if name is None else f"{path}:{name}"
+
+
+#: Where `prepare` writes when [prepare] names a protein or ligands and `prepared` is not given
+#: (relative to where the command runs, like the output folder).
+DEFAULT_PREPARED = "prepared-system"
+
+
+def preparesHere(config):
+    """Whether the config asks for a set-up by `prepare` (a protein or ligands in [prepare])."""
+    return config.get("protein") is not None or config.get("ligand") is not None
+
+
 def _check(config):
+    if preparesHere(config):
+        for key in ("prmtop", "pdb", "system", "sdf", "forcefield"):
+            if config[key] is not None:
+                raise ConfigError(f"give one input: [prepare] protein/ligand, or {key}, not both")
+        if config["prepared"] is None:
+            config["prepared"] = os.path.abspath(DEFAULT_PREPARED)
+        if config["smiles"] is not None and len(config["smiles"]) > len(config["ligand"] or []):
+            raise ConfigError(f"{len(config['smiles'])} SMILES for {len(config['ligand'] or [])} ligands: give one "
+                              "SMILES per ligand, in order ('' for a ligand from an SDF/MOL2)")
+        from ..prepare.forcefields import waterFiles
+        try:
+            waterFiles(config["protein_forcefield"], config["water_model"])
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+    elif config["smiles"] is not None:
+        raise ConfigError("smiles needs ligand (the ligand PDB files it describes)")
+    if config["prepared"] is not None:
+        for key in ("prmtop", "pdb", "system", "sdf", "forcefield", "state"):
+            if config[key] is not None:
+                raise ConfigError(f"give one input: prepared (a folder from `openmm-hybrid prepare`) or {key}, not both")
+        if not preparesHere(config) and not os.path.isdir(config["prepared"]):
+            raise ConfigError(f"the prepared folder '{config['prepared']}' does not exist; make it with "
+                              "`openmm-hybrid prepare`")
+        regions = [k for k in ("region", "residue", "atoms", "side_chain", "residues") if config[k] is not None]
+        if len(regions) > 1:
+            raise ConfigError(f"give the ML region one way, not {' and '.join(regions)}")
+        _checkRun(config)
+        return
+    _checkInputs(config)
+    _checkRun(config)
+
+
+def _checkInputs(config):
     inputs = [k for k in ("prmtop", "pdb", "system", "sdf") if config[k] is not None]
     if config["prmtop"] is not None and config["inpcrd"] is None:
         raise ConfigError("prmtop needs inpcrd (the Amber coordinates)")
@@ -358,6 +455,9 @@ def _check(config):
     if not regions and config["sdf"] is None:
         raise ConfigError("no ML region: give region (a selection), residue (a residue name), atoms (indices), "
                           "side_chain (a residue number) or residues (a range)")
+
+
+def _checkRun(config):
     if not 0.0 <= config["lambda"] <= 1.0:
         raise ConfigError(f"lambda must be between 0 and 1, not {config['lambda']}")
     if config["precision"] is not None and config["platform"] not in ("CUDA", "OpenCL"):

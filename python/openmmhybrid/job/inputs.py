@@ -33,6 +33,8 @@ class Inputs:
     velocities: Optional[Any]
     #: What was read, in one line (for the log and report.md).
     description: str
+    #: A prepared folder's ligand residue names (the default ML region); None for other inputs.
+    ligandResidues: Optional[list] = None
 
 
 def _need(path, what):
@@ -49,6 +51,8 @@ def readInputs(config):
 
     With ``state`` and an input other than a serialized System, the state's positions, box and
     velocities replace the input's coordinates (to start from a previous run's final state)."""
+    if config.get("prepared") is not None:
+        return _prepared(config)
     if config["system"] is not None:
         return _serialized(config)
     if config["prmtop"] is not None:
@@ -170,6 +174,36 @@ def _serialized(config):
                   f"serialized {os.path.basename(config['system'])} + {os.path.basename(config['state'])}")
 
 
+def _prepared(config):
+    """A folder from `openmm-hybrid prepare`: its System, topology and starting state."""
+    from ..prepare import PrepareError, Prepared
+    try:
+        prepared = Prepared.load(config["prepared"])
+    except PrepareError as error:
+        raise ConfigError(str(error)) from None
+    settings = prepared.manifest.get("settings", {})
+    cutoff = settings.get("nonbonded_cutoff_nm")
+    if cutoff is not None and abs(cutoff - config["nonbonded_cutoff"].value_in_unit(unit.nanometer)) > 1e-9:
+        raise ConfigError(f"the prepared folder's System has a {cutoff:g} nm cutoff, not "
+                          f"{config['nonbonded_cutoff']}; set nonbonded_cutoff = {cutoff:g}, or prepare again with it")
+    if settings.get("constraints") not in (None, config["constraints"]):
+        raise ConfigError(f"the prepared folder's System has constraints = {settings['constraints']}, not "
+                          f"{config['constraints']}; set constraints = \"{settings['constraints']}\", or prepare again")
+    try:
+        topology, system, state = prepared.topology(), prepared.system(), prepared.state()
+    except Exception as error:
+        raise ConfigError(f"cannot read the prepared folder '{config['prepared']}': {firstLine(error)}; prepare it "
+                          "again") from None
+    _check_count(topology, system.getNumParticles(), prepared.path("topology"), prepared.path("system"))
+    box = state.getPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
+    ligands = ", ".join(f"{l['residue']} ({l['source']})" for l in prepared.manifest.get("ligands", []))
+    inputs = Inputs(topology, system, state.getPositions(), box, _velocities(state),
+                    f"prepared {os.path.basename(prepared.folder)}/"
+                    + (f" (ligands {ligands})" if ligands else ""))
+    inputs.ligandResidues = prepared.ligandResidues
+    return inputs
+
+
 def openffAvailable():
     """Whether openff-toolkit can be imported (it is not on PyPI; conda-forge has it)."""
     try:
@@ -212,10 +246,10 @@ def _sdf(config):
                   f"{os.path.basename(config['sdf'])} with {config['smirnoff']} (vacuum)")
 
 
-def selectRegion(config, topology):
+def selectRegion(config, topology, inputs=None):
     """The ML region's atom indices from ``region``, ``residue``, ``atoms``, ``side_chain`` or
-    ``residues`` (all atoms for an SDF
-    ligand with none given); ConfigError when it matches nothing."""
+    ``residues`` (with none given: the ligands of a prepared folder, or all atoms of an SDF
+    ligand); ConfigError when it matches nothing."""
     try:
         if config["region"] is not None:
             return selectAtoms(topology, selection=config["region"])
@@ -232,4 +266,10 @@ def selectRegion(config, topology):
         for prefix in ("selectAtoms(sideChain=...): ", "selectAtoms(residues=...): ", "selectAtoms: "):
             message = message.replace(prefix, "ML region: ")
         raise ConfigError(message) from None
+    ligands = getattr(inputs, "ligandResidues", None) if inputs is not None else None
+    if ligands is not None:
+        if not ligands:
+            raise ConfigError("the prepared folder has no ligand, so there is no default ML region: give region, "
+                              "residue, atoms, side_chain or residues")
+        return selectAtoms(topology, selection=" or ".join(f"resname {name}" for name in ligands))
     return list(range(topology.getNumAtoms()))

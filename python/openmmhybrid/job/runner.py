@@ -26,6 +26,7 @@ from ..utils import LAMBDA_PARAMETER, firstLine, freeForceGroups
 from .config import ConfigError, SETTINGS, settingByName
 from .inputs import Inputs, readInputs, selectRegion
 from .outputs import FILES, outputPaths
+from .preparing import prepareFromConfig
 from .report import writeReport
 from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
@@ -85,7 +86,7 @@ def prepare(config, log=print):
         raise ConfigError(f"the model file '{model}' does not exist")
     inputs = readInputs(config)
     topology = inputs.topology
-    mlAtoms = selectRegion(config, topology)
+    mlAtoms = selectRegion(config, topology, inputs)
     links = _link_atoms(config, inputs, mlAtoms)
     try:
         module = resolveModel(model, topology, mlAtoms, links=links)
@@ -225,6 +226,8 @@ def runJob(config, resume=False, dryRun=False, log=print):
     """Run the simulation ``config`` describes (see :mod:`openmmhybrid.job.config`) and write its
     outputs to ``config['output']``.  Returns the output folder."""
     out = config["output"]
+    if not resume:
+        prepareFromConfig(config, log, checkOnly=dryRun)
     job = _set_up(config, resume, dryRun, log)
     if dryRun:
         log("openmm-hybrid: dry run: the input is consistent; nothing was simulated")
@@ -351,11 +354,18 @@ def _resume(job, paths, log):
     return first
 
 
+def _minimizes(config, inputs):
+    """``minimize``; when it is not set: yes, unless the input has velocities (an equilibrated start)."""
+    if config["minimize"] is None:
+        return inputs.velocities is None
+    return config["minimize"]
+
+
 def _start(job, paths, checkpoint, log):
     """Minimize, set the velocities and equilibrate; then write the starting structure, run.json and
     the first checkpoint, and remove a previous run's outputs.  Returns the first step, 0."""
     config, simulation = job.config, job.simulation
-    if config["minimize"]:
+    if _minimizes(config, job.inputs):
         log(f"openmm-hybrid: minimizing (at most {config['minimize_iterations'] or 'unlimited'} iterations)")
         t = time.perf_counter()
         simulation.minimizeEnergy(maxIterations=config["minimize_iterations"])

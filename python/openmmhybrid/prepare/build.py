@@ -111,6 +111,27 @@ def _checkOverlaps(proteinTopology, proteinPositions, ligands, log):
         others.append((f"the ligand {source}", atoms, xyz))
 
 
+#: The minimizer stops when the RMS of the force components (kJ/mol/nm) is below this.
+MINIMIZE_TOLERANCE = 10.0
+
+
+class _MinimizationProgress(openmm.MinimizationReporter):
+    """Counts the minimizer's iterations and logs progress every 500."""
+
+    def __init__(self, log, maxIterations):
+        super().__init__()
+        self.log, self.maxIterations, self.total, self.energy = log, maxIterations, 0, None
+
+    def report(self, iteration, x, grad, args):
+        self.total += 1
+        self.energy = args["system energy"]
+        if self.total % 500 == 0:
+            limit = f" of at most {self.maxIterations}" if self.maxIterations else ""
+            self.log(f"  minimizing: iteration {self.total}{limit}, {self.energy:,.0f} kJ/mol")
+        return False
+
+
+
 @dataclass
 class Prepared:
     """A prepared folder, read back: what ``openmm-hybrid run --prepared DIR`` starts from."""
@@ -171,7 +192,8 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
                   padding=1.0 * unit.nanometer, boxShape="cube", ionicStrength=0.15 * unit.molar, pH=7.0,
                   ligandForcefield="gaff2", nonbondedCutoff=0.9 * unit.nanometer, constraints="HBonds",
                   equilibrate_=True, restrainedSteps=5000, releasedSteps=5000, temperature=300 * unit.kelvin,
-                  pressure=1.0 * unit.bar, platform=None, properties=None, seed=0, cache=True, log=print):
+                  pressure=1.0 * unit.bar, platform=None, properties=None, seed=0, minimizeIterations=2000,
+                  cache=True, reuse=True, overwrite=False, checkOnly=False, log=print):
     """Prepare a protein-ligand (or ligand-in-water) System for ML/MM and write it to ``output``.
 
     Parameters
@@ -204,8 +226,18 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
         The OpenMM platform (by name or object) for minimization and equilibration.
     seed : int
         Seed of the ions' placement-independent parts: velocities, thermostat, barostat (0: new).
+    minimizeIterations : int
+        Of the minimizer (0: to convergence).
     cache : bool
         Reuse cached AmberTools results for the same ligand.
+    reuse : bool
+        When ``output`` already holds a folder prepared from the same settings and input files
+        (the same :func:`settingsKey`), return it as it is.
+    overwrite : bool
+        Replace a folder prepared from other settings (False: PrepareError saying what differs).
+    checkOnly : bool
+        Check the settings and return the folder if it can be reused; PrepareError if it would have
+        to be prepared.
     log : callable
         Receives progress lines.
 
@@ -251,7 +283,30 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
                     nonbonded_cutoff_nm=_nm(nonbondedCutoff), constraints=constraints, equilibrate=bool(equilibrate_),
                     restrained_steps=int(restrainedSteps), released_steps=int(releasedSteps),
                     temperature_K=float(temperature.value_in_unit(unit.kelvin)),
-                    pressure_bar=None if pressure is None else float(pressure.value_in_unit(unit.bar)), seed=int(seed))
+                    pressure_bar=None if pressure is None else float(pressure.value_in_unit(unit.bar)), seed=int(seed),
+                    minimize_iterations=int(minimizeIterations))
+    for path in inputFiles:
+        if not os.path.isfile(path):
+            raise PrepareError(f"the {'protein' if path == protein else 'ligand'} file '{path}' does not exist")
+    key = settingsKey(settings, inputFiles)
+    manifestPath = os.path.join(output, PREPARED_FILES["manifest"])
+    if os.path.isfile(manifestPath):
+        try:
+            existing = Prepared.load(output)
+        except PrepareError:
+            existing = None
+        if existing is not None and existing.manifest.get("key") == key and reuse:
+            log(f"openmm-hybrid prepare: {output} was prepared from these settings and files; reusing it")
+            return existing
+        if not overwrite:
+            old = existing.manifest.get("settings", {}) if existing is not None else {}
+            changed = [k for k in settings if old.get(k) != settings[k]] or ["the contents of an input file"]
+            raise PrepareError(f"'{output}' was prepared from other settings or inputs (changed: {', '.join(changed)}); "
+                               "delete it, give another folder, or overwrite it (--overwrite)")
+    elif os.path.isdir(output) and os.listdir(output) and not overwrite:
+        raise PrepareError(f"'{output}' exists and is not a prepared folder; give a new or empty folder")
+    if checkOnly:
+        raise PrepareError(f"'{output}' is not prepared yet: run `openmm-hybrid prepare` with these settings first")
 
     log(f"openmm-hybrid prepare: {ff.name} with {waterModel} water ({', '.join(ffFiles)})")
     # 1. the ligands: read (quick), checked before anything slow
@@ -343,14 +398,15 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
         raise PrepareError(f"the energy of the assembled system is {initial}: atoms overlap; check the ligand's pose")
     log(f"energy {initial:,.0f} kJ/mol; minimizing")
     start = time.perf_counter()
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 0)
-    state = context.getState(getEnergy=True, getPositions=True, getForces=True)
+    progress = _MinimizationProgress(log, minimizeIterations)
+    openmm.LocalEnergyMinimizer.minimize(context, MINIMIZE_TOLERANCE, minimizeIterations, progress)
+    state = context.getState(getEnergy=True, getPositions=True)
     minimized = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    forces = np.asarray(state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer))
-    masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
-    maxForce = float(np.linalg.norm(forces[masses > 0], axis=1).max())
-    log(f"  minimized: {minimized:,.0f} kJ/mol, largest force {maxForce:,.0f} kJ/mol/nm "
-        f"({time.perf_counter() - start:.0f} s)")
+    converged = not minimizeIterations or progress.total < minimizeIterations
+    log(f"  minimized: {minimized:,.0f} kJ/mol after {progress.total} iterations: "
+        + ("converged (RMS force below 10 kJ/mol/nm)" if converged else
+           f"stopped at the limit of {minimizeIterations} iterations (prepare_minimize_iterations)")
+        + f" ({time.perf_counter() - start:.0f} s)")
     positions = state.getPositions()
     del context, integrator
     rows = []
@@ -378,7 +434,7 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
         "versions": {"openmm-hybrid": __version__, "openmm": openmm.__version__,
                      "ambertools": tools["version"] if tools else None, "python": _platform_module.python_version()},
         "settings": settings,
-        "key": settingsKey(settings, inputFiles),
+        "key": key,
         "forcefield_files": ffFiles + [os.path.relpath(p.ffxml, output) for p in parameters if p.ffxml],
         "ligands": [dict(residue=p.residueName, source=l.source, atoms=l.mol.GetNumAtoms(), net_charge=p.netCharge,
                          charge_sum=round(sum(p.charges), 6) if p.charges else None, forcefield=p.forcefield,
@@ -389,7 +445,7 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amb
         "counts": {"atoms": topology.getNumAtoms(), "waters": waters, "ions": ions},
         "system": {"particles": system.getNumParticles(), "constraints": system.getNumConstraints(),
                    "total_charge": round(charge, 6)},
-        "energies_kj_mol": {"assembled": initial, "minimized": minimized, "minimized_max_force": maxForce},
+        "energies_kj_mol": {"assembled": initial, "minimized": minimized, "minimize_iterations": progress.total, "minimize_converged": converged},
         "equilibration": rows,
     }
     with open(os.path.join(output, PREPARED_FILES["manifest"]), "w") as f:

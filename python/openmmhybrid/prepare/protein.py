@@ -43,6 +43,39 @@ def chainBreaks(topology, positions):
     return breaks
 
 
+def _splitAtTermini(topology, positions):
+    """A copy of ``topology`` with a new chain wherever a chain break is already capped as two
+    termini (OXT on the residue before it, N-terminal H2/H3 on the one after: a missing TER
+    record); and the (residue, next residue) pairs split."""
+    splits = set()
+    pairs = []
+    for a, b, _ in chainBreaks(topology, positions):
+        namesA = {atom.name for atom in a.atoms()}
+        namesB = {atom.name for atom in b.atoms()}
+        if "OXT" in namesA and ({"H2", "H3"} <= namesB or {"H1", "H2"} <= namesB):
+            splits.add(b)
+            pairs.append((a, b))
+    if not splits:
+        return topology, []
+    new = app.Topology()
+    new.setPeriodicBoxVectors(topology.getPeriodicBoxVectors())
+    atoms = {}
+    for chain in topology.chains():
+        newChain = new.addChain(chain.id)
+        for residue in chain.residues():
+            if residue in splits:
+                newChain = new.addChain(chain.id)
+            newResidue = new.addResidue(residue.name, newChain, residue.id, residue.insertionCode)
+            for atom in residue.atoms():
+                atoms[atom] = new.addAtom(atom.name, atom.element, newResidue, atom.id)
+    for bond in topology.bonds():
+        if bond[0].residue in splits and bond[1].residue not in splits and bond[0].name == "N" or \
+                bond[1].residue in splits and bond[0].residue not in splits and bond[1].name == "N":
+            continue  # the peptide bond across the split
+        new.addBond(atoms[bond[0]], atoms[bond[1]], bond.type, bond.order)
+    return new, pairs
+
+
 def fixProtein(path, forcefield, pH=7.0, log=print):
     """Read ``path`` and complete it with PDBFixer.
 
@@ -110,6 +143,10 @@ def fixProtein(path, forcefield, pH=7.0, log=print):
                                f"({' '.join(names[:6])}{' ...' if len(names) > 6 else ''}); PDBFixer would have to build "
                                "that loop with no template structure: model it first (e.g. MODELLER or AlphaFold), or "
                                "split the chain there and cap both ends (ACE/NME)")
+    fixer.topology, split = _splitAtTermini(fixer.topology, fixer.positions)
+    for a, b in split:
+        note(f"split the chain between {_describe(a)} and {_describe(b)}: the file ends a chain there (OXT, then "
+             "N-terminal hydrogens) without a TER record")
     breaks = chainBreaks(fixer.topology, fixer.positions)
     if breaks:
         a, b, d = breaks[0]
