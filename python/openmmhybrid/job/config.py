@@ -15,6 +15,7 @@ import re
 
 import openmm.unit as unit
 
+from ..prepare.build import DEFAULTS as PREPARE_DEFAULTS
 from ..prepare.forcefields import PROTEIN_FORCEFIELDS
 from ..regionmodel import compileUnavailable
 
@@ -70,27 +71,27 @@ SETTINGS = [
             "(its charges are kept) or PDB with smiles; residues LIG, LG2, ..."),
     Setting("smiles", "prepare", "strings", None, "one SMILES per ligand, in order, for ligands given as PDB ('' for "
             "the others)"),
-    Setting("protein_forcefield", "prepare", "str", "amber14", "protein force field (OpenMM's files)",
+    Setting("protein_forcefield", "prepare", "str", PREPARE_DEFAULTS["forcefield"], "protein force field (OpenMM's files)",
             choices=list(PROTEIN_FORCEFIELDS)),
     Setting("water_model", "prepare", "str", None, "water model (default: tip3p for amber14 and charmm36, opc for "
             "amber19); `openmm-hybrid prepare --help` lists them"),
-    Setting("ligand_forcefield", "prepare", "str", "gaff2", "'gaff2' (GAFF2 types, AM1-BCC charges: AmberTools) or a "
+    Setting("ligand_forcefield", "prepare", "str", PREPARE_DEFAULTS["ligandForcefield"], "'gaff2' (GAFF2 types, AM1-BCC charges: AmberTools) or a "
             "SMIRNOFF name such as 'openff-2.2.1' (needs openff-toolkit)"),
-    Setting("padding", "prepare", "quantity", 1.0 * unit.nanometer, "least distance from the solute to the box edge",
+    Setting("padding", "prepare", "quantity", PREPARE_DEFAULTS["padding"], "least distance from the solute to the box edge",
             unit=unit.nanometer),
-    Setting("box_shape", "prepare", "str", "dodecahedron", "periodic box shape (a dodecahedron holds about 30% less "
+    Setting("box_shape", "prepare", "str", PREPARE_DEFAULTS["boxShape"], "periodic box shape (a dodecahedron holds about 30% less "
             "water than a cube)", choices=["cube", "dodecahedron", "octahedron"]),
-    Setting("ionic_strength", "prepare", "quantity", 0.15 * unit.molar, "NaCl added after neutralizing (0: neutralize "
+    Setting("ionic_strength", "prepare", "quantity", PREPARE_DEFAULTS["ionicStrength"], "NaCl added after neutralizing (0: neutralize "
             "only)", unit=unit.molar),
-    Setting("ph", "prepare", "float", 7.0, "pH of the protonation states (PDBFixer's default pKas)", minimum=0,
+    Setting("ph", "prepare", "float", PREPARE_DEFAULTS["pH"], "pH of the protonation states (PDBFixer's default pKas)", minimum=0,
             maximum=14),
     Setting("prepare_equilibration", "prepare", "bool", True, "after minimizing, a short MM equilibration (solute "
             "heavy atoms restrained, then free at 1 bar) so the run starts with velocities at temperature"),
-    Setting("restrained_steps", "prepare", "int", 5000, "equilibration steps of 2 fs with the solute's heavy atoms "
+    Setting("restrained_steps", "prepare", "int", PREPARE_DEFAULTS["restrainedSteps"], "equilibration steps of 2 fs with the solute's heavy atoms "
             "restrained (released in 4 stages)", minimum=0),
-    Setting("released_steps", "prepare", "int", 5000, "equilibration steps of 2 fs with no restraint, at 1 bar",
+    Setting("released_steps", "prepare", "int", PREPARE_DEFAULTS["releasedSteps"], "equilibration steps of 2 fs with no restraint, at 1 bar",
             minimum=0),
-    Setting("prepare_minimize_iterations", "prepare", "int", 2000, "minimizer iterations of prepare (0: to "
+    Setting("prepare_minimize_iterations", "prepare", "int", PREPARE_DEFAULTS["minimizeIterations"], "minimizer iterations of prepare (0: to "
             "convergence)", minimum=0),
     # ml
     Setting("region", "ml", "str", None, "ML region as an mdtraj selection, e.g. 'resname TMP'"),

@@ -31,7 +31,7 @@ from .forcefields import PROTEIN_FORCEFIELDS, modellerWaterModel, proteinForceFi
 from .ligand import OPENFF_MISSING, PrepareError, _ligandTopology, amberTools, openffAvailable, parametrizeLigand, readLigand
 from .protein import fixProtein
 
-__all__ = ["prepareSystem", "Prepared", "PREPARED_FILES", "ligandResidueNames", "settingsKey"]
+__all__ = ["prepareSystem", "Prepared", "PREPARED_FILES", "DEFAULTS", "ligandResidueNames", "settingsKey"]
 
 #: The files of a prepared folder, by role.
 PREPARED_FILES = {"system": "system.xml", "state": "state.xml", "topology": "topology.pdb", "log": "prepare.log",
@@ -41,6 +41,11 @@ PREPARED_FILES = {"system": "system.xml", "state": "state.xml", "topology": "top
 OVERLAP_DISTANCE = 0.12
 #: A ligand whose nearest protein atom is farther than this (nm) is probably in another frame.
 FAR_DISTANCE = 1.5
+
+#: The defaults of :func:`prepareSystem`, which the command's [prepare] settings take too.
+DEFAULTS = {"forcefield": "amber14", "padding": 1.0 * unit.nanometer, "boxShape": "dodecahedron",
+            "ionicStrength": 0.15 * unit.molar, "pH": 7.0, "ligandForcefield": "gaff2", "restrainedSteps": 5000,
+            "releasedSteps": 5000, "minimizeIterations": 2000}
 
 _CONSTRAINTS = {"none": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds, "HAngles": app.HAngles}
 
@@ -188,11 +193,12 @@ class Prepared:
         return [a.index for a in topology.atoms() if a.residue.name in names]
 
 
-def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield="amber14", water=None,
-                  padding=1.0 * unit.nanometer, boxShape="cube", ionicStrength=0.15 * unit.molar, pH=7.0,
-                  ligandForcefield="gaff2", nonbondedCutoff=0.9 * unit.nanometer, constraints="HBonds",
-                  equilibrate_=True, restrainedSteps=5000, releasedSteps=5000, temperature=300 * unit.kelvin,
-                  pressure=1.0 * unit.bar, platform=None, properties=None, seed=0, minimizeIterations=2000,
+def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFAULTS["forcefield"], water=None,
+                  padding=DEFAULTS["padding"], boxShape=DEFAULTS["boxShape"], ionicStrength=DEFAULTS["ionicStrength"],
+                  pH=DEFAULTS["pH"], ligandForcefield=DEFAULTS["ligandForcefield"], nonbondedCutoff=0.9 * unit.nanometer,
+                  constraints="HBonds", equilibrate_=True, restrainedSteps=DEFAULTS["restrainedSteps"],
+                  releasedSteps=DEFAULTS["releasedSteps"], temperature=300 * unit.kelvin, pressure=1.0 * unit.bar,
+                  platform=None, properties=None, seed=0, minimizeIterations=DEFAULTS["minimizeIterations"],
                   cache=True, reuse=True, overwrite=False, checkOnly=False, log=print):
     """Prepare a protein-ligand (or ligand-in-water) System for ML/MM and write it to ``output``.
 

