@@ -3,6 +3,7 @@
 #   make test   set up .venv/, build, run the C++ (ctest) and Python (pytest) tests, then again on
 #               torch's scalar CPU kernels
 #   make lock   refresh requirements.lock (every package pinned) from requirements.in
+#   make jnk1   set up .venv/, build, prepare a protein PDB + ligand SDF (JNK1) and run it
 #   make bench  set up .venv/, build, run the CPU benchmarks
 #   make gpu    on a machine with an NVIDIA GPU and a CUDA torch: build, GPU tests, GPU benchmark (.ci/gpu)
 PYTHON ?= python3
@@ -14,7 +15,7 @@ BUILD := $(CURDIR)/build
 # requirements.in, then `make clean lock test`.
 LOCK := requirements.lock
 
-.PHONY: demo test test-cpu-default bench build clean lock free-energy mts-drift embedding gpu
+.PHONY: demo test test-cpu-default bench build clean lock free-energy mts-drift embedding gpu jnk1
 
 $(VENV)/.deps-installed: $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -54,6 +55,11 @@ test-cpu-default: build
 # The main job: ANI-1x p-xylene in T4 lysozyme L99A in water (about 6 min on 2 cores after the build)
 demo: build
 	$(VENV)/bin/openmm-hybrid run examples/configs/t4l_pxylene.toml
+
+# From a protein PDB and a ligand SDF: prepare JNK1 + ligand 18624-1 (PDBFixer, GAFF2/AM1-BCC,
+# water, equilibration) into prepared-system/, then run it with the ligand in ANI-1x (jnk1-output/)
+jnk1: build
+	$(VENV)/bin/openmm-hybrid run examples/configs/jnk1_ligand.toml
 
 bench: build
 	$(PY) benchmarks/bench_mlforce_overhead.py

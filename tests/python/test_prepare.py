@@ -451,3 +451,34 @@ def test_several_molecules_in_one_sdf(tmp_path, capsys):
     assert "holds 3 molecules" in line and "'18624-1'" in line
     assert readLigand(f"{path}:18625-1").name == "18625-1"
     assert readLigand(f"{path}:2").name == "18625-1"
+
+
+def test_two_ligands_in_water_are_neutralized(tmp_path):
+    """Two ligands (residues LIG and LG2) share one ForceField with their own parameters; the
+    benzoate's -1 is neutralized by one more Na+ than Cl-."""
+    from rdkit.Geometry import Point3D
+    from rdkit import Chem
+    benzoate = readLigand(BENZOATE).mol
+    conformer = benzoate.GetConformer()
+    xyz = conformer.GetPositions()
+    centre = readLigand(PXYLENE_SDF).mol.GetConformer().GetPositions().mean(axis=0)
+    for i in range(benzoate.GetNumAtoms()):  # 1.2 nm from the p-xylene
+        conformer.SetAtomPosition(i, Point3D(*(xyz[i] - xyz.mean(axis=0) + centre + [12.0, 0, 0])))
+    moved = tmp_path / "benzoate.sdf"
+    Chem.MolToMolFile(benzoate, str(moved))
+    result = prepareSystem(str(tmp_path / "two"), ligands=[PXYLENE_SDF, str(moved)], padding=0.8 * unit.nanometer,
+                           equilibrate_=False, minimizeIterations=100, platform="CPU", log=lambda line: None)
+    assert result.ligandResidues == ["LIG", "LG2"]
+    assert len(result.ligandAtoms()) == 18 + 14
+    ions = result.manifest["counts"]["ions"]
+    assert ions.get("NA", 0) == ions.get("CL", 0) + 1
+    assert abs(result.manifest["system"]["total_charge"]) < 1e-4
+    # each ligand keeps its own charges in the combined System
+    system = result.system()
+    nonbonded = [f for f in system.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    topology = result.topology()
+    for residue, net in (("LIG", 0.0), ("LG2", -1.0)):
+        atoms = [a.index for a in topology.atoms() if a.residue.name == residue]
+        charges = [nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in atoms]
+        assert sum(charges) == pytest.approx(net, abs=1e-6)
+    assert np.isfinite(energy_pbc(system, result.state()))

@@ -58,7 +58,8 @@ SETTINGS = [
     Setting("state", "input", "path", None, "serialized openmm.State XML: positions, box, velocities (with system; "
             "with other inputs, where to start, e.g. a previous run's final_state.xml)"),
     Setting("prepared", "input", "path", None, "a folder made by `openmm-hybrid prepare` (System, topology, starting "
-            "state; its ligands are the default ML region); with [prepare] settings, where it is made"),
+            "state; its ligands are the default ML region); with [prepare] settings, where it is made (default "
+            "prepared-system); relative to where the command runs, like output"),
     Setting("sdf", "input", "path", None, "ligand SDF parametrized with a SMIRNOFF force field (needs openff-toolkit)"),
     Setting("smirnoff", "input", "str", "openff-2.1.0.offxml", "SMIRNOFF force field for sdf"),
     Setting("nonbonded_cutoff", "input", "quantity", 0.9 * unit.nanometer, "direct-space cutoff when the System is "
@@ -304,7 +305,7 @@ def _unknown(key, where):
 def loadConfig(path=None, overrides=None):
     """The settings from a TOML file (optional) and overrides (flag values), checked and converted.
 
-    Relative input paths in the file are taken relative to the file's folder; the output folder
+    Relative input paths in the file are taken relative to the file's folder; the output and prepared folders
     and paths given as overrides, relative to the working directory.
 
     Returns
@@ -347,7 +348,7 @@ def loadConfig(path=None, overrides=None):
     for setting in SETTINGS:
         if setting.name in raw:
             value = convert(setting, raw[setting.name])
-            if setting.name == "output":
+            if setting.name in ("output", "prepared"):
                 value = os.path.abspath(os.path.expanduser(value))  # where the command runs, not where the file is
             elif setting.kind == "path" and value is not None:
                 value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
