@@ -121,19 +121,27 @@ MINIMIZE_TOLERANCE = 10.0
 
 
 class _MinimizationProgress(openmm.MinimizationReporter):
-    """Counts the minimizer's iterations and logs progress every 500."""
+    """Counts the minimizer's iterations and logs progress every 500.
+
+    OpenMM's minimizer runs L-BFGS once per strength of its constraint restraints, each run up to
+    ``maxIterations`` (the iteration index starts again at 0): the last run tells whether it
+    converged or stopped at the limit."""
 
     def __init__(self, log, maxIterations):
         super().__init__()
-        self.log, self.maxIterations, self.total, self.energy = log, maxIterations, 0, None
+        self.log, self.maxIterations, self.total, self.energy, self.last = log, maxIterations, 0, None, -1
 
     def report(self, iteration, x, grad, args):
         self.total += 1
+        self.last = iteration
         self.energy = args["system energy"]
         if self.total % 500 == 0:
-            limit = f" of at most {self.maxIterations}" if self.maxIterations else ""
-            self.log(f"  minimizing: iteration {self.total}{limit}, {self.energy:,.0f} kJ/mol")
+            self.log(f"  minimizing: iteration {self.total}, {self.energy:,.0f} kJ/mol")
         return False
+
+    def converged(self):
+        """Whether the last L-BFGS run stopped before the iteration limit."""
+        return not self.maxIterations or self.last + 1 < self.maxIterations
 
 
 
@@ -408,7 +416,7 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFA
     openmm.LocalEnergyMinimizer.minimize(context, MINIMIZE_TOLERANCE, minimizeIterations, progress)
     state = context.getState(getEnergy=True, getPositions=True)
     minimized = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
-    converged = not minimizeIterations or progress.total < minimizeIterations
+    converged = progress.converged()
     log(f"  minimized: {minimized:,.0f} kJ/mol after {progress.total} iterations: "
         + ("converged (RMS force below 10 kJ/mol/nm)" if converged else
            f"stopped at the limit of {minimizeIterations} iterations (prepare_minimize_iterations)")
