@@ -301,11 +301,28 @@ def moleculeKey(ligand, settings):
     return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
 
 
+#: Seconds between the "still running" lines of a long AmberTools run (sqm on a large ligand).
+PROGRESS_INTERVAL = 30
+
+
 def _run(command, cwd, what, log):
+    """Run an AmberTools command in ``cwd``, logging a line every :data:`PROGRESS_INTERVAL` seconds
+    while it runs; its output goes to ``<program>.log`` there."""
+    start = time.perf_counter()
     try:
-        result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     except OSError as error:
         raise PrepareError(f"{what} could not start ({error}); {AMBERTOOLS_MISSING}") from None
+    while True:
+        try:
+            stdout, stderr = process.communicate(timeout=PROGRESS_INTERVAL)
+            break
+        except subprocess.TimeoutExpired:
+            log(f"    {what}: still running ({time.perf_counter() - start:.0f} s)")
+        except KeyboardInterrupt:
+            process.kill()
+            raise
+    result = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     with open(os.path.join(cwd, f"{os.path.basename(command[0])}.log"), "a") as f:
         f.write(f"$ {' '.join(command)}\n{result.stdout}\n{result.stderr}\n")
     return result
