@@ -428,7 +428,7 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFA
         log(f"equilibrating (MM, {temperature}): {restrainedSteps} steps with the solute's heavy atoms restrained, "
             f"then {releasedSteps} free{f' at {pressure}' if pressure is not None else ''}")
         final, rows = equilibrate(system, modeller.topology, positions, box, temperature=temperature, pressure=pressure,
-                                  restrainedSteps=restrainedSteps, releasedSteps=releasedSteps, minimizeIterations=0,
+                                  restrainedSteps=restrainedSteps, releasedSteps=releasedSteps, minimize=False,
                                   platform=platform, properties=properties, seed=seed, log=log)
     else:
         final = state

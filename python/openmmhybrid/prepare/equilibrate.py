@@ -36,7 +36,7 @@ def soluteHeavyAtoms(topology):
 def equilibrate(system, topology, positions, box=None, temperature=300 * unit.kelvin, pressure=None,
                 restrainedSteps=5000, releasedSteps=5000, timestep=2 * unit.femtosecond,
                 restraint=1000 * unit.kilojoule_per_mole / unit.nanometer ** 2, stages=4,
-                minimizeIterations=0, platform=None, properties=None, seed=0, log=print):
+                minimize=True, minimizeIterations=0, platform=None, properties=None, seed=0, log=print):
     """Minimize, then equilibrate ``system`` with the solute restrained, then released.
 
     Parameters
@@ -54,8 +54,10 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
         down to ``restraint / 10**(stages-1)``.
     releasedSteps : int
         Steps with no restraint.
+    minimize : bool
+        Minimize first, with the full restraint (False: the positions are minimized already).
     minimizeIterations : int
-        Minimizer iterations, with the full restraint (0: to convergence).
+        Minimizer iterations (0: to convergence).
     seed : int
         Seed of the velocities, thermostat and barostat (0: a new one).
     log : callable
@@ -123,9 +125,10 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
             line += f", volume {volume:.2f} nm^3"
         log(line + f" ({seconds:.0f} s)")
 
-    start = time.perf_counter()
-    openmm.LocalEnergyMinimizer.minimize(context, 10.0, minimizeIterations)
-    record("minimized", 0, k0 if hasRestraint else 0.0, time.perf_counter() - start)
+    if minimize:
+        start = time.perf_counter()
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, minimizeIterations)
+        record("minimized", 0, k0 if hasRestraint else 0.0, time.perf_counter() - start)
     context.setVelocitiesToTemperature(temperature, *([seed] if seed else []))
     if hasRestraint and restrainedSteps > 0:
         perStage = [restrainedSteps // stages + (1 if i < restrainedSteps % stages else 0) for i in range(stages)]
