@@ -1,12 +1,12 @@
-"""The free-energy engine on a system whose answer is analytic: harmonic oscillators.
+"""The free-energy engine on a system whose answer is analytic: harmonic oscillators
+(openmmhybrid.freeenergy.analytic), sampled by Langevin dynamics on the Reference platform.
 
-N independent particles in 3D with U(lambda) = 1/2 k(lambda) r^2, k(lambda) = k0 + lambda (k1 - k0),
-sampled by Langevin dynamics on the Reference platform.  The exact answer is
-dF = f(1) - f(0) = (3N/2) ln(k1/k0) kT (the configurational integral of a Gaussian; the kinetic part
-does not depend on lambda).  MBAR over windows and BAR on nonequilibrium switches go through the
-same Leg and the same code; each must land within 4 of its standard errors of the exact value.
+MBAR over windows and BAR on nonequilibrium switches go through the same Leg and the same code;
+each must land within 4 of its standard errors of the exact value.  The tasks' durable results:
+resuming reruns nothing finished, and two Dask workers give what one process gives.
 """
 import math
+import os
 
 import numpy as np
 import openmm
@@ -15,27 +15,15 @@ import pytest
 
 from openmmhybrid.freeenergy import (Leg, barEstimate, checkSchedule, decorrelatedIndices, jarzynskiEstimate,
                                      mbarEstimate, sampleEndState, sampleWindow, switch)
-from openmmhybrid.utils import LAMBDA_PARAMETER
+from openmmhybrid.freeenergy.analytic import HARMONIC, harmonicExact, harmonicLeg, harmonicTask
+from openmmhybrid.freeenergy.tasks import ResultStore, Task, runTasks
 
-K0, K1 = 200.0, 400.0  # kJ/mol/nm^2
-PARTICLES = 4
-EXACT = 1.5 * PARTICLES * math.log(K1 / K0)  # kT: 4.159
+K0, K1 = HARMONIC["k0"], HARMONIC["k1"]  # kJ/mol/nm^2
+EXACT = harmonicExact()  # kT: (3 * 4 / 2) ln 2 = 4.159
 
 
 def oscillators(linear=True):
-    system = openmm.System()
-    # a one-particle CustomCompoundBondForce: it can report dE/dlambda, CustomExternalForce cannot
-    force = openmm.CustomCompoundBondForce(1, f"0.5*({K0} + {LAMBDA_PARAMETER}*({K1 - K0}))*(x1*x1 + y1*y1 + z1*z1)")
-    force.addGlobalParameter(LAMBDA_PARAMETER, 0.0)
-    if linear:
-        force.addEnergyParameterDerivative(LAMBDA_PARAMETER)
-    for i in range(PARTICLES):
-        system.addParticle(12.0)
-        force.addBond([i], [])
-    system.addForce(force)
-    positions = [openmm.Vec3(0.05 * i, 0, 0) for i in range(PARTICLES)] * unit.nanometer
-    return Leg(system=system, positions=positions, temperature=300 * unit.kelvin, timestep=2 * unit.femtosecond,
-               friction=5.0 / unit.picosecond, linear=linear, platform="Reference")
+    return harmonicLeg(linear=linear)
 
 
 @pytest.mark.parametrize("linear", [True, False], ids=["linear", "by-state"])
@@ -93,3 +81,51 @@ def test_switch_needs_a_step():
     snapshot = sampleEndState(leg, 0.0, 1, 1, 1, seed=3)[0]
     with pytest.raises(ValueError, match="at least one step"):
         switch(leg, snapshot, True, 0)
+
+
+WINDOWS = [Task("oscillators", "window", i, 101 + i) for i in range(5)]
+
+
+def test_resume_runs_only_what_is_missing(tmp_path):
+    store = ResultStore(tmp_path, "settings-1")
+    first = runTasks(WINDOWS[:2], harmonicTask, store, log=lambda line: None)  # a run killed after 2 tasks
+    assert first == [t.name for t in WINDOWS[:2]]
+    stamps = {t.name: os.stat(store.path(t)).st_mtime_ns for t in WINDOWS[:2]}
+    rest = runTasks(WINDOWS, harmonicTask, store, log=lambda line: None)
+    assert rest == [t.name for t in WINDOWS[2:]]
+    assert {t.name: os.stat(store.path(t)).st_mtime_ns for t in WINDOWS[:2]} == stamps
+    assert runTasks(WINDOWS, harmonicTask, store, log=lambda line: None) == []  # finished: no work
+    assert store.progress(WINDOWS) == (5, 5)
+    # the same tasks in one uninterrupted run give the same numbers
+    fresh = ResultStore(tmp_path / "fresh", "settings-1")
+    runTasks(WINDOWS, harmonicTask, fresh, log=lambda line: None)
+    for t in WINDOWS:
+        assert np.array_equal(store.load(t)["u_kn"], fresh.load(t)["u_kn"])
+    # other settings: nothing is done
+    assert ResultStore(tmp_path, "settings-2").progress(WINDOWS) == (0, 5)
+    estimate = mbarEstimate(np.concatenate([store.load(t)["u_kn"] for t in WINDOWS], axis=1), [400] * 5)
+    assert abs(estimate.value - EXACT) < 0.6
+
+
+def test_a_damaged_result_is_run_again(tmp_path):
+    store = ResultStore(tmp_path, "k")
+    runTasks(WINDOWS[:1], harmonicTask, store, log=lambda line: None)
+    with open(store.path(WINDOWS[0]), "wb") as f:
+        f.write(b"not an npz")
+    assert not store.done(WINDOWS[0])
+    assert runTasks(WINDOWS[:1], harmonicTask, store, log=lambda line: None) == [WINDOWS[0].name]
+
+
+def test_two_dask_workers_give_what_one_process_gives(tmp_path):
+    pytest.importorskip("distributed")
+    tasks = WINDOWS[:2] + [Task("oscillators", "forward", i, 900 + 2 * i) for i in range(2)]
+    serial, parallel = ResultStore(tmp_path / "one", "k"), ResultStore(tmp_path / "two", "k")
+    runTasks(tasks, harmonicTask, serial, log=lambda line: None)
+    lines = []
+    ran = runTasks(tasks, harmonicTask, parallel, workers=2, log=lines.append)
+    assert sorted(ran) == sorted(t.name for t in tasks) and len(lines) == len(tasks)
+    for t in tasks:
+        a, b = serial.load(t), parallel.load(t)
+        assert a.keys() == b.keys()
+        for name in a:
+            assert np.array_equal(a[name], b[name]), (t.name, name)
