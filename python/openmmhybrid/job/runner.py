@@ -155,7 +155,8 @@ def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log
                                        linkAtoms=config["link_atoms"], linkAtomPlacement=config["link_atom_placement"],
                                        linkAtomCharges=config["link_atom_charges"])
         for warning in caught:
-            log(f"warning: {warning.message}")
+            if not issubclass(warning.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+                log(f"warning: {warning.message}")  # torch's deprecation notices are not the user's to act on
     except (ValueError, NotImplementedError) as error:
         raise ConfigError(firstLine(error).replace("createMixedSystem: ", "")) from None
     for force in system.getForces():
@@ -380,7 +381,12 @@ def _start(job, paths, checkpoint, log):
         log(f"openmm-hybrid: equilibrating for {config['equilibration_steps']} steps")
         simulation.reporters = [ProgressReporter(config["equilibration_steps"], 0, config["timestep"],
                                                  "equilibration", enabled=config["progress"])]
-        simulation.step(config["equilibration_steps"])
+        try:
+            simulation.step(config["equilibration_steps"])
+        except (openmm.OpenMMException, FloatingPointError, ValueError) as error:
+            raise RuntimeError(f"the equilibration failed at step {simulation.currentStep}: {firstLine(error)}. A "
+                               "smaller timestep (or fewer inner_steps), a longer minimization, or checking the "
+                               "structure usually helps") from None
         simulation.reporters = []
     simulation.currentStep = 0
     simulation.context.setTime(0)
