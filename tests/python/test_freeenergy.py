@@ -129,3 +129,43 @@ def test_two_dask_workers_give_what_one_process_gives(tmp_path):
         assert a.keys() == b.keys()
         for name in a:
             assert np.array_equal(a[name], b[name]), (t.name, name)
+
+
+def test_protocols_through_tasks_agree_with_the_analytic_answer(tmp_path):
+    """MBAR windows and NEQ switches as tasks in one store: both estimates within 4 standard
+    errors of the exact answer, and of each other within their combined error; the MBAR
+    convergence curves end at the full estimate."""
+    import functools
+    from openmmhybrid.freeenergy.protocols import MBARProtocol, NEQProtocol, runProtocolTask
+    store = ResultStore(tmp_path, "k")
+    mbar = MBARProtocol(lambdas=(0.0, 0.25, 0.5, 0.75, 1.0), equilibrationSteps=500, samples=400, interval=25)
+    neq = NEQProtocol(switches=100, switchSteps=50, equilibrationSteps=500, interval=40)
+    leg = functools.partial(harmonicLeg)
+    windows = mbar.tasks("oscillators-mbar", 11)
+    runTasks(windows, functools.partial(runProtocolTask, mbar, leg, store.folder, store.key), store,
+             log=lambda line: None)
+    ends, switches = neq.endTasks("oscillators-neq", 21), neq.switchTasks("oscillators-neq", 21)
+    run = functools.partial(runProtocolTask, neq, leg, store.folder, store.key)
+    runTasks(ends, run, store, log=lambda line: None)
+    partial = neq.analyze(store, ends + switches)
+    assert partial["done"] == 2 and partial["estimate"] is None
+    runTasks(switches, run, store, log=lambda line: None)
+    a = mbar.analyze(store, windows)["estimate"]
+    b = neq.analyze(store, ends + switches)["estimate"]
+    for e in (a, b):
+        assert e.stderr < 0.2 and abs(e.value - EXACT) < 4 * e.stderr, (e.method, e.value, e.stderr)
+    assert abs(a.value - b.value) < 4 * math.hypot(a.stderr, b.stderr)
+    convergence = a.details["convergence"]
+    assert convergence["forward"][-1][0] == pytest.approx(a.value) == convergence["reverse"][-1][0]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda P: P.MBARProtocol(lambdas=(0.0, 0.5, 0.9)), "must rise from 0 to 1"),
+    (lambda P: P.MBARProtocol(lambdas=(0.1, 1.0)), "must rise from 0 to 1"),
+    (lambda P: P.NEQProtocol(switchSteps=0), "at least one step"),
+    (lambda P: P.NEQProtocol(switches=1), "at least 2 switches"),
+])
+def test_bad_protocols(make, message):
+    from openmmhybrid.freeenergy import protocols
+    with pytest.raises(ValueError, match=message):
+        make(protocols)

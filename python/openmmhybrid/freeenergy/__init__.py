@@ -3,12 +3,19 @@ nonequilibrium switching with BAR, on one construction (a System with a lambda p
 
 - :mod:`.sampling`: :class:`Leg`, :func:`sampleWindow`, :func:`sampleEndState`, :func:`switch`.
 - :mod:`.estimators`: :func:`mbarEstimate`, :func:`barEstimate`, :func:`jarzynskiEstimate`.
+- :mod:`.protocols`: :class:`MBARProtocol` and :class:`NEQProtocol`: a leg's tasks and their analysis.
+- :mod:`.tasks`: :class:`Task`, :class:`ResultStore` (durable, resumable results), :func:`runTasks`
+  (here, or on Dask).
+- :mod:`.analytic`: harmonic oscillators, whose answer is exact, to check all of the above.
 
-The `openmm-hybrid fe` command (issue 21: tasks on Dask, resume, report) is not built yet; this
-is its engine.
+Not built yet (issue 21): the ``openmm-hybrid fe`` command (legs from Amber files, prepared folders
+or Systems; ddG of binding and hydration), its report, and the shipped configs.
 """
 from .estimators import Estimate, barEstimate, decorrelatedIndices, jarzynskiEstimate, kT, mbarEstimate
-from .sampling import Leg, checkSchedule, sampleEndState, sampleWindow, switch
+from .protocols import MBARProtocol, NEQProtocol, runProtocolTask
+from .sampling import Leg, checkSchedule, sampleEndState, sampleWindow, setSnapshot, snapshotArrays, switch
+from .tasks import ResultStore, Task, runTasks
 
 __all__ = ["Estimate", "mbarEstimate", "barEstimate", "jarzynskiEstimate", "decorrelatedIndices", "kT", "Leg",
-           "sampleWindow", "sampleEndState", "switch", "checkSchedule"]
+           "sampleWindow", "sampleEndState", "switch", "checkSchedule", "snapshotArrays", "setSnapshot",
+           "MBARProtocol", "NEQProtocol", "runProtocolTask", "ResultStore", "Task", "runTasks"]

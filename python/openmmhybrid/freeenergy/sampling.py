@@ -25,7 +25,7 @@ from ..integrators import MTSLangevinIntegrator
 from ..utils import LAMBDA_PARAMETER
 from .estimators import kT
 
-__all__ = ["Leg", "sampleWindow", "sampleEndState", "switch", "checkSchedule"]
+__all__ = ["Leg", "sampleWindow", "sampleEndState", "switch", "checkSchedule", "snapshotArrays", "setSnapshot"]
 
 
 @dataclass
@@ -145,9 +145,30 @@ def sampleEndState(leg, lam, equilibrationSteps, samples, interval, seed=0):
     return snapshots
 
 
+def snapshotArrays(state):
+    """A State's positions, velocities (nm, nm/ps) and box (nm) as plain arrays (to store)."""
+    arrays = {"positions": np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)),
+              "velocities": np.asarray(state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond))}
+    box = state.getPeriodicBoxVectors(asNumpy=True)
+    if box is not None:
+        arrays["box"] = np.asarray(box.value_in_unit(unit.nanometer))
+    return arrays
+
+
+def setSnapshot(context, snapshot):
+    """Put a snapshot (an openmm.State, or the arrays of :func:`snapshotArrays`) into ``context``."""
+    if isinstance(snapshot, openmm.State):
+        context.setState(snapshot)
+        return
+    if "box" in snapshot:
+        context.setPeriodicBoxVectors(*[openmm.Vec3(*row) for row in np.asarray(snapshot["box"])])
+    context.setPositions(np.asarray(snapshot["positions"]))
+    context.setVelocities(np.asarray(snapshot["velocities"]))
+
+
 def switch(leg, snapshot, forward, steps, seed=0):
     """The work (kT) of switching lambda from 0 to 1 (``forward``) or 1 to 0 over ``steps`` steps,
-    starting from ``snapshot`` (a State at the starting end).
+    starting from ``snapshot`` (a State at the starting end, or its :func:`snapshotArrays`).
 
     The protocol is lambda_i = i/steps (reversed for the reverse direction): before step i,
     lambda moves from lambda_(i-1) to lambda_i at fixed coordinates, adding the energy change to
@@ -157,7 +178,7 @@ def switch(leg, snapshot, forward, steps, seed=0):
         raise ValueError(f"a switch needs at least one step, not {steps}")
     start, end = (0.0, 1.0) if forward else (1.0, 0.0)
     context, integrator = leg.context(start, seed)
-    context.setState(snapshot)
+    setSnapshot(context, snapshot)
     context.setParameter(leg.parameter, start)
     beta = 1.0 / kT(leg.temperature)
     work = 0.0
