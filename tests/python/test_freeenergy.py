@@ -169,3 +169,23 @@ def test_bad_protocols(make, message):
     from openmmhybrid.freeenergy import protocols
     with pytest.raises(ValueError, match=message):
         make(protocols)
+
+
+def test_a_mixed_system_is_a_leg(pxylene):
+    """createMixedSystem(..., interpolate=True) plugs into the engine as it is: an instantaneous
+    switch's work is the ML-MM energy difference that interpolationEnergies gives (the same
+    linear formula, so to rounding), and a short window's reduced potentials are finite."""
+    from openmmhybrid import createMixedSystem, interpolationEnergies
+    prmtop, inpcrd, system = pxylene
+    atoms = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    mixed = createMixedSystem(prmtop.topology, system, atoms, "ani1x", interpolate=True)
+    leg = Leg(system=mixed, positions=inpcrd.positions, box=inpcrd.boxVectors, temperature=300 * unit.kelvin,
+              platform="CPU")
+    snapshot = sampleEndState(leg, 0.0, 5, 1, 1, seed=4)[0]
+    context, _ = leg.context(0.0, 4)
+    context.setState(snapshot)
+    e0, e1 = interpolationEnergies(context, [0.0, 1.0]).value_in_unit(unit.kilojoule_per_mole)
+    kT = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+    assert switch(leg, snapshot, True, 1) == pytest.approx((e1 - e0) / kT, rel=1e-9)
+    window = sampleWindow(leg, 0, [0.0, 1.0], 2, 3, 2, seed=5)
+    assert window["u_kn"].shape == (2, 3) and np.isfinite(window["u_kn"]).all()
