@@ -501,3 +501,43 @@ def test_two_ligands_in_water_are_neutralized(tmp_path):
         charges = [nonbonded.getParticleParameters(i)[0].value_in_unit(unit.elementary_charge) for i in atoms]
         assert sum(charges) == pytest.approx(net, abs=1e-6)
     assert np.isfinite(energy_pbc(system, result.state()))
+
+
+def test_one_config_prepares_and_runs(prepared, tmp_path, capsys, monkeypatch):
+    """A config with a [prepare] table (relative paths, 'file.sdf:NAME'): `run --dry-run` reuses the
+    folder prepared from the same settings; a config whose folder is not prepared yet stops a dry
+    run with one line."""
+    result, _ = prepared
+    here = tmp_path / "project"
+    (here / "inputs").mkdir(parents=True)
+    shutil.copy(os.path.join(os.path.dirname(result.folder), "fragment.pdb"), here / "inputs" / "fragment.pdb")
+    shutil.copy(PXYLENE_SDF, here / "inputs" / "pxylene.sdf")
+    settings = result.manifest["settings"]
+    config = here / "run.toml"
+    config.write_text(f"""[input]
+prepared = "{result.folder}"
+[prepare]
+protein = "inputs/fragment.pdb"
+ligand = ["inputs/pxylene.sdf"]
+padding = {settings['padding_nm']}
+restrained_steps = 200
+released_steps = 200
+prepare_minimize_iterations = 0
+[dynamics]
+seed = 7
+steps = 10
+[output]
+output = "{tmp_path / 'out'}"
+progress = false
+""")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli(["run", str(config), "--dry-run"], capsys)
+    assert status == 0, err
+    assert "reusing it" in out and "ML region: 18 atoms" in out and "dry run" in out
+    status, out, err = run_cli(["run", str(config), "--dry-run", "--prepared", str(tmp_path / "elsewhere")], capsys)
+    assert status == 2 and "is not prepared yet" in one_line_error(err)
+    # 'file.sdf:NAME' in a config is relative to the config's folder, the name kept
+    from openmmhybrid.job import loadConfig
+    named = here / "named.toml"
+    named.write_text('[prepare]\nligand = ["inputs/pxylene.sdf:p-xylene"]\n')
+    assert loadConfig(str(named))["ligand"] == [f"{here / 'inputs' / 'pxylene.sdf'}:p-xylene"]
