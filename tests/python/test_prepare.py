@@ -541,3 +541,22 @@ progress = false
     named = here / "named.toml"
     named.write_text('[prepare]\nligand = ["inputs/pxylene.sdf:p-xylene"]\n')
     assert loadConfig(str(named))["ligand"] == [f"{here / 'inputs' / 'pxylene.sdf'}:p-xylene"]
+
+
+@pytest.mark.parametrize("forcefield, water, ligand, sites", [
+    ("amber19", None, True, 4),      # ff19SB with its default OPC, a 4-site water
+    ("amber14", "tip4pew", True, 4),
+    ("charmm36", None, False, 3),    # CHARMM takes no GAFF2 ligand
+])
+def test_other_force_fields_and_waters(forcefield, water, ligand, sites, tmp_path):
+    protein = t4l_fragment(str(tmp_path / "p.pdb"))
+    result = prepareSystem(str(tmp_path / "p"), protein=protein, ligands=[PXYLENE_SDF] if ligand else [],
+                           forcefield=forcefield, water=water, padding=0.5 * unit.nanometer, equilibrate_=False,
+                           minimizeIterations=50, platform="CPU", log=lambda line: None)
+    topology, system = result.topology(), result.system()
+    waters = [r for r in topology.residues() if r.name == "HOH"]
+    assert len(waters) == result.manifest["counts"]["waters"] > 500
+    assert all(len(list(r.atoms())) == sites for r in waters[:10])
+    assert abs(result.manifest["system"]["total_charge"]) < 1e-4
+    assert np.isfinite(energy_pbc(system, result.state()))
+    assert result.ligandResidues == (["LIG"] if ligand else [])

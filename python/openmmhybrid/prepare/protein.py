@@ -7,6 +7,7 @@ inside a chain (it would have to build a loop with no template structure), a cha
 residue no force-field template covers.  It never downloads anything.
 """
 import os
+import re
 
 import numpy as np
 import openmm.app as app
@@ -173,11 +174,20 @@ def fixProtein(path, forcefield, pH=7.0, log=print):
     added = sum(1 for a in fixer.topology.atoms() if a.element is not None and a.element.symbol == "H") - hydrogens
     if added:
         note(f"added {added} hydrogens at pH {pH:g} (PDBFixer's default pKas; the file had {hydrogens})")
-    unmatched = forcefield.getUnmatchedResidues(fixer.topology)
-    if unmatched:
-        names = sorted({r.name for r in unmatched})
-        raise PrepareError(f"no template of the protein force field matches {_describe(unmatched[0])} of '{base}'"
-                           f"{f' ({len(unmatched)} residues: ' + ', '.join(names[:6]) + ')' if len(unmatched) > 1 else ''}; "
-                           "a ligand or cofactor goes in --ligand (an SDF/MOL2 of it), and anything else must be removed "
-                           "from the PDB or renamed to a standard residue")
+    # ForceField.getUnmatchedResidues misses templates that createSystem finds (amber19's termini),
+    # so ask createSystem itself, on the protein alone
+    try:
+        forcefield.createSystem(fixer.topology, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False)
+    except ValueError as error:
+        message = " ".join(str(error).split())
+        match = re.search(r"residue (\d+) \(([^)]*)\)", message)
+        residue = None
+        if match:
+            named = [r for r in fixer.topology.residues() if r.name == match.group(2)]
+            number = int(match.group(1))
+            residue = next((r for r in named if r.index + 1 == number), named[0] if named else None)
+        where = _describe(residue) if residue is not None else message.split(".")[0]
+        raise PrepareError(f"no template of the protein force field matches {where} of '{base}' "
+                           f"({message.split('.')[0]}); a ligand or cofactor goes in --ligand (an SDF/MOL2 of it), and "
+                           "anything else must be removed from the PDB or renamed to a standard residue") from None
     return fixer.topology, fixer.positions, changes
