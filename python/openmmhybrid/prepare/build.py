@@ -239,7 +239,9 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFA
     platform, properties
         The OpenMM platform (by name or object) for minimization and equilibration.
     seed : int
-        Seed of the ions' placement-independent parts: velocities, thermostat, barostat (0: new).
+        Seed of the equilibration's velocities, thermostat and barostat (0: a new one).  PDBFixer
+        builds missing atoms from random starts, so two preparations of a protein with missing
+        atoms differ in detail (and so do their water counts); a reused folder does not.
     minimizeIterations : int
         Of the minimizer (0: to convergence).
     cache : bool
