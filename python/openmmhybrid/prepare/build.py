@@ -240,8 +240,8 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFA
         The OpenMM platform (by name or object) for minimization and equilibration.
     seed : int
         Seed of the equilibration's velocities, thermostat and barostat (0: a new one).  PDBFixer
-        builds missing atoms from random starts, so two preparations of a protein with missing
-        atoms differ in detail (and so do their water counts); a reused folder does not.
+        builds missing atoms from random starts and Modeller puts ions in place of random waters,
+        so two preparations differ in detail; a reused folder does not.
     minimizeIterations : int
         Of the minimizer (0: to convergence).
     cache : bool
