@@ -189,3 +189,31 @@ def test_a_mixed_system_is_a_leg(pxylene):
     assert switch(leg, snapshot, True, 1) == pytest.approx((e1 - e0) / kT, rel=1e-9)
     window = sampleWindow(leg, 0, [0.0, 1.0], 2, 3, 2, seed=5)
     assert window["u_kn"].shape == (2, 3) and np.isfinite(window["u_kn"]).all()
+
+
+def test_mixed_leg_puts_the_correction_on_the_outer_step(pxylene):
+    """mixedLeg: the correction in a free group on the outer MTS step; an MTS window runs, and its
+    state-0 reduced potential is the MM energy over kT (lambda = 0 is MM)."""
+    from openmmhybrid.freeenergy import mixedLeg
+    from openmmhybrid.mlforce import MLForce
+    prmtop, inpcrd, system = pxylene
+    atoms = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    leg = mixedLeg(prmtop.topology, system, inpcrd.positions, atoms, box=inpcrd.boxVectors,
+                   temperature=300 * unit.kelvin, timestep=4 * unit.femtosecond, innerSteps=2, platform="CPU")
+    (group,) = leg.outerGroups
+    assert group not in {f.getForceGroup() for f in system.getForces()}
+    assert [f.getForceGroup() for f in leg.system.getForces() if MLForce.isinstance(f)] == [group]
+    context, integrator = leg.context(0.0, 9)
+    assert type(integrator).__name__ == "MTSLangevinIntegrator"
+    mm = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    mm.setPeriodicBoxVectors(*inpcrd.boxVectors)
+    mm.setPositions(inpcrd.positions)
+    kT = (unit.MOLAR_GAS_CONSTANT_R * 300 * unit.kelvin).value_in_unit(unit.kilojoule_per_mole)
+    u0 = leg.energies(context, [0.0])[0] / kT
+    e_mm = mm.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / kT
+    # two code paths (the region's MM terms subtracted, then added back by another force) on the
+    # CPU platform's float32 kernels: the float32 rounding bound of the total (7.6e-6 kJ/mol measured)
+    from precision import bound
+    assert u0 == pytest.approx(e_mm, abs=bound(abs(e_mm), np.float32, 1))
+    window = sampleWindow(leg, 0, [0.0, 1.0], 2, 2, 2, seed=3)
+    assert np.isfinite(window["u_kn"]).all()

@@ -6,16 +6,18 @@ nonequilibrium switching with BAR, on one construction (a System with a lambda p
 - :mod:`.protocols`: :class:`MBARProtocol` and :class:`NEQProtocol`: a leg's tasks and their analysis.
 - :mod:`.tasks`: :class:`Task`, :class:`ResultStore` (durable, resumable results), :func:`runTasks`
   (here, or on Dask).
+- :mod:`.legs`: :func:`mixedLeg`, the ML/MM leg of an MM System (createMixedSystem with lambda).
 - :mod:`.analytic`: harmonic oscillators, whose answer is exact, to check all of the above.
 
 Not built yet (issue 21): the ``openmm-hybrid fe`` command (legs from Amber files, prepared folders
 or Systems; ddG of binding and hydration), its report, and the shipped configs.
 """
 from .estimators import Estimate, barEstimate, decorrelatedIndices, jarzynskiEstimate, kT, mbarEstimate
+from .legs import mixedLeg
 from .protocols import MBARProtocol, NEQProtocol, runProtocolTask
 from .sampling import Leg, checkSchedule, sampleEndState, sampleWindow, setSnapshot, snapshotArrays, switch
 from .tasks import ResultStore, Task, runTasks
 
 __all__ = ["Estimate", "mbarEstimate", "barEstimate", "jarzynskiEstimate", "decorrelatedIndices", "kT", "Leg",
            "sampleWindow", "sampleEndState", "switch", "checkSchedule", "snapshotArrays", "setSnapshot",
-           "MBARProtocol", "NEQProtocol", "runProtocolTask", "ResultStore", "Task", "runTasks"]
+           "MBARProtocol", "NEQProtocol", "runProtocolTask", "ResultStore", "Task", "runTasks", "mixedLeg"]
