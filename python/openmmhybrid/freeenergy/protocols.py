@@ -18,7 +18,7 @@ import numpy as np
 
 from .estimators import barEstimate, decorrelatedIndices, jarzynskiEstimate, mbarEstimate
 from .sampling import checkSchedule, sampleEndState, sampleWindow, snapshotArrays, switch
-from .tasks import Task
+from .tasks import ResultStore, Task
 
 __all__ = ["MBARProtocol", "NEQProtocol", "runProtocolTask"]
 
@@ -138,5 +138,4 @@ class NEQProtocol:
 
 def runProtocolTask(protocol, legFactory, folder, key, task):
     """``protocol.run`` for one task (module level, for Dask): the store is rebuilt on the worker."""
-    from .tasks import ResultStore
     return protocol.run(legFactory, task, ResultStore(folder, key))

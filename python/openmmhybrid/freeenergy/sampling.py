@@ -21,7 +21,7 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 
-from ..integrators import MTSLangevinIntegrator
+from ..integrators import MTSLangevinIntegrator, mtsGroups
 from ..utils import LAMBDA_PARAMETER
 from .estimators import kT
 
@@ -54,7 +54,6 @@ class Leg:
     def context(self, lam, seed):
         """A Context at ``lam`` and the starting coordinates, with its integrator."""
         if self.innerSteps > 1:
-            from ..integrators import mtsGroups
             integrator = MTSLangevinIntegrator(self.temperature, self.friction, self.timestep,
                                                mtsGroups(self.system, self.outerGroups, self.innerSteps))
         else:

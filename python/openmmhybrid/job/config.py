@@ -16,7 +16,7 @@ import re
 import openmm.unit as unit
 
 from ..prepare.build import DEFAULTS as PREPARE_DEFAULTS
-from ..prepare.forcefields import PROTEIN_FORCEFIELDS
+from ..prepare.forcefields import PROTEIN_FORCEFIELDS, waterFiles
 from ..regionmodel import compileUnavailable
 
 try:
@@ -407,7 +407,6 @@ def _check(config):
         if config["smiles"] is not None and len(config["smiles"]) > len(config["ligand"] or []):
             raise ConfigError(f"{len(config['smiles'])} SMILES for {len(config['ligand'] or [])} ligands: give one "
                               "SMILES per ligand, in order ('' for a ligand from an SDF/MOL2)")
-        from ..prepare.forcefields import waterFiles
         try:
             waterFiles(config["protein_forcefield"], config["water_model"])
         except ValueError as error:
@@ -421,9 +420,7 @@ def _check(config):
         if not preparesHere(config) and not os.path.isdir(config["prepared"]):
             raise ConfigError(f"the prepared folder '{config['prepared']}' does not exist; make it with "
                               "`openmm-hybrid prepare`")
-        regions = [k for k in ("region", "residue", "atoms", "side_chain", "residues") if config[k] is not None]
-        if len(regions) > 1:
-            raise ConfigError(f"give the ML region one way, not {' and '.join(regions)}")
+        _regions(config)
         _checkRun(config)
         return
     _checkInputs(config)
@@ -451,12 +448,18 @@ def _checkInputs(config):
         if not inputs:
             raise ConfigError("no input: give prmtop+inpcrd, pdb+forcefield, system+state+pdb, or sdf")
         raise ConfigError(f"give one input, not {' and '.join(inputs)}")
-    regions = [k for k in ("region", "residue", "atoms", "side_chain", "residues") if config[k] is not None]
-    if len(regions) > 1:
-        raise ConfigError(f"give the ML region one way, not {' and '.join(regions)}")
+    regions = _regions(config)
     if not regions and config["sdf"] is None:
         raise ConfigError("no ML region: give region (a selection), residue (a residue name), atoms (indices), "
                           "side_chain (a residue number) or residues (a range)")
+
+
+def _regions(config):
+    """The region settings given; ConfigError for more than one."""
+    regions = [k for k in ("region", "residue", "atoms", "side_chain", "residues") if config[k] is not None]
+    if len(regions) > 1:
+        raise ConfigError(f"give the ML region one way, not {' and '.join(regions)}")
+    return regions
 
 
 def _checkRun(config):

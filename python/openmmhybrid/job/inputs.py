@@ -10,6 +10,7 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from ..prepare.ligand import openffAvailable
 from ..selection import selectAtoms
 from ..utils import firstLine
 from .config import ConfigError
@@ -190,27 +191,17 @@ def _prepared(config):
         raise ConfigError(f"the prepared folder's System has constraints = {settings['constraints']}, not "
                           f"{config['constraints']}; set constraints = \"{settings['constraints']}\", or prepare again")
     try:
-        topology, system, state = prepared.topology(), prepared.system(), prepared.state()
+        state = prepared.state()
+        topology, system = prepared.topology(state), prepared.system()
     except Exception as error:
         raise ConfigError(f"cannot read the prepared folder '{config['prepared']}': {firstLine(error)}; prepare it "
                           "again") from None
     _check_count(topology, system.getNumParticles(), prepared.path("topology"), prepared.path("system"))
     box = state.getPeriodicBoxVectors() if system.usesPeriodicBoundaryConditions() else None
     ligands = ", ".join(f"{l['residue']} ({l['source']})" for l in prepared.manifest.get("ligands", []))
-    inputs = Inputs(topology, system, state.getPositions(), box, _velocities(state),
-                    f"prepared {os.path.basename(prepared.folder)}/"
-                    + (f" (ligands {ligands})" if ligands else ""))
-    inputs.ligandResidues = prepared.ligandResidues
-    return inputs
-
-
-def openffAvailable():
-    """Whether openff-toolkit can be imported (it is not on PyPI; conda-forge has it)."""
-    try:
-        import openff.toolkit  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    return Inputs(topology, system, state.getPositions(), box, _velocities(state),
+                  f"prepared {os.path.basename(prepared.folder)}/" + (f" (ligands {ligands})" if ligands else ""),
+                  ligandResidues=prepared.ligandResidues)
 
 
 OPENFF_MISSING = ("a ligand SDF needs openff-toolkit, which is not installed (it is not on PyPI: conda install -c "
@@ -266,7 +257,7 @@ def selectRegion(config, topology, inputs=None):
         for prefix in ("selectAtoms(sideChain=...): ", "selectAtoms(residues=...): ", "selectAtoms: "):
             message = message.replace(prefix, "ML region: ")
         raise ConfigError(message) from None
-    ligands = getattr(inputs, "ligandResidues", None) if inputs is not None else None
+    ligands = inputs.ligandResidues if inputs is not None else None
     if ligands is not None:
         if not ligands:
             raise ConfigError("the prepared folder has no ligand, so there is no default ML region: give region, "

@@ -28,7 +28,8 @@ import openmm.unit as unit
 
 from .equilibrate import equilibrate
 from .forcefields import PROTEIN_FORCEFIELDS, modellerWaterModel, proteinForceField, waterFiles
-from .ligand import OPENFF_MISSING, PrepareError, _ligandTopology, amberTools, openffAvailable, parametrizeLigand, readLigand
+from .ligand import (OPENFF_MISSING, PrepareError, _ligandTopology, amberTools, openffAvailable, parametrizeLigand,
+                     readLigand)
 from .protein import fixProtein
 
 __all__ = ["prepareSystem", "Prepared", "PREPARED_FILES", "DEFAULTS", "ligandResidueNames", "settingsKey"]
@@ -86,7 +87,8 @@ class _Log:
 
 
 def _checkOverlaps(proteinTopology, proteinPositions, ligands, log):
-    """PrepareError when a ligand's heavy atom sits on a protein or another ligand's heavy atom."""
+    """PrepareError when a ligand's heavy atom sits on a protein or another ligand's heavy atom;
+    ``ligands`` holds (topology, positions, source) triples."""
     def heavy(topology, positions):
         xyz = np.asarray(positions.value_in_unit(unit.nanometer))
         atoms = [a for a in topology.atoms() if a.element is not None and a.element.symbol != "H"]
@@ -95,8 +97,8 @@ def _checkOverlaps(proteinTopology, proteinPositions, ligands, log):
     others = []
     if proteinTopology is not None:
         others.append(("the protein", *heavy(proteinTopology, proteinPositions)))
-    for parameters, source in ligands:
-        atoms, xyz = heavy(parameters.topology, parameters.positions)
+    for topology, positions, source in ligands:
+        atoms, xyz = heavy(topology, positions)
         nearestProtein = None
         for what, otherAtoms, otherXyz in others:
             if not len(otherXyz) or not len(xyz):
@@ -177,10 +179,10 @@ class Prepared:
         """The ligands' residue names ('LIG', 'LG2', ...), the default ML region."""
         return [ligand["residue"] for ligand in self.manifest.get("ligands", [])]
 
-    def topology(self):
-        """The Topology (from topology.pdb, with the box of state.xml)."""
+    def topology(self, state=None):
+        """The Topology (from topology.pdb, with the box of ``state``, by default state.xml's)."""
         topology = app.PDBFile(self.path("topology")).topology
-        box = self.state().getPeriodicBoxVectors()
+        box = (state or self.state()).getPeriodicBoxVectors()
         topology.setPeriodicBoxVectors(box)
         return topology
 
@@ -350,7 +352,7 @@ def prepareSystem(output, protein=None, ligands=(), smiles=None, forcefield=DEFA
     for ligand, name in zip(ligandInputs, residueNames):
         topology, positions = _ligandTopology(ligand.mol, name, [f"{a.GetSymbol()}{a.GetIdx() + 1}"
                                                                  for a in ligand.mol.GetAtoms()])
-        provisional.append((type("L", (), {"topology": topology, "positions": positions})(), ligand.source))
+        provisional.append((topology, positions, ligand.source))
     _checkOverlaps(proteinTopology, proteinPositions, provisional, log)
     # 4. ligand parameters (AM1-BCC: seconds to minutes each; cached)
     os.makedirs(output, exist_ok=True)

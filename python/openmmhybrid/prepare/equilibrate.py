@@ -11,7 +11,7 @@ import time
 import openmm
 import openmm.unit as unit
 
-from ..utils import degreesOfFreedom, mdValue
+from ..utils import degreesOfFreedom, freeForceGroup, mdValue
 
 __all__ = ["equilibrate", "soluteHeavyAtoms", "RESTRAINT_PARAMETER"]
 
@@ -74,7 +74,9 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
     periodic = box is not None
     heavy = soluteHeavyAtoms(topology)
     k0 = mdValue(restraint)
-    if heavy and (restrainedSteps > 0 or minimizeIterations >= 0):
+    hasRestraint = bool(heavy)
+    restraintGroup = freeForceGroup(system, "the equilibration's restraints") if hasRestraint else None
+    if hasRestraint:
         distance = "periodicdistance(x, y, z, x0, y0, z0)" if periodic else "sqrt((x-x0)^2 + (y-y0)^2 + (z-z0)^2)"
         hold = openmm.CustomExternalForce(f"0.5 * {RESTRAINT_PARAMETER} * {distance}^2")
         hold.addGlobalParameter(RESTRAINT_PARAMETER, k0)
@@ -83,7 +85,7 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
         xyz = positions.value_in_unit(unit.nanometer) if unit.is_quantity(positions) else positions
         for i in heavy:
             hold.addParticle(i, [float(xyz[i][0]), float(xyz[i][1]), float(xyz[i][2])])
-        hold.setForceGroup(31)
+        hold.setForceGroup(restraintGroup)
         system.addForce(hold)
     barostat = None
     if pressure is not None and periodic and releasedSteps > 0:
@@ -100,7 +102,6 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
     if periodic:
         context.setPeriodicBoxVectors(*box)
     context.setPositions(positions)
-    hasRestraint = heavy and any(f.getName() == "CustomExternalForce" for f in system.getForces())
     dof = degreesOfFreedom(system)
     rows = []
 
@@ -108,7 +109,7 @@ def equilibrate(system, topology, positions, box=None, temperature=300 * unit.ke
         state = context.getState(getEnergy=True)
         energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         if hasRestraint:
-            energy -= context.getState(getEnergy=True, groups={31}).getPotentialEnergy().value_in_unit(
+            energy -= context.getState(getEnergy=True, groups={restraintGroup}).getPotentialEnergy().value_in_unit(
                 unit.kilojoule_per_mole)
         kinetic = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole)
         temperatureK = 2 * kinetic / (dof * unit.MOLAR_GAS_CONSTANT_R.value_in_unit(

@@ -83,11 +83,7 @@ class LigandInput:
     @property
     def netCharge(self):
         """The net charge, in e, from the formal charges."""
-        return int(self._chem().GetFormalCharge(self.mol))
-
-    @staticmethod
-    def _chem():
-        return _rdkit()
+        return int(_rdkit().GetFormalCharge(self.mol))
 
 
 def _split(spec):
