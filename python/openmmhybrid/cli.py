@@ -4,6 +4,8 @@
 
     openmm-hybrid run CONFIG.toml [--steps 1000 --platform CPU ...] [--resume] [--dry-run]
     openmm-hybrid prepare --protein P.pdb --ligand L.sdf --output DIR   # then: run --prepared DIR
+    openmm-hybrid fe CONFIG.toml [--method mbar|neq] [--workers N | --scheduler ADDRESS] [--quick] [--resume]
+                                           # MM -> ML/MM corrections of binding or hydration free energies
     openmm-hybrid template > run.toml      # every setting, its default and its help
     openmm-hybrid report OUTPUT_FOLDER     # rebuild report.md from a run's outputs
     openmm-hybrid models                   # the ML model names: elements, where the weights are
@@ -105,6 +107,28 @@ def buildParser():
         if s.kind in ("files", "strings"):
             kwargs.update(action="append", help=_flagHelp(s) + "; repeat the flag for more")
         prepare.add_argument(s.flag, **kwargs)
+    fe = commands.add_parser(
+        "fe", help="MM -> ML/MM corrections of binding or hydration free energies (MBAR or NEQ, on Dask)",
+        description="Compute the MM -> ML/MM free-energy correction of each leg of a binding (complex, solvent) or "
+        "hydration (water, vacuum) calculation and ddG = dG(first leg) - dG(second), with uncertainties, by MBAR "
+        "over lambda windows or by nonequilibrium switching with BAR. Every window, end-state sampling and switch "
+        "is a task, run here or on Dask; each result is written into OUTPUT/tasks as it finishes. Writes "
+        "OUTPUT/result.json, results.csv and report.md. docs/free_energy.md explains the config.")
+    fe.add_argument("config", help="the TOML config of the calculation (examples/configs/fe_*.toml)")
+    fe.add_argument("--method", choices=["mbar", "neq"], default=None, help="MBAR over lambda windows, or "
+                    "bidirectional nonequilibrium switching with BAR (default: [fe] method, else mbar)")
+    fe.add_argument("--workers", type=int, default=None, metavar="N", help="run the tasks on a local Dask cluster "
+                    "of N worker processes (on 127.0.0.1 only; default: [fe] workers, else 1: in this process)")
+    fe.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the tasks on the Dask scheduler at "
+                    "ADDRESS (e.g. tls://10.0.0.5:8786; see docs/free_energy.md for a batch cluster and TLS)")
+    fe.add_argument("--output", default=None, metavar="DIR", help="the output folder (default: [fe] output)")
+    fe.add_argument("--seed", type=int, default=None, help="the random seed of the calculation (default: [fe] seed)")
+    fe.add_argument("--resume", action="store_true", help="continue the calculation in the output folder: finished "
+                    "tasks are not rerun")
+    fe.add_argument("--quick", action="store_true", help="the quick protocol ([quick.*] tables): small enough for "
+                    "CI, and NOT converged")
+    fe.add_argument("--analyze", action="store_true", help="only analyse the tasks that are done (also while a "
+                    "calculation runs elsewhere) and rewrite result.json and report.md")
     commands.add_parser("template", help="print a config file with every setting and its default")
     report = commands.add_parser("report", help="rebuild report.md and its plots from a run's output folder")
     report.add_argument("folder")
@@ -144,6 +168,27 @@ def _fail(message, status=2):
     return status
 
 
+def _freeEnergy(args):
+    from .freeenergy.config import loadFEConfig
+    from .freeenergy.workflow import runFreeEnergy
+    if args.workers is not None and args.workers < 1:
+        return _fail(f"--workers must be at least 1, not {args.workers}")
+    if args.workers is not None and args.scheduler is not None:
+        return _fail("give --workers (a local cluster) or --scheduler (a running one), not both")
+    overrides = {"method": args.method, "workers": args.workers, "scheduler": args.scheduler, "output": args.output,
+                 "seed": args.seed}
+    try:
+        fe = loadFEConfig(args.config, overrides, quick=args.quick)
+        runFreeEnergy(fe, resume=args.resume, analyzeOnly=args.analyze, log=lambda line: print(line, flush=True))
+    except ConfigError as error:
+        return _fail(error)
+    except KeyboardInterrupt as error:
+        return _fail(error if str(error) else "interrupted", 130)
+    except RuntimeError as error:
+        return _fail(error, 1)
+    return 0
+
+
 def main(argv=None):
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     parser = buildParser()
@@ -164,6 +209,8 @@ def main(argv=None):
                 return _fail(f"'{args.folder}' has no {FILES[role]}; give the output folder of a run")
         print(writeReport(args.folder))
         return 0
+    if args.command == "fe":
+        return _freeEnergy(args)
     if args.command == "prepare":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "overwrite")}
         try:

@@ -40,10 +40,26 @@ class Estimate:
         return self.value * scale, self.stderr * scale
 
 
+def _pymbar():
+    """pymbar, imported without the banner it prints when JAX is missing (it works without it), and
+    without its warning on every use of the timeseries module."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+    logging.getLogger("pymbar").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pymbar
+        from pymbar import timeseries, other_estimators  # noqa: F401
+    return pymbar
+
+
 def decorrelatedIndices(series):
     """Indices of statistically independent samples of ``series`` (pymbar's statistical
     inefficiency, with its default settings)."""
-    from pymbar import timeseries
+    timeseries = _pymbar().timeseries
     series = np.asarray(series, dtype=float)
     if len(series) < 3 or np.ptp(series) == 0:
         return list(range(len(series)))
@@ -67,7 +83,7 @@ def mbarEstimate(u_kn, N_k):
         f(last) - f(first), with ``details``: 'f' (every state, kT), 'df', 'overlap' (K x K),
         'N_k'.
     """
-    from pymbar import MBAR
+    MBAR = _pymbar().MBAR
     u_kn, N_k = np.asarray(u_kn, dtype=float), np.asarray(N_k, dtype=int)
     if u_kn.shape[0] != len(N_k) or u_kn.shape[1] != N_k.sum():
         raise ValueError(f"mbarEstimate: u_kn is {u_kn.shape} for N_k summing to {N_k.sum()} over {len(N_k)} states")
@@ -82,7 +98,7 @@ def mbarEstimate(u_kn, N_k):
 
 def barEstimate(forward, reverse):
     """BAR on forward works (state 0 -> 1, kT) and reverse works (1 -> 0, kT): f(1) - f(0)."""
-    from pymbar import other_estimators
+    other_estimators = _pymbar().other_estimators
     forward, reverse = np.asarray(forward, dtype=float), np.asarray(reverse, dtype=float)
     if len(forward) == 0 or len(reverse) == 0:
         raise ValueError("barEstimate: BAR needs forward and reverse works")

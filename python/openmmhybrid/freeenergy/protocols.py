@@ -50,12 +50,19 @@ class MBARProtocol:
                               self.interval, seed=task.seed)
         return {"u_kn": result["u_kn"], "dudl": result["dudl"]}
 
-    def analyze(self, store, tasks):
-        """The MBAR estimate of f(1) - f(0) from the windows that are done (all are needed)."""
+    def analyze(self, store, tasks, offset=0.0):
+        """The MBAR estimate of f(1) - f(0) from the windows that are done (all are needed).
+
+        ``offset`` (kT): a constant slope taken off the potential, U(lambda) - lambda * offset
+        (exact: every estimate moves by -offset), to keep reduced potentials of the order of kT."""
         done = [t for t in tasks if store.done(t)]
         if len(done) < len(tasks):
             return {"done": len(done), "total": len(tasks), "estimate": None}
+        shift = np.asarray(self.lambdas)[:, None] * float(offset)
         windows = [store.load(t) for t in tasks]
+        for window in windows:
+            window["u_kn"] = window["u_kn"] - shift
+            window["dudl"] = window["dudl"] - float(offset)
 
         def estimate(part):
             blocks, counts = [], []
@@ -123,16 +130,17 @@ class NEQProtocol:
         snapshot = {name: snapshots[name][task.index] for name in snapshots}
         return {"work": np.array([switch(leg, snapshot, task.kind == "forward", self.switchSteps, seed=task.seed)])}
 
-    def analyze(self, store, tasks):
-        """BAR on the works of the switches that are done (at least 2 each way)."""
-        forward = [float(store.load(t)["work"][0]) for t in tasks if t.kind == "forward" and store.done(t)]
-        reverse = [float(store.load(t)["work"][0]) for t in tasks if t.kind == "reverse" and store.done(t)]
+    def analyze(self, store, tasks, offset=0.0):
+        """BAR on the works of the switches that are done (at least 2 each way); ``offset`` (kT)
+        as for :meth:`MBARProtocol.analyze` (forward works move by -offset, reverse by +offset)."""
+        forward = [float(store.load(t)["work"][0]) - offset for t in tasks if t.kind == "forward" and store.done(t)]
+        reverse = [float(store.load(t)["work"][0]) + offset for t in tasks if t.kind == "reverse" and store.done(t)]
         done = sum(1 for t in tasks if store.done(t))
         if len(forward) < 2 or len(reverse) < 2:
             return {"done": done, "total": len(tasks), "estimate": None}
         estimate = barEstimate(forward, reverse)
-        estimate.details.update(forwardWorks=forward, reverseWorks=reverse,
-                                jarzynski=[jarzynskiEstimate(forward).value, jarzynskiEstimate(forward).stderr])
+        oneSided = jarzynskiEstimate(forward)
+        estimate.details.update(forwardWorks=forward, reverseWorks=reverse, jarzynski=[oneSided.value, oneSided.stderr])
         return {"done": done, "total": len(tasks), "estimate": estimate}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Task", "ResultStore", "runTasks"]
+__all__ = ["Task", "ResultStore", "runTasks", "runJobs", "daskClient"]
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def runTasks(tasks, function, store, workers=1, scheduler=None, threadsPerWorker
         The address of a running Dask scheduler (e.g. 'tls://10.0.0.5:8786'); ``workers`` is then
         ignored.
     retries : int
-        How often Dask reruns a task whose worker died.
+        How often Dask reruns a task that raised (a task whose worker died is rerun by the
+        scheduler, up to its ``allowed-failures``).
     log : callable
         One line per finished task, with the count.
 
@@ -121,39 +122,56 @@ def runTasks(tasks, function, store, workers=1, scheduler=None, threadsPerWorker
     list of str
         The names of the tasks run now (the others were done already).
     """
-    tasks = list(tasks)
-    pending = [t for t in tasks if not store.done(t)]
-    done = len(tasks) - len(pending)
+    return runJobs([(task, function, store) for task in tasks], workers, scheduler, threadsPerWorker, retries, log)
+
+
+def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=print, client=None):
+    """:func:`runTasks` for tasks of several legs: ``jobs`` is a sequence of ``(task, function,
+    store)``; ``client``, a Dask Client to use (and leave open) instead of making one."""
+    jobs = list(jobs)
+    pending = [job for job in jobs if not job[2].done(job[0])]
+    done = len(jobs) - len(pending)
     if done:
-        log(f"  {done} of {len(tasks)} tasks are done already; running the other {len(pending)}")
+        log(f"  {done} of {len(jobs)} tasks are done already; running the other {len(pending)}")
     if not pending:
         return []
     ran = []
-    if scheduler is None and workers <= 1:
-        for task in pending:
+    if client is None and scheduler is None and workers <= 1:
+        for task, function, store in pending:
             name, seconds = _execute(function, task, store.folder, store.key)
             ran.append(name)
             done += 1
-            log(f"  {name} ({seconds:.1f} s; {done}/{len(tasks)})")
+            log(f"  {name} ({seconds:.1f} s; {done}/{len(jobs)})")
         return ran
-    from distributed import Client, LocalCluster, as_completed
+    own = client is None
     cluster = None
-    if scheduler is None:
-        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=int(threadsPerWorker), processes=True,
-                               host="127.0.0.1", dashboard_address=None)
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
+    if own:
+        client, cluster = daskClient(workers, scheduler, threadsPerWorker)
+    from distributed import as_completed
     try:
-        futures = [client.submit(_execute, function, task, store.folder, store.key, key=f"task-{task.name}-{store.key[:8]}",
-                                 pure=False, retries=retries) for task in pending]
+        futures = [client.submit(_execute, function, task, store.folder, store.key,
+                                 key=f"task-{task.name}-{store.key[:12]}", pure=False, retries=retries)
+                   for task, function, store in pending]
         for future in as_completed(futures):
             name, seconds = future.result()
             ran.append(name)
             done += 1
-            log(f"  {name} ({seconds:.1f} s; {done}/{len(tasks)})")
+            log(f"  {name} ({seconds:.1f} s; {done}/{len(jobs)})")
     finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if own:
+            client.close()
+            if cluster is not None:
+                cluster.close()
     return ran
+
+
+def daskClient(workers=1, scheduler=None, threadsPerWorker=1):
+    """(Client, cluster): a Client of the running scheduler at ``scheduler`` (cluster None), or of
+    a new LocalCluster of ``workers`` processes with ``threadsPerWorker`` threads each, listening
+    on 127.0.0.1 only, with no dashboard.  Close both when done."""
+    from distributed import Client, LocalCluster
+    if scheduler is not None:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=int(workers), threads_per_worker=int(threadsPerWorker), processes=True,
+                           host="127.0.0.1", dashboard_address=None)
+    return Client(cluster), cluster

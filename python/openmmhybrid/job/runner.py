@@ -31,7 +31,7 @@ from .report import writeReport
 from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
-__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES"]
+__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES", "buildMixedSystem", "MixedBuild"]
 
 KJ = unit.kilojoule_per_mole
 
@@ -81,30 +81,58 @@ def prepare(config, log=print):
     once.  Everything that can be wrong with the input fails here, before any long work, with a
     :class:`ConfigError` of one line.  Returns a :class:`Job`."""
     platform, properties = _platform(config)
+    built = buildMixedSystem(config, log)
+    inputs, mlAtoms, system = built.inputs, built.mlAtoms, built.system
+    integrator = _integrator(config, system, {built.correctionGroup, built.mlGroup})
+    simulation, energy = _simulation(config, inputs, system, integrator, platform, properties)
+    electrostatic = config["embedding"] == "electrostatic"
+    return Job(config=config, inputs=inputs, topology=inputs.topology, system=system, simulation=simulation,
+               mlAtoms=mlAtoms, mlGroup=built.mlGroup, correctionGroup=built.correctionGroup,
+               electrostatic=electrostatic,
+               vacuumEnergy=_vacuum_energy(config, built.module, mlAtoms, system, built.links) if electrostatic
+               else None, platformName=platform.getName(), startEnergy=energy, linkAtoms=built.links)
+
+
+@dataclass
+class MixedBuild:
+    """The ML/MM System of a config, and what it was built from (:func:`buildMixedSystem`)."""
+
+    inputs: Inputs
+    mlAtoms: list
+    #: The region's link atoms (None: it cuts no bond, or link_atoms is off).
+    links: Optional[object]
+    #: The region's model (a module, before createMixedSystem wraps it).
+    module: object
+    system: openmm.System
+    correctionGroup: int
+    mlGroup: int
+
+
+def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
+    """Read the inputs (unless ``inputs`` are given), pick the ML region, resolve the model and
+    build the ML/MM System with the ML force and its correction in two free force groups.
+
+    ``interpolate``: whether the correction is scaled by the lambda parameter (default: when the
+    config's lambda is not 1; the free-energy legs always do).  Raises :class:`ConfigError`."""
     model = config["model"]
     if isModelFile(model) and not os.path.isfile(model):
         raise ConfigError(f"the model file '{model}' does not exist")
-    inputs = readInputs(config)
-    topology = inputs.topology
-    mlAtoms = selectRegion(config, topology, inputs)
+    if inputs is None:
+        inputs = readInputs(config)
+    mlAtoms = selectRegion(config, inputs.topology, inputs)
     links = _link_atoms(config, inputs, mlAtoms)
     try:
-        module = resolveModel(model, topology, mlAtoms, links=links)
+        module = resolveModel(model, inputs.topology, mlAtoms, links=links)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
         raise ConfigError(f"model {model!r}: {firstLine(error).replace('createMixedSystem: ', '')}") from None
-
     try:
         correctionGroup, mlGroup = freeForceGroups(inputs.system, 2, "the ML correction")
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log)
-    integrator = _integrator(config, system, {correctionGroup, mlGroup})
-    simulation, energy = _simulation(config, inputs, system, integrator, platform, properties)
-    electrostatic = config["embedding"] == "electrostatic"
-    return Job(config=config, inputs=inputs, topology=topology, system=system, simulation=simulation,
-               mlAtoms=mlAtoms, mlGroup=mlGroup, correctionGroup=correctionGroup, electrostatic=electrostatic,
-               vacuumEnergy=_vacuum_energy(config, module, mlAtoms, system, links) if electrostatic else None,
-               platformName=platform.getName(), startEnergy=energy, linkAtoms=links)
+    if interpolate is None:
+        interpolate = _interpolates(config)
+    system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log, interpolate)
+    return MixedBuild(inputs, mlAtoms, links, module, system, correctionGroup, mlGroup)
 
 
 def _platform(config):
@@ -140,7 +168,7 @@ def _interpolates(config):
     return config["lambda"] != 1.0
 
 
-def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log):
+def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log, interpolate):
     """The ML/MM System: the MM System with the ML force in ``mlGroup``, the replaced MM terms in
     ``correctionGroup``, and a barostat when there is a pressure."""
     if config["compile"]:
@@ -149,7 +177,7 @@ def _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             system = createMixedSystem(inputs.topology, inputs.system, mlAtoms, module,
-                                       interpolate=_interpolates(config), correctionGroup=correctionGroup,
+                                       interpolate=interpolate, correctionGroup=correctionGroup,
                                        usesDoublePrecision=config["model_double"], compile=config["compile"],
                                        embedding=config["embedding"], cutoff=config["embedding_cutoff"],
                                        linkAtoms=config["link_atoms"], linkAtomPlacement=config["link_atom_placement"],
