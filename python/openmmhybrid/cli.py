@@ -122,6 +122,14 @@ def buildParser():
     fe.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the tasks on the Dask scheduler at "
                     "ADDRESS (e.g. tls://10.0.0.5:8786; see docs/free_energy.md for a batch cluster and TLS)")
     fe.add_argument("--output", default=None, metavar="DIR", help="the output folder (default: [fe] output)")
+    fe.add_argument("--embedding", choices=["mechanical", "electrostatic"], default=None, help="the ML-MM coupling "
+                    "of every leg (default: [ml] embedding, else mechanical)")
+    fe.add_argument("--platform", choices=["Reference", "CPU", "CUDA", "OpenCL"], default=None, help="the OpenMM "
+                    "platform of every leg (default: [platform] platform, else CPU)")
+    fe.add_argument("--threads", type=int, default=None, metavar="N", help="threads of each task, torch's and the CPU "
+                    "platform's (default: all cores, shared among the local workers)")
+    fe.add_argument("--dry-run", action="store_true", help="set up and check every leg (inputs, ML regions, "
+                    "models), then stop")
     fe.add_argument("--seed", type=int, default=None, help="the random seed of the calculation (default: [fe] seed)")
     fe.add_argument("--resume", action="store_true", help="continue the calculation in the output folder: finished "
                     "tasks are not rerun")
@@ -176,10 +184,12 @@ def _freeEnergy(args):
     if args.workers is not None and args.scheduler is not None:
         return _fail("give --workers (a local cluster) or --scheduler (a running one), not both")
     overrides = {"method": args.method, "workers": args.workers, "scheduler": args.scheduler, "output": args.output,
-                 "seed": args.seed}
+                 "seed": args.seed, "threads": args.threads}
     try:
-        fe = loadFEConfig(args.config, overrides, quick=args.quick)
-        runFreeEnergy(fe, resume=args.resume, analyzeOnly=args.analyze, log=lambda line: print(line, flush=True))
+        runOverrides = {k: v for k, v in (("embedding", args.embedding), ("platform", args.platform)) if v is not None}
+        fe = loadFEConfig(args.config, overrides, quick=args.quick, mlOverrides=runOverrides)
+        runFreeEnergy(fe, resume=args.resume, analyzeOnly=args.analyze, dryRun=args.dry_run,
+                      log=lambda line: print(line, flush=True))
     except ConfigError as error:
         return _fail(error)
     except KeyboardInterrupt as error:

@@ -10,9 +10,9 @@ give ddG = dG(first leg) - dG(second leg):
 
 The file::
 
-    [fe]                      # calculation, method, output, workers, scheduler, seed, name
+    [fe]                      # calculation, method, output, workers, scheduler, seed, name, threads
     [ml]                      # the [ml] keys of `openmm-hybrid run`: region, model, embedding, ...
-    [dynamics]                # temperature, friction, timestep, inner_steps
+    [dynamics]                # temperature, friction, timestep, inner_steps, minimize(_iterations)
     [platform]                # platform, precision, threads, cuda_graphs
     [complex] / [solvent]     # each leg's input: the [input] keys of `openmm-hybrid run`
     [water] / [vacuum]        #   (prmtop + inpcrd, prepared, system + state + pdb, pdb + forcefield)
@@ -59,11 +59,11 @@ _PROTOCOL_KEYS = {"mbar": ("lambdas", "equilibration_steps", "samples", "interva
 
 #: [fe] keys and their defaults.
 FE_DEFAULTS = {"calculation": "binding", "method": "mbar", "output": "fe-output", "workers": 1, "scheduler": None,
-               "seed": 2026, "name": None}
+               "seed": 2026, "name": None, "threads": None}
 
 _RUN_SECTIONS = {"ml": "ml", "dynamics": "dynamics", "platform": "platform"}
 #: The [dynamics] keys that apply to a free-energy leg (constant volume, Langevin dynamics).
-_DYNAMICS = ("temperature", "friction", "timestep", "inner_steps")
+_DYNAMICS = ("temperature", "friction", "timestep", "inner_steps", "minimize", "minimize_iterations")
 _REGION_KEYS = ("region", "residue", "atoms", "side_chain", "residues")
 _INPUT_KEYS = tuple(s.name for s in SETTINGS if s.section == "input")
 
@@ -98,6 +98,10 @@ class FEConfig:
     #: The protocol tables as given (for the record).
     protocolSettings: dict
     configFile: object = None
+    #: Threads of each task: OpenMM's CPU platform and torch (None: all cores, shared among the
+    #: workers of a local cluster).  Results are bitwise reproducible only on the Reference
+    #: platform with the same threads.
+    threads: object = None
 
     @property
     def legNames(self):
@@ -193,9 +197,10 @@ def _legConfig(runSettings, inputs, region, leg, ligand):
     return config
 
 
-def loadFEConfig(path, overrides=None, quick=False):
+def loadFEConfig(path, overrides=None, quick=False, mlOverrides=None):
     """Read and check an ``openmm-hybrid fe`` TOML file; ``overrides`` (method, output, workers,
-    scheduler, seed) win over its [fe] table.  Raises :class:`ConfigError` with one line."""
+    scheduler, seed) win over its [fe] table, ``mlOverrides`` (e.g. embedding) over its [ml],
+    [dynamics] and [platform] keys.  Raises :class:`ConfigError` with one line."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         _fail(f"the config file '{path}' does not exist")
@@ -218,9 +223,12 @@ def loadFEConfig(path, overrides=None, quick=False):
         _fail(f"calculation must be one of {', '.join(LEGS)}, not {fe['calculation']!r}")
     if fe["method"] not in ("mbar", "neq"):
         _fail(f"method must be mbar or neq, not {fe['method']!r}")
-    for key in ("workers", "seed"):
-        if isinstance(fe[key], bool) or not isinstance(fe[key], int) or fe[key] < (1 if key == "workers" else 0):
-            _fail(f"{key} must be an integer of at least {1 if key == 'workers' else 0}, not {fe[key]!r}")
+    for key in ("workers", "seed", "threads"):
+        if key == "threads" and fe[key] is None:
+            continue
+        least = 0 if key == "seed" else 1
+        if isinstance(fe[key], bool) or not isinstance(fe[key], int) or fe[key] < least:
+            _fail(f"{key} must be an integer of at least {least}, not {fe[key]!r}")
     if fe["scheduler"] is not None and (not isinstance(fe["scheduler"], str) or "://" not in fe["scheduler"]):
         _fail(f"scheduler must be a Dask scheduler address such as 'tls://10.0.0.5:8786', not {fe['scheduler']!r}")
     known = {"fe", "quick", "mbar", "neq", "ligand"} | set(_RUN_SECTIONS) | {n for legs in LEGS.values() for n in legs}
@@ -252,6 +260,11 @@ def loadFEConfig(path, overrides=None, quick=False):
     protocol = _protocol(fe["method"], settings[fe["method"]], f"[{'quick.' if quick else ''}{fe['method']}]")
 
     run = _runSettings(data, base, path)
+    run.update(mlOverrides or {})
+    if "threads" in run:  # [platform] threads: the threads of each task (see FEConfig.threads)
+        threads = run.pop("threads")
+        if fe["threads"] is None:
+            fe["threads"] = threads
     ligands = []
     entries = data.get("ligand")
     if entries is not None:
@@ -294,4 +307,4 @@ def loadFEConfig(path, overrides=None, quick=False):
         ligands.append(LigandSpec(name, legs, extracted))
     output = os.path.abspath(os.path.expanduser(fe["output"]))
     return FEConfig(fe["calculation"], fe["method"], output, fe["workers"], fe["scheduler"], fe["seed"], bool(quick),
-                    ligands, protocol, settings, os.path.abspath(path))
+                    ligands, protocol, settings, os.path.abspath(path), fe["threads"])

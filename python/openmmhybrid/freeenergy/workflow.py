@@ -102,7 +102,12 @@ def _quietLog(line):
 def buildLeg(config, extract=False, threads=None):
     """The :class:`~.sampling.Leg` of one leg's run config: lambda = 0 is its MM System, 1 its ML/MM
     System.  With ``extract``, the ML region's molecule alone in vacuum (taken out of the inputs).
-    A start without velocities is minimized (MM, 200 iterations).  Built once per process."""
+    ``threads``: torch's threads, and the CPU platform's.  The start is minimized (MM, lambda = 0) as
+    ``openmm-hybrid run`` does: if ``minimize``, or by default if it has no velocities, up to
+    ``minimize_iterations``.  Built once per process."""
+    if threads is not None:
+        import torch
+        torch.set_num_threads(int(threads))
     key = json.dumps({"config": _jsonable(config), "extract": extract, "threads": threads}, sort_keys=True,
                      default=str)
     if key in _LEGS:
@@ -111,9 +116,6 @@ def buildLeg(config, extract=False, threads=None):
     config = dict(config)
     if threads is not None and config["platform"] == "CPU":
         config["threads"] = threads
-    if config["threads"] is not None:
-        import torch
-        torch.set_num_threads(int(config["threads"]))
     inputs = readInputs(config)
     if extract:
         from .vacuum import extractMolecule
@@ -142,9 +144,9 @@ def buildLeg(config, extract=False, threads=None):
               outerGroups={built.correctionGroup, built.mlGroup}, linear=True, platform=config["platform"],
               properties=properties or None)
     leg.mlAtoms, leg.topology = list(built.mlAtoms), inputs.topology
-    if inputs.velocities is None:
+    if config["minimize"] or (config["minimize"] is None and inputs.velocities is None):
         context, _ = leg.context(0.0, 1)
-        openmm.LocalEnergyMinimizer.minimize(context, 10.0, 200)
+        openmm.LocalEnergyMinimizer.minimize(context, 10.0, config["minimize_iterations"])
         leg.positions = context.getState(getPositions=True).getPositions(asNumpy=True)
         del context
     _LEGS[key] = leg
@@ -185,16 +187,14 @@ class _Plan:
 
     def __init__(self, fe, log):
         self.fe, self.entries = fe, []
-        threads = None
-        if fe.workers > 1 and fe.scheduler is None:
+        threads = fe.threads
+        if threads is None and fe.workers > 1 and fe.scheduler is None:
             threads = max(1, (os.cpu_count() or 1) // fe.workers)
         for i, ligand in enumerate(fe.ligands):
             offset, regions = None, {}
             for j, legName in enumerate(fe.legNames):
                 config = ligand.legs[legName]
                 extract = legName in ligand.extractedFrom
-                if config["threads"] is not None:
-                    threads = None  # the config's own threads win
                 factory = functools.partial(buildLeg, config, extract, threads)
                 start = time.perf_counter()
                 try:
@@ -263,14 +263,29 @@ def _checkOutput(fe, plan, resume):
                           "with; give the same config, or another --output")
 
 
-def runFreeEnergy(fe, resume=False, log=print, analyzeOnly=False):
+def runFreeEnergy(fe, resume=False, log=print, analyzeOnly=False, dryRun=False):
     """Run (or with ``resume``, continue) the calculation ``fe`` (an :class:`~.config.FEConfig`) and
     write its results; returns the result dict (also ``OUTPUT/result.json``).  With ``analyzeOnly``,
-    only the analysis of what is done."""
+    only the analysis of what is done; with ``dryRun``, only the set-up and its checks (returns
+    None)."""
+    import torch
+    torchThreads = torch.get_num_threads()
+    try:
+        return _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun)
+    finally:
+        torch.set_num_threads(torchThreads)  # the legs set their own
+
+
+def _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun):
     start = time.perf_counter()
     log(f"openmm-hybrid fe: {fe.calculation} correction MM -> ML/MM by {fe.method.upper()}"
         + (" (QUICK protocol: not converged)" if fe.quick else "") + f"; setting up {len(fe.ligands)} ligand(s)")
     plan = _Plan(fe, log)
+    if dryRun:
+        _checkOutput(fe, plan, resume)
+        log(f"openmm-hybrid fe: dry run: {len(plan.entries)} legs are consistent; "
+            f"{sum(len(p) for p in plan.phases())} tasks would run; nothing was simulated")
+        return None
     if analyzeOnly:
         if not os.path.isfile(os.path.join(fe.output, FILES["plan"])):
             raise ConfigError(f"'{fe.output}' holds no fe calculation to analyze")
