@@ -217,3 +217,25 @@ def test_mixed_leg_puts_the_correction_on_the_outer_step(pxylene):
     assert u0 == pytest.approx(e_mm, abs=bound(abs(e_mm), np.float32, 1))
     window = sampleWindow(leg, 0, [0.0, 1.0], 2, 2, 2, seed=3)
     assert np.isfinite(window["u_kn"]).all()
+
+
+def _dies_once(marker, task):
+    """A task whose first attempt kills its worker process (as an out-of-memory kill would)."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(1)
+    return harmonicTask(task)
+
+
+def test_a_killed_workers_task_is_run_again(tmp_path):
+    """The worker running a task dies mid-task: the scheduler reruns the task on a worker that is
+    alive, and its result is what a process that did not die computes."""
+    pytest.importorskip("distributed")
+    import functools
+    task = WINDOWS[0]
+    store, reference = ResultStore(tmp_path / "killed", "k"), ResultStore(tmp_path / "reference", "k")
+    ran = runTasks([task], functools.partial(_dies_once, str(tmp_path / "died")), store, workers=2,
+                   log=lambda line: None)
+    assert ran == [task.name] and os.path.exists(tmp_path / "died")
+    runTasks([task], harmonicTask, reference, log=lambda line: None)
+    assert np.array_equal(store.load(task)["u_kn"], reference.load(task)["u_kn"])
