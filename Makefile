@@ -76,9 +76,10 @@ embedding: build
 	$(PY) examples/embedding_pxylene.py --steps 500 --interval 25 --out embedding-output \
 	    --markdown docs/embedding_demo.md --plot docs/embedding.png
 
-# MM -> ML/MM (ANI-1x) correction to p-xylene's hydration free energy, MBAR (about 20 min, 2 cores)
+# MM -> ML/MM (ANI-1x) correction to the binding free energy of p-xylene to T4L L99A, MBAR, with
+# the quick protocol (NOT converged; about 4 min on 2 cores; docs/free_energy.md) -> fe-t4l-pxylene-binding/
 free-energy: build
-	$(PY) examples/free_energy_pxylene.py --out fe-output
+	$(VENV)/bin/openmm-hybrid fe examples/configs/fe_t4l_pxylene_binding.toml --quick
 
 # The CUDA platform's tests and benchmark; uses the machine's own python3 and torch, not .venv/
 # (see docs/gpu.md).

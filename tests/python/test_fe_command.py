@@ -253,6 +253,8 @@ inpcrd = "DATA/pxylene-water/pxylene_water.inpcrd"
 [solvent]
 prmtop = "DATA/alanine-dipeptide-water/alanine-dipeptide.prmtop"
 inpcrd = "DATA/alanine-dipeptide-water/alanine-dipeptide.inpcrd"
+[dynamics]
+minimize_iterations = 5
 """
     assert _fe([_config(tmp_path, text), "--dry-run", "--output", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip()
@@ -272,4 +274,59 @@ def test_resume_with_other_settings_is_refused(tinyRun, capsys):
 ])
 def test_bad_flags(capsys, args, message):
     assert _fe([HYDRATION, "--dry-run", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_client_of_ones_own(tinyRun, tmp_path):
+    """runFreeEnergy(..., client=...) runs the tasks on a given Dask cluster (as the dask-jobqueue
+    template examples/fe_dask_cluster.py does) and leaves it open: the numbers of one process."""
+    pytest.importorskip("distributed")
+    from distributed import Client, LocalCluster
+    from openmmhybrid.freeenergy import loadFEConfig, runFreeEnergy
+    fe = loadFEConfig(TINY, {"output": str(tmp_path / "own"), "threads": 1}, quick=True)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        lines = []
+        result = runFreeEnergy(fe, client=client, log=lines.append)
+        assert any("tasks on the Dask cluster of" in line for line in lines)
+        assert client.status == "running"
+    assert result["ddG"] == _result(tinyRun)["ddG"]
+
+
+def test_several_ligands(tmp_path, capsys):
+    """[[ligand]] tables: each ligand has its own region and legs, and its own seeds; the dry run
+    sets up all four legs."""
+    text = """
+[fe]
+calculation = "hydration"
+[ml]
+model = "ani1x"
+[[ligand]]
+name = "p-xylene"
+residue = "TMP"
+water = {prmtop = "DATA/pxylene-water/pxylene_water.prmtop", inpcrd = "DATA/pxylene-water/pxylene_water.inpcrd"}
+[[ligand]]
+name = "alanine dipeptide"
+region = "not water"
+water = {prmtop = "DATA/alanine-dipeptide-water/alanine-dipeptide.prmtop", inpcrd = "DATA/alanine-dipeptide-water/alanine-dipeptide.inpcrd"}
+[dynamics]
+minimize_iterations = 5
+"""
+    assert _fe([_config(tmp_path, text), "--quick", "--dry-run", "--output", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "p-xylene / water: 3180 particles, ML region C8H10 (18 atoms)" in out
+    assert "p-xylene / vacuum: 18 particles" in out
+    assert "alanine dipeptide / water:" in out and "ML region C6H12N2O2 (22 atoms)" in out
+    assert "alanine dipeptide / vacuum: 22 particles" in out
+    assert "dry run: 4 legs are consistent; 12 tasks would run" in out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[[ligand]]\nresidue = 'TMP'\n", "needs a name"),
+    ("[[ligand]]\nname = 'a'\nresidue = 'TMP'\nwater = {prmtop = 'x.prmtop', inpcrd = 'x.inpcrd'}\n"
+     "[[ligand]]\nname = 'a'\nresidue = 'TMP'\n", "two ligands are called 'a'"),
+    ("[[ligand]]\nname = 'a'\ncolour = 'red'\n", "unknown key 'colour' in the ligand 'a'"),
+])
+def test_bad_ligand_tables(tmp_path, capsys, text, message):
+    assert _fe([_config(tmp_path, "[fe]\ncalculation = 'hydration'\n" + text), "--dry-run"]) == 2
     assert message in capsys.readouterr().err

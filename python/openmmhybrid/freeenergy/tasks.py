@@ -136,12 +136,20 @@ def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=
     if not pending:
         return []
     ran = []
+    start = time.perf_counter()
+
+    def report(name, seconds):
+        ran.append(name)
+        elapsed = time.perf_counter() - start
+        left = elapsed / len(ran) * (len(pending) - len(ran))
+        log(f"  {name} ({seconds:.1f} s; {done}/{len(jobs)} done; {_duration(elapsed)} elapsed"
+            + (f", about {_duration(left)} left)" if len(ran) < len(pending) else ")"))
+
     if client is None and scheduler is None and workers <= 1:
         for task, function, store in pending:
             name, seconds = _execute(function, task, store.folder, store.key)
-            ran.append(name)
             done += 1
-            log(f"  {name} ({seconds:.1f} s; {done}/{len(jobs)})")
+            report(name, seconds)
         return ran
     own = client is None
     cluster = None
@@ -154,15 +162,23 @@ def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=
                    for task, function, store in pending]
         for future in as_completed(futures):
             name, seconds = future.result()
-            ran.append(name)
             done += 1
-            log(f"  {name} ({seconds:.1f} s; {done}/{len(jobs)})")
+            report(name, seconds)
     finally:
         if own:
             client.close()
             if cluster is not None:
                 cluster.close()
     return ran
+
+
+def _duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
 
 
 def daskClient(workers=1, scheduler=None, threadsPerWorker=1):

@@ -263,20 +263,21 @@ def _checkOutput(fe, plan, resume):
                           "with; give the same config, or another --output")
 
 
-def runFreeEnergy(fe, resume=False, log=print, analyzeOnly=False, dryRun=False):
+def runFreeEnergy(fe, resume=False, log=print, analyzeOnly=False, dryRun=False, client=None):
     """Run (or with ``resume``, continue) the calculation ``fe`` (an :class:`~.config.FEConfig`) and
     write its results; returns the result dict (also ``OUTPUT/result.json``).  With ``analyzeOnly``,
     only the analysis of what is done; with ``dryRun``, only the set-up and its checks (returns
-    None)."""
+    None).  ``client``: a Dask Client to run the tasks on (e.g. of a dask-jobqueue cluster; it is
+    left open), instead of the one ``fe.workers`` or ``fe.scheduler`` asks for."""
     import torch
     torchThreads = torch.get_num_threads()
     try:
-        return _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun)
+        return _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun, client)
     finally:
         torch.set_num_threads(torchThreads)  # the legs set their own
 
 
-def _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun):
+def _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun, given):
     start = time.perf_counter()
     log(f"openmm-hybrid fe: {fe.calculation} correction MM -> ML/MM by {fe.method.upper()}"
         + (" (QUICK protocol: not converged)" if fe.quick else "") + f"; setting up {len(fe.ligands)} ligand(s)")
@@ -297,13 +298,14 @@ def _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun):
             json.dump(plan.record(), f, indent=1)
         phases = plan.phases()
         total = sum(len(p) for p in phases)
-        where = (f"the Dask scheduler at {fe.scheduler}" if fe.scheduler else
+        where = (f"the Dask cluster of {given}" if given is not None else
+                 f"the Dask scheduler at {fe.scheduler}" if fe.scheduler else
                  f"a local Dask cluster of {fe.workers} worker processes" if fe.workers > 1 else "this process")
         log(f"openmm-hybrid fe: {total} tasks on {where} -> {fe.output}/tasks")
-        client = cluster = None
+        client, cluster = given, None
         interrupted = False
         try:
-            if fe.scheduler or fe.workers > 1:
+            if client is None and (fe.scheduler or fe.workers > 1):
                 client, cluster = daskClient(fe.workers, fe.scheduler)
             for phase in phases:
                 runJobs(plan.jobs(phase), log=log, client=client)
@@ -311,7 +313,7 @@ def _runFreeEnergy(fe, resume, log, analyzeOnly, dryRun):
             interrupted = True
             log("openmm-hybrid fe: interrupted; analysing what is done (continue with --resume)")
         finally:
-            if client is not None:
+            if client is not None and client is not given:
                 client.close()
             if cluster is not None:
                 cluster.close()
