@@ -316,6 +316,44 @@ def test_prepared_folder(prepared):
     assert np.isfinite(velocities).all() and np.abs(velocities).max() > 0
 
 
+def test_fe_legs_from_a_prepared_folder_and_a_serialized_system(prepared, tmp_path, capsys):
+    """`openmm-hybrid fe` reads its legs as `run` does: the complex from the prepared folder, the
+    solvent from a serialized System + State + PDB; a dry run builds both and finds the same ML
+    region (p-xylene, LIG in one and TMP in the other)."""
+    result, _ = prepared
+    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
+    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
+    system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.9 * unit.nanometer, constraints=app.HBonds)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPeriodicBoxVectors(*inpcrd.boxVectors)
+    context.setPositions(inpcrd.positions)
+    (tmp_path / "system.xml").write_text(openmm.XmlSerializer.serialize(system))
+    (tmp_path / "state.xml").write_text(openmm.XmlSerializer.serialize(context.getState(getPositions=True)))
+    with open(tmp_path / "solvent.pdb", "w") as f:
+        app.PDBFile.writeFile(prmtop.topology, inpcrd.positions, f)
+    config = tmp_path / "fe.toml"
+    config.write_text(f"""
+[fe]
+calculation = "binding"
+[ml]
+region = "resname LIG or resname TMP"
+[dynamics]
+minimize_iterations = 5
+[complex]
+prepared = "{result.folder}"
+[solvent]
+system = "system.xml"
+state = "state.xml"
+pdb = "solvent.pdb"
+""")
+    status, out, err = run_cli(["fe", str(config), "--quick", "--dry-run", "--output", str(tmp_path / "out")], capsys)
+    assert status == 0, err
+    atoms = result.system().getNumParticles()
+    assert f"complex: {atoms} particles, ML region C8H10 (18 atoms)" in out
+    assert "solvent: 3180 particles, ML region C8H10 (18 atoms)" in out
+    assert "dry run: 2 legs are consistent" in out
+
+
 def energy_pbc(system, state):
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
     context.setPeriodicBoxVectors(*state.getPeriodicBoxVectors())
