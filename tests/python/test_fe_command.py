@@ -215,6 +215,7 @@ inpcrd = "DATA/pxylene-water/pxylene_water.inpcrd"
     (WATER + "[neq]\nswitch_steps = 0\n", "a switch needs at least one step"),
     (WATER + "[neq]\nswitches = 1\n", "at least 2 switches"),
     (WATER + "[mbar]\nsamples = 10.5\n", "samples must be an integer"),
+    (WATER + "[neq]\none_sided = 1\n", "one_sided must be true or false"),
     (WATER + "[mbar]\nwindows = 3\n", "unknown key 'windows' in [mbar]"),
     (WATER.replace('calculation = "hydration"', 'calculation = "solvation"'), "calculation must be one of"),
     (WATER + "[dynamics]\npressure = 1\n", "'pressure' does not apply to a free-energy leg"),

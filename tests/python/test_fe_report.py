@@ -189,3 +189,18 @@ def test_partial_calculation(tmp_path):
     assert complex_["done"] == "1" and complex_["total"] == "3"
     assert row(rows, "benzene", "ddG")["value_kJ_per_mol"] == ""
     assert float(row(rows, "benzene", "solvent")["value_kJ_per_mol"]) == -9.27
+
+
+def test_one_sided_switching(tmp_path):
+    """A one-sided leg (Jarzynski, forward works only): no BAR row, no reverse works, and a wide
+    spread suggests both directions."""
+    result = hydrationNEQ(spread=4 * KT)
+    for leg in result["ligands"]["ethanol"]["legs"].values():
+        leg.update(estimator="jarzynski", reverseWorks=[], jarzynski={"value": leg["value"], "stderr": leg["stderr"]})
+    writeReport(str(tmp_path), result)
+    report, rows = read(str(tmp_path))
+    assert "BAR (forward and reverse)" not in report and "| Jarzynski (forward only) | 4.20 ± 0.21 |" in report
+    assert "−reverse W" not in report and "by Jarzynski" in report
+    assert "Jarzynski may be unreliable; use more or longer switches, or both directions (BAR)" in report
+    assertPNG(str(tmp_path), "works-ethanol-water.png")
+    assert float(row(rows, "ethanol", "water")["value_kJ_per_mol"]) == 4.2

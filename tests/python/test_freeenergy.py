@@ -239,3 +239,24 @@ def test_a_killed_workers_task_is_run_again(tmp_path):
     assert ran == [task.name] and os.path.exists(tmp_path / "died")
     runTasks([task], harmonicTask, reference, log=lambda line: None)
     assert np.array_equal(store.load(task)["u_kn"], reference.load(task)["u_kn"])
+
+
+def test_one_sided_switching_is_jarzynski(tmp_path):
+    """NEQProtocol(oneSided=True): one end state (lambda = 0), forward switches only, and the
+    Jarzynski estimate, within 4 standard errors (+ 0.1 kT for its bias) of the exact answer."""
+    import functools
+    from openmmhybrid.freeenergy.protocols import NEQProtocol, runProtocolTask
+    store = ResultStore(tmp_path, "k")
+    neq = NEQProtocol(switches=120, switchSteps=50, equilibrationSteps=500, interval=40, oneSided=True)
+    ends, switches = neq.endTasks("oscillators", 31), neq.switchTasks("oscillators", 31)
+    assert [t.index for t in ends] == [0] and {t.kind for t in switches} == {"forward"} and len(switches) == 120
+    run = functools.partial(runProtocolTask, neq, functools.partial(harmonicLeg), store.folder, store.key)
+    runTasks(ends + switches, run, store, log=lambda line: None)
+    analysis = neq.analyze(store, ends + switches)
+    estimate = analysis["estimate"]
+    assert analysis["done"] == analysis["total"] == 121
+    assert estimate.method == "jarzynski" and estimate.details["reverseWorks"] == []
+    assert estimate.stderr < 0.3 and abs(estimate.value - EXACT) < 4 * estimate.stderr + 0.1, estimate
+    # the offset moves the estimate by exactly -offset
+    shifted = neq.analyze(store, ends + switches, offset=2.5)["estimate"]
+    assert shifted.value == pytest.approx(estimate.value - 2.5, abs=1e-9)

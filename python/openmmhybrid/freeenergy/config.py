@@ -47,15 +47,16 @@ LEGS = {"binding": ("complex", "solvent"), "hydration": ("water", "vacuum")}
 #: switches each way of 5,000 steps, from snapshots every 1,000 steps after 5,000 steps.
 PRODUCTION = {"mbar": {"lambdas": [i / 10 for i in range(11)], "equilibration_steps": 5000, "samples": 500,
                        "interval": 250},
-              "neq": {"switches": 100, "switch_steps": 5000, "equilibration_steps": 5000, "interval": 1000}}
+              "neq": {"switches": 100, "switch_steps": 5000, "equilibration_steps": 5000, "interval": 1000,
+                      "one_sided": False}}
 
 #: What --quick runs (the [quick.mbar] and [quick.neq] tables override them): small enough for CI
 #: on 2 cores, and labelled as not converged wherever a number is shown.
 QUICK = {"mbar": {"lambdas": [0.0, 0.5, 1.0], "equilibration_steps": 200, "samples": 100, "interval": 10},
-         "neq": {"switches": 16, "switch_steps": 20, "equilibration_steps": 200, "interval": 20}}
+         "neq": {"switches": 16, "switch_steps": 20, "equilibration_steps": 200, "interval": 20, "one_sided": False}}
 
 _PROTOCOL_KEYS = {"mbar": ("lambdas", "equilibration_steps", "samples", "interval"),
-                  "neq": ("switches", "switch_steps", "equilibration_steps", "interval")}
+                  "neq": ("switches", "switch_steps", "equilibration_steps", "interval", "one_sided")}
 
 #: [fe] keys and their defaults.
 FE_DEFAULTS = {"calculation": "binding", "method": "mbar", "output": "fe-output", "workers": 1, "scheduler": None,
@@ -126,6 +127,9 @@ def _protocol(method, table, where):
             if not isinstance(values[key], (list, tuple)) or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in values[key]):
                 _fail(f"{where} lambdas must be a list of numbers from 0 to 1, not {values[key]!r}")
+        elif key == "one_sided":
+            if not isinstance(values[key], bool):
+                _fail(f"{where} one_sided must be true or false, not {values[key]!r}")
         elif isinstance(values[key], bool) or not isinstance(values[key], int):
             _fail(f"{where} {key} must be an integer, not {values[key]!r}")
     try:
@@ -133,7 +137,8 @@ def _protocol(method, table, where):
             return MBARProtocol(lambdas=tuple(values["lambdas"]), equilibrationSteps=values["equilibration_steps"],
                                 samples=values["samples"], interval=values["interval"])
         return NEQProtocol(switches=values["switches"], switchSteps=values["switch_steps"],
-                           equilibrationSteps=values["equilibration_steps"], interval=values["interval"])
+                           equilibrationSteps=values["equilibration_steps"], interval=values["interval"],
+                           oneSided=values["one_sided"])
     except ValueError as error:
         _fail(f"{where}: {error}")
 

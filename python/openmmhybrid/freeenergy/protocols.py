@@ -88,12 +88,17 @@ class MBARProtocol:
 @dataclass(frozen=True)
 class NEQProtocol:
     """Nonequilibrium switching: at each end, ``equilibrationSteps`` then ``switches`` snapshots
-    ``interval`` steps apart; from each, a switch of ``switchSteps`` steps to the other end."""
+    ``interval`` steps apart; from each, a switch of ``switchSteps`` steps to the other end.
+
+    With ``oneSided``, only lambda = 0 is sampled and only forward switches run, and the estimate
+    is Jarzynski's (Karwounopoulos et al. 2024): no sampling at the ML/MM end, where every step
+    costs the model, but biased when the forward works spread over more than a few kT."""
 
     switches: int = 100
     switchSteps: int = 5000
     equilibrationSteps: int = 5000
     interval: int = 500
+    oneSided: bool = False
     name: str = field(default="neq", init=False)
 
     def __post_init__(self):
@@ -106,11 +111,11 @@ class NEQProtocol:
         return asdict(self)
 
     def endTasks(self, leg, seed):
-        return [Task(leg, "endstate", 0, seed), Task(leg, "endstate", 1, seed + 1)]
+        return [Task(leg, "endstate", 0, seed)] + ([] if self.oneSided else [Task(leg, "endstate", 1, seed + 1)])
 
     def switchTasks(self, leg, seed):
         return ([Task(leg, "forward", i, seed + 1000 + i) for i in range(self.switches)]
-                + [Task(leg, "reverse", i, seed + 100000 + i) for i in range(self.switches)])
+                + ([] if self.oneSided else [Task(leg, "reverse", i, seed + 100000 + i) for i in range(self.switches)]))
 
     def tasks(self, leg, seed):
         """End-state tasks first; the switch tasks need their snapshots (run them after)."""
@@ -131,15 +136,16 @@ class NEQProtocol:
         return {"work": np.array([switch(leg, snapshot, task.kind == "forward", self.switchSteps, seed=task.seed)])}
 
     def analyze(self, store, tasks, offset=0.0):
-        """BAR on the works of the switches that are done (at least 2 each way); ``offset`` (kT)
+        """BAR on the works of the switches that are done (at least 2 each way; one-sided:
+        Jarzynski on at least 2 forward works); ``offset`` (kT)
         as for :meth:`MBARProtocol.analyze` (forward works move by -offset, reverse by +offset)."""
         forward = [float(store.load(t)["work"][0]) - offset for t in tasks if t.kind == "forward" and store.done(t)]
         reverse = [float(store.load(t)["work"][0]) + offset for t in tasks if t.kind == "reverse" and store.done(t)]
         done = sum(1 for t in tasks if store.done(t))
-        if len(forward) < 2 or len(reverse) < 2:
+        if len(forward) < 2 or (len(reverse) < 2 and not self.oneSided):
             return {"done": done, "total": len(tasks), "estimate": None}
-        estimate = barEstimate(forward, reverse)
         oneSided = jarzynskiEstimate(forward)
+        estimate = oneSided if self.oneSided else barEstimate(forward, reverse)
         estimate.details.update(forwardWorks=forward, reverseWorks=reverse, jarzynski=[oneSided.value, oneSided.stderr])
         return {"done": done, "total": len(tasks), "estimate": estimate}
 

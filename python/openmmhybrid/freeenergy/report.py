@@ -288,9 +288,11 @@ def _neqSection(plt, folder, stem, ligand, legName, leg, kT):
     if isinstance(jarzynski, (list, tuple)):
         jarzynski = {"value": jarzynski[0] if jarzynski else None,
                      "stderr": jarzynski[1] if len(jarzynski) > 1 else None}
-    lines += ["| estimate | ΔG (kJ/mol) | ΔG (kcal/mol) |", "|---|---|---|",
-              f"| BAR (forward and reverse) | {_pm(leg.get('value'), leg.get('stderr'))} | "
-              f"{_pm(leg.get('value'), leg.get('stderr'), KCAL)} |"]
+    oneSided = leg.get("estimator") == "jarzynski"
+    lines += ["| estimate | ΔG (kJ/mol) | ΔG (kcal/mol) |", "|---|---|---|"]
+    if not oneSided:
+        lines.append(f"| BAR (forward and reverse) | {_pm(leg.get('value'), leg.get('stderr'))} | "
+                     f"{_pm(leg.get('value'), leg.get('stderr'), KCAL)} |")
     if _number(jarzynski.get("value")) is not None:
         lines.append(f"| Jarzynski (forward only) | {_pm(jarzynski.get('value'), jarzynski.get('stderr'))} | "
                      f"{_pm(jarzynski.get('value'), jarzynski.get('stderr'), KCAL)} |")
@@ -311,8 +313,9 @@ def _neqSection(plt, folder, stem, ligand, legName, leg, kT):
         wide = [(label, std) for label, std in spreads if std > WORK_SPREAD_KT * kT]
         if wide:
             which = ", ".join(f"{label} {std:.2f} kJ/mol = {std / kT:.1f} kT" for label, std in wide)
-            lines += [f"**Note: the work standard deviation exceeds {WORK_SPREAD_KT:g} kT ({which}): BAR may be "
-                      "unreliable; use more or longer switches.**", ""]
+            lines += [f"**Note: the work standard deviation exceeds {WORK_SPREAD_KT:g} kT ({which}): "
+                      f"{'Jarzynski' if oneSided else 'BAR'} may be unreliable; use more or longer switches"
+                      + ("" if not oneSided else ", or both directions (BAR)") + ".**", ""]
     return lines
 
 
@@ -398,7 +401,7 @@ def writeReport(folder, result):
     lines.append(f"| calculation | {calculation}, legs {' − '.join(mainLegs) if mainLegs else '?'} |")
     method = result.get("method")
     if method:
-        described = {"mbar": "MBAR over λ windows", "neq": "nonequilibrium switching (BAR)"}.get(method, method)
+        described = {"mbar": "MBAR over λ windows", "neq": "nonequilibrium switching"}.get(method, method)
         lines.append(f"| method | {_cell(described)} |")
     if result.get("model") or result.get("embedding"):
         lines.append(f"| model, embedding | {result.get('model', '?')}, {result.get('embedding', '?')} |")
@@ -453,7 +456,8 @@ def writeReport(folder, result):
             particles = [f"{leg['particles']} particles" if leg.get("particles") is not None else None,
                          f"{leg['mlAtoms']} ML atoms" if leg.get("mlAtoms") is not None else None]
             about = ", ".join(x for x in particles if x)
-            estimator = (leg.get("estimator") or ("mbar" if _isMBAR(leg, method) else "bar")).upper()
+            estimator = leg.get("estimator") or ("mbar" if _isMBAR(leg, method) else "bar")
+            estimator = {"mbar": "MBAR", "bar": "BAR", "jarzynski": "Jarzynski"}.get(estimator, estimator)
             if _number(leg.get("value")) is None:
                 lines += [f"{estimator}: not done ({_tasks(leg)})" + (f"; {about}." if about else "."), ""]
                 continue

@@ -346,7 +346,7 @@ def analyzeFreeEnergy(fe, plan, wallSeconds=None):
         analysis = protocol.analyze(e["store"], tasks, offset=e["offset"])
         leg = {"value": None, "stderr": None, "done": analysis["done"], "total": analysis["total"],
                "particles": e["particles"], "mlAtoms": e["mlAtoms"], "offset": e["offset"] * scale,
-               "estimator": "mbar" if fe.method == "mbar" else "bar"}
+               "estimator": "mbar" if fe.method == "mbar" else "jarzynski" if protocol.oneSided else "bar"}
         estimate = analysis["estimate"]
         if estimate is not None:
             leg.update(value=estimate.value * scale, stderr=estimate.stderr * scale)
