@@ -157,6 +157,14 @@ def test_a_killed_run_resumed_gives_the_uninterrupted_result(tinyRun, tmp_path):
     assert len(done) == 1, done
     stamps = {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done}
     assert _fe([TINY, "--quick", "--threads", "1", "--output", out]) == 2  # the folder is not empty: --resume is needed
+    # the analysis of what is done: 1 of 4 tasks, no estimate yet, and the report says so
+    assert _fe([TINY, "--quick", "--threads", "1", "--output", out, "--analyze"]) == 0
+    partial = _result(out)
+    assert partial["tasks"] == {"done": 1, "total": 4} and partial["ddG"] == {"value": None, "stderr": None}
+    assert partial["legs"]["water"]["done"] == 1 and partial["legs"]["vacuum"]["done"] == 0
+    with open(os.path.join(out, "report.md")) as f:
+        assert "not done (1 of 2 tasks)" in f.read()
+    assert {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done} == stamps
     assert _fe([TINY, "--quick", "--threads", "1", "--output", out, "--resume"]) == 0
     assert {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done} == stamps
     resumed, uninterrupted = _result(out), _result(tinyRun)
