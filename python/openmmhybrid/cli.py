@@ -185,18 +185,30 @@ def _freeEnergy(args):
         return _fail("give --workers (a local cluster) or --scheduler (a running one), not both")
     overrides = {"method": args.method, "workers": args.workers, "scheduler": args.scheduler, "output": args.output,
                  "seed": args.seed, "threads": args.threads}
-    try:
-        runOverrides = {k: v for k, v in (("embedding", args.embedding), ("platform", args.platform)) if v is not None}
+    runOverrides = {k: v for k, v in (("embedding", args.embedding), ("platform", args.platform)) if v is not None}
+
+    def run():
         fe = loadFEConfig(args.config, overrides, quick=args.quick, mlOverrides=runOverrides)
-        runFreeEnergy(fe, resume=args.resume, analyzeOnly=args.analyze, dryRun=args.dry_run,
-                      log=lambda line: print(line, flush=True))
+        runFreeEnergy(fe, resume=args.resume, analyzeOnly=args.analyze, dryRun=args.dry_run, log=_print)
+
+    return _guarded(run)
+
+
+def _print(line):
+    print(line, flush=True)
+
+
+def _guarded(action):
+    """``action()``, with its errors as the command's one line on stderr and exit status: 2 for bad
+    input, 130 for Ctrl-C, 1 for a failure while running; otherwise what it returns, or 0."""
+    try:
+        return action() or 0
     except ConfigError as error:
         return _fail(error)
     except KeyboardInterrupt as error:
         return _fail(error if str(error) else "interrupted", 130)
     except RuntimeError as error:
         return _fail(error, 1)
-    return 0
 
 
 def main(argv=None):
@@ -222,31 +234,20 @@ def main(argv=None):
     if args.command == "fe":
         return _freeEnergy(args)
     if args.command == "prepare":
-        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "overwrite")}
-        try:
-            config = loadConfig(args.config, overrides)
-            if not preparesHere(config):
-                return _fail("nothing to prepare: give --protein and/or --ligand (or a config with a [prepare] table)")
-            prepared = prepareFromConfig(config, log=lambda line: print(line, flush=True), overwrite=args.overwrite)
-        except ConfigError as error:
-            return _fail(error)
-        except KeyboardInterrupt:
-            return _fail("interrupted", 130)
-        except RuntimeError as error:
-            return _fail(error, 1)
-        print(f"openmm-hybrid prepare: done; run it with `openmm-hybrid run --prepared {prepared.folder}` "
-              f"(ML region: {', '.join(prepared.ligandResidues) or 'give one'})")
-        return 0
+        return _guarded(lambda: _prepare(args))
     overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "resume", "dry_run")}
-    try:
-        config = loadConfig(args.config, overrides)
-        runJob(config, resume=args.resume, dryRun=args.dry_run, log=lambda line: print(line, flush=True))
-    except ConfigError as error:
-        return _fail(error)
-    except KeyboardInterrupt as error:
-        return _fail(error if str(error) else "interrupted", 130)
-    except RuntimeError as error:
-        return _fail(error, 1)
+    return _guarded(lambda: runJob(loadConfig(args.config, overrides), resume=args.resume, dryRun=args.dry_run,
+                                   log=_print) and 0)
+
+
+def _prepare(args):
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config", "overwrite")}
+    config = loadConfig(args.config, overrides)
+    if not preparesHere(config):
+        return _fail("nothing to prepare: give --protein and/or --ligand (or a config with a [prepare] table)")
+    prepared = prepareFromConfig(config, log=_print, overwrite=args.overwrite)
+    print(f"openmm-hybrid prepare: done; run it with `openmm-hybrid run --prepared {prepared.folder}` "
+          f"(ML region: {', '.join(prepared.ligandResidues) or 'give one'})")
     return 0
 
 

@@ -198,40 +198,20 @@ def _cmap(f, ex):
     return new if new.getNumTorsions() else None
 
 
-def _customBond(f, ex):
-    new = openmm.CustomBondForce(f.getEnergyFunction())
-    _globals(f, new)
-    for k in range(f.getNumPerBondParameters()):
-        new.addPerBondParameter(f.getPerBondParameterName(k))
-    for k in range(f.getNumBonds()):
-        *p, values = f.getBondParameters(k)
-        if (q := ex.term(p, f)) is not None:
-            new.addBond(*q, values)
-    return new if new.getNumBonds() else None
-
-
-def _customAngle(f, ex):
-    new = openmm.CustomAngleForce(f.getEnergyFunction())
-    _globals(f, new)
-    for k in range(f.getNumPerAngleParameters()):
-        new.addPerAngleParameter(f.getPerAngleParameterName(k))
-    for k in range(f.getNumAngles()):
-        *p, values = f.getAngleParameters(k)
-        if (q := ex.term(p, f)) is not None:
-            new.addAngle(*q, values)
-    return new if new.getNumAngles() else None
-
-
-def _customTorsion(f, ex):
-    new = openmm.CustomTorsionForce(f.getEnergyFunction())
-    _globals(f, new)
-    for k in range(f.getNumPerTorsionParameters()):
-        new.addPerTorsionParameter(f.getPerTorsionParameterName(k))
-    for k in range(f.getNumTorsions()):
-        *p, values = f.getTorsionParameters(k)
-        if (q := ex.term(p, f)) is not None:
-            new.addTorsion(*q, values)
-    return new if new.getNumTorsions() else None
+def _customBonded(kind):
+    """The copier of a CustomBondForce, CustomAngleForce or CustomTorsionForce (``kind`` 'Bond',
+    'Angle' or 'Torsion': the three share one API but for that word)."""
+    def copy(f, ex):
+        new = type(f)(f.getEnergyFunction())
+        _globals(f, new)
+        for k in range(getattr(f, f"getNumPer{kind}Parameters")()):
+            getattr(new, f"addPer{kind}Parameter")(getattr(f, f"getPer{kind}ParameterName")(k))
+        for k in range(getattr(f, f"getNum{kind}s")()):
+            *p, values = getattr(f, f"get{kind}Parameters")(k)
+            if (q := ex.term(p, f)) is not None:
+                getattr(new, f"add{kind}")(*q, values)
+        return new if getattr(new, f"getNum{kind}s")() else None
+    return copy
 
 
 def _nonbonded(f, ex):
@@ -268,8 +248,8 @@ def _motionRemover(f, ex):
 
 _COPIES = {openmm.HarmonicBondForce: _harmonicBond, openmm.HarmonicAngleForce: _harmonicAngle,
            openmm.PeriodicTorsionForce: _periodicTorsion, openmm.RBTorsionForce: _rbTorsion,
-           openmm.CMAPTorsionForce: _cmap, openmm.CustomBondForce: _customBond,
-           openmm.CustomAngleForce: _customAngle, openmm.CustomTorsionForce: _customTorsion,
+           openmm.CMAPTorsionForce: _cmap, openmm.CustomBondForce: _customBonded("Bond"),
+           openmm.CustomAngleForce: _customBonded("Angle"), openmm.CustomTorsionForce: _customBonded("Torsion"),
            openmm.NonbondedForce: _nonbonded, openmm.CMMotionRemover: _motionRemover}
 
 
