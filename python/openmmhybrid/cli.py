@@ -118,7 +118,8 @@ def buildParser():
     fe.add_argument("--method", choices=["mbar", "neq"], default=None, help="MBAR over lambda windows, or "
                     "bidirectional nonequilibrium switching with BAR (default: [fe] method, else mbar)")
     fe.add_argument("--workers", type=int, default=None, metavar="N", help="run the tasks on a local Dask cluster "
-                    "of N worker processes (on 127.0.0.1 only; default: [fe] workers, else 1: in this process)")
+                    "of N worker processes, on 127.0.0.1 only; 1: in this process (default: [fe] workers, else one per "
+                    "core, or one per GPU on CUDA)")
     fe.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run the tasks on the Dask scheduler at "
                     "ADDRESS (e.g. tls://10.0.0.5:8786; see docs/free_energy.md for a batch cluster and TLS)")
     fe.add_argument("--output", default=None, metavar="DIR", help="the output folder (default: [fe] output)")

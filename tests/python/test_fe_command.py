@@ -58,7 +58,7 @@ def neqRun(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tinyRun(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("fe") / "tiny")
-    assert _fe([TINY, "--quick", "--threads", "1", "--output", out]) == 0
+    assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", out]) == 0
     return out
 
 
@@ -126,7 +126,7 @@ def test_a_finished_run_resumed_does_no_work(tinyRun, capsys):
     before = _result(tinyRun)
     assert before["tasks"] == {"done": 4, "total": 4} and before["ddG"]["value"] is not None
     capsys.readouterr()
-    assert _fe([TINY, "--quick", "--threads", "1", "--output", tinyRun, "--resume"]) == 0
+    assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", tinyRun, "--resume"]) == 0
     out = capsys.readouterr().out
     assert "4 of 4 tasks are done already" in out and "window-0000 (" not in out
     assert {p: os.stat(p).st_mtime_ns for p in stamps} == stamps
@@ -137,7 +137,7 @@ def test_a_killed_run_resumed_gives_the_uninterrupted_result(tinyRun, tmp_path):
     """The command killed (SIGKILL) after its first task, then --resume: the numbers of the
     uninterrupted run, with the finished task not rerun."""
     out = str(tmp_path / "killed")
-    command = [sys.executable, "-m", "openmmhybrid", "fe", TINY, "--quick", "--threads", "1", "--output", out]
+    command = [sys.executable, "-m", "openmmhybrid", "fe", TINY, "--quick", "--workers", "1", "--threads", "1", "--output", out]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tasks = os.path.join(out, "tasks", "fe_pxylene_tiny", "water")
 
@@ -156,16 +156,16 @@ def test_a_killed_run_resumed_gives_the_uninterrupted_result(tinyRun, tmp_path):
     done = finished()
     assert len(done) == 1, done
     stamps = {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done}
-    assert _fe([TINY, "--quick", "--threads", "1", "--output", out]) == 2  # the folder is not empty: --resume is needed
+    assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", out]) == 2  # the folder is not empty: --resume is needed
     # the analysis of what is done: 1 of 4 tasks, no estimate yet, and the report says so
-    assert _fe([TINY, "--quick", "--threads", "1", "--output", out, "--analyze"]) == 0
+    assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", out, "--analyze"]) == 0
     partial = _result(out)
     assert partial["tasks"] == {"done": 1, "total": 4} and partial["ddG"] == {"value": None, "stderr": None}
     assert partial["legs"]["water"]["done"] == 1 and partial["legs"]["vacuum"]["done"] == 0
     with open(os.path.join(out, "report.md")) as f:
         assert "not done (1 of 2 tasks)" in f.read()
     assert {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done} == stamps
-    assert _fe([TINY, "--quick", "--threads", "1", "--output", out, "--resume"]) == 0
+    assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", out, "--resume"]) == 0
     assert {f: os.stat(os.path.join(tasks, f)).st_mtime_ns for f in done} == stamps
     resumed, uninterrupted = _result(out), _result(tinyRun)
     assert resumed["tasks"] == uninterrupted["tasks"] == {"done": 4, "total": 4}

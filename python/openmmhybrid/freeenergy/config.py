@@ -59,7 +59,7 @@ _PROTOCOL_KEYS = {"mbar": ("lambdas", "equilibration_steps", "samples", "interva
                   "neq": ("switches", "switch_steps", "equilibration_steps", "interval", "one_sided")}
 
 #: [fe] keys and their defaults.
-FE_DEFAULTS = {"calculation": "binding", "method": "mbar", "output": "fe-output", "workers": 1, "scheduler": None,
+FE_DEFAULTS = {"calculation": "binding", "method": "mbar", "output": "fe-output", "workers": "auto", "scheduler": None,
                "seed": 2026, "name": None, "threads": None}
 
 _RUN_SECTIONS = {"ml": "ml", "dynamics": "dynamics", "platform": "platform"}
@@ -202,6 +202,18 @@ def _legConfig(runSettings, inputs, region, leg, ligand):
     return config
 
 
+def defaultWorkers(platform):
+    """workers = "auto": one local worker per GPU on CUDA and OpenCL (at least one), else one per
+    core; 1 runs the tasks in the command's own process."""
+    if str(platform).upper() in ("CUDA", "OPENCL"):
+        try:
+            import torch
+            return max(1, torch.cuda.device_count())
+        except Exception:
+            return 1
+    return os.cpu_count() or 1
+
+
 def loadFEConfig(path, overrides=None, quick=False, mlOverrides=None):
     """Read and check an ``openmm-hybrid fe`` TOML file; ``overrides`` (method, output, workers,
     scheduler, seed) win over its [fe] table, ``mlOverrides`` (e.g. embedding) over its [ml],
@@ -229,11 +241,12 @@ def loadFEConfig(path, overrides=None, quick=False, mlOverrides=None):
     if fe["method"] not in ("mbar", "neq"):
         _fail(f"method must be mbar or neq, not {fe['method']!r}")
     for key in ("workers", "seed", "threads"):
-        if key == "threads" and fe[key] is None:
+        if (key == "threads" and fe[key] is None) or (key == "workers" and fe[key] == "auto"):
             continue
         least = 0 if key == "seed" else 1
         if isinstance(fe[key], bool) or not isinstance(fe[key], int) or fe[key] < least:
-            _fail(f"{key} must be an integer of at least {least}, not {fe[key]!r}")
+            also = " or 'auto'" if key == "workers" else ""
+            _fail(f"{key} must be an integer of at least {least}{also}, not {fe[key]!r}")
     if fe["scheduler"] is not None and (not isinstance(fe["scheduler"], str) or "://" not in fe["scheduler"]):
         _fail(f"scheduler must be a Dask scheduler address such as 'tls://10.0.0.5:8786', not {fe['scheduler']!r}")
     known = {"fe", "quick", "mbar", "neq", "ligand"} | set(_RUN_SECTIONS) | {n for legs in LEGS.values() for n in legs}
@@ -266,6 +279,8 @@ def loadFEConfig(path, overrides=None, quick=False, mlOverrides=None):
 
     run = _runSettings(data, base, path)
     run.update(mlOverrides or {})
+    if fe["workers"] == "auto":
+        fe["workers"] = defaultWorkers(run.get("platform", "CPU"))
     if "threads" in run:  # [platform] threads: the threads of each task (see FEConfig.threads)
         threads = run.pop("threads")
         if fe["threads"] is None:
