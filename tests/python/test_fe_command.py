@@ -125,6 +125,12 @@ def test_a_finished_run_resumed_does_no_work(tinyRun, capsys):
     stamps = {os.path.join(r, f): os.stat(os.path.join(r, f)).st_mtime_ns for r, _, fs in os.walk(tasks) for f in fs}
     before = _result(tinyRun)
     assert before["tasks"] == {"done": 4, "total": 4} and before["ddG"]["value"] is not None
+    # every result carries the settings that made it, and the key is their hash
+    with np.load(os.path.join(tasks, "fe_pxylene_tiny", "water", "window-0000.npz")) as data:
+        settings = json.loads(str(data["_settings"]))
+        assert len(str(data["_key"])) == 24 and set(data.files) >= {"u_kn", "dudl", "_seed"}
+    assert settings["method"] == "mbar" and settings["protocol"]["lambdas"] == [0.0, 1.0]
+    assert set(settings["files"]) == {"pxylene_water.prmtop", "pxylene_water.inpcrd"} and settings["seed"] > 11
     capsys.readouterr()
     assert _fe([TINY, "--quick", "--workers", "1", "--threads", "1", "--output", tinyRun, "--resume"]) == 0
     out = capsys.readouterr().out

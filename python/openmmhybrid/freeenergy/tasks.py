@@ -39,10 +39,11 @@ class Task:
 
 
 class ResultStore:
-    """The results of tasks in ``folder``/tasks, each an .npz with the settings ``key``."""
+    """The results of tasks in ``folder``/tasks, each an .npz with the settings ``key`` (and, if
+    given, ``settings``: the text the key was made from, stored with every result as ``_settings``)."""
 
-    def __init__(self, folder, key):
-        self.folder, self.key = os.path.abspath(folder), str(key)
+    def __init__(self, folder, key, settings=None):
+        self.folder, self.key, self.settings = os.path.abspath(folder), str(key), settings
 
     def path(self, task):
         return os.path.join(self.folder, "tasks", task.leg, f"{task.kind}-{task.index:04d}.npz")
@@ -65,7 +66,8 @@ class ResultStore:
         handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(path))
         try:
             with os.fdopen(handle, "wb") as f:
-                np.savez(f, _key=np.array(self.key), _seed=np.array(task.seed), **arrays)
+                extra = {} if self.settings is None else {"_settings": np.array(str(self.settings))}
+                np.savez(f, _key=np.array(self.key), _seed=np.array(task.seed), **extra, **arrays)
             os.replace(temporary, path)
         except BaseException:
             if os.path.exists(temporary):
@@ -84,9 +86,8 @@ class ResultStore:
         return sum(1 for t in tasks if self.done(t)), len(tasks)
 
 
-def _execute(function, task, folder, key):
+def _execute(function, task, store):
     """Run one task and write its result (on the worker)."""
-    store = ResultStore(folder, key)
     if store.done(task):
         return task.name, 0.0
     start = time.perf_counter()
@@ -147,7 +148,7 @@ def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=
 
     if client is None and scheduler is None and workers <= 1:
         for task, function, store in pending:
-            name, seconds = _execute(function, task, store.folder, store.key)
+            name, seconds = _execute(function, task, store)
             done += 1
             report(name, seconds)
         return ran
@@ -157,7 +158,7 @@ def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=
         client, cluster = daskClient(workers, scheduler, threadsPerWorker)
     from distributed import as_completed
     try:
-        futures = [client.submit(_execute, function, task, store.folder, store.key,
+        futures = [client.submit(_execute, function, task, store,
                                  key=f"task-{task.name}-{store.key[:12]}", pure=False, retries=retries)
                    for task, function, store in pending]
         for future in as_completed(futures):

@@ -87,12 +87,14 @@ def _inputFiles(config):
     return files
 
 
-def legKey(config, extractedFrom, method, protocolSettings):
-    """The key of a leg's results: its settings, the protocol and the contents of its input files."""
+def legKey(config, extractedFrom, method, protocolSettings, seed):
+    """(key, record): the key of a leg's results, a hash of the record (its settings, the protocol,
+    the seed of its first task and the contents of its input files, as JSON text)."""
     record = {"settings": {k: _jsonable(v) for k, v in sorted(config.items()) if k not in _UNKEYED},
-              "extractedFrom": extractedFrom, "method": method, "protocol": _jsonable(protocolSettings),
+              "extractedFrom": extractedFrom, "method": method, "protocol": _jsonable(protocolSettings), "seed": seed,
               "files": {os.path.basename(f): _digest(f) for f in _inputFiles(config)}}
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:24]
+    text = json.dumps(record, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24], text
 
 
 def _quietLog(line):
@@ -211,10 +213,10 @@ class _Plan:
                     energies = leg.energies(context, [0.0, 1.0])
                     offset = float(energies[1] - energies[0]) / kT(leg.temperature)
                     del context
-                key = legKey(config, legName if not extract else f"extracted from {ligand.extractedFrom[legName]}",
-                             fe.method, fe.protocolSettings[fe.method])
-                store = ResultStore(fe.output, key)
                 seed = fe.seed + 1_000_000 * (len(fe.legNames) * i + j) + 1
+                key, record = legKey(config, legName if not extract else f"extracted from {ligand.extractedFrom[legName]}",
+                                     fe.method, fe.protocolSettings[fe.method], seed)
+                store = ResultStore(fe.output, key, record)
                 name = f"{ligand.name}/{legName}"
                 self.entries.append({"ligand": ligand.name, "leg": legName, "factory": factory, "store": store,
                                      "key": key, "seed": seed, "name": name, "offset": offset,
