@@ -263,6 +263,7 @@ def _checkOutput(fe, plan, resume):
         what = ", ".join(changed) if changed else f"method {previous.get('method')} (quick {previous.get('quick')})"
         raise ConfigError(f"--resume: the settings or input files of {what} differ from those '{fe.output}' was made "
                           "with; give the same config, or another --output")
+    plan.adoptOffsets(previous)
 
 
 def runFreeEnergy(fe, resume=False, log=print, analyzeOnly=False, dryRun=False, client=None):
