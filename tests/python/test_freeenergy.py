@@ -260,3 +260,20 @@ def test_one_sided_switching_is_jarzynski(tmp_path):
     # the offset moves the estimate by exactly -offset
     shifted = neq.analyze(store, ends + switches, offset=2.5)["estimate"]
     assert shifted.value == pytest.approx(estimate.value - 2.5, abs=1e-9)
+
+
+def test_a_switch_needs_only_the_corrections_slope(pxylene):
+    """switch() on a mixed leg takes dE/dlambda from the correction's force groups alone
+    (lambdaGroups): on Reference (deterministic) a 10-step switch in vacuum gives the work of the
+    whole System's energies to rounding (1e-9 relative)."""
+    import dataclasses
+    from openmmhybrid.freeenergy import extractMolecule, mixedLeg
+    prmtop, inpcrd, system = pxylene
+    atoms = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
+    topology, vacuum, positions = extractMolecule(prmtop.topology, system, inpcrd.positions, atoms)
+    leg = mixedLeg(topology, vacuum, positions, list(range(18)), temperature=300 * unit.kelvin, platform="Reference")
+    assert leg.lambdaGroups == leg.outerGroups and len(leg.lambdaGroups) == 1
+    whole = dataclasses.replace(leg, lambdaGroups=None)
+    snapshot = sampleEndState(leg, 0.0, 20, 1, 1, seed=5)[0]
+    a, b = switch(leg, snapshot, True, 10, seed=6), switch(whole, snapshot, True, 10, seed=6)
+    assert a == pytest.approx(b, rel=1e-9) and a != 0.0

@@ -35,5 +35,5 @@ def mixedLeg(topology, system, positions, mlAtoms, model="ani1x", box=None, temp
     group = freeForceGroup(system, "the ML correction")
     mixed = createMixedSystem(topology, system, mlAtoms, model, interpolate=True, correctionGroup=group, **mixedArgs)
     return Leg(system=mixed, positions=positions, box=box, temperature=temperature, timestep=timestep,
-               friction=friction, innerSteps=int(innerSteps), outerGroups={group}, linear=True, platform=platform,
-               properties=properties)
+               friction=friction, innerSteps=int(innerSteps), outerGroups={group}, linear=True, lambdaGroups={group},
+               platform=platform, properties=properties)

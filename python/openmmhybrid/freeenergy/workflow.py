@@ -143,14 +143,20 @@ def buildLeg(config, extract=False, threads=None):
             properties["DeviceIndex"] = str(device)
     leg = Leg(system=built.system, positions=inputs.positions, box=inputs.box, temperature=config["temperature"],
               timestep=config["timestep"], friction=config["friction"], innerSteps=config["inner_steps"],
-              outerGroups={built.correctionGroup, built.mlGroup}, linear=True, platform=config["platform"],
+              outerGroups={built.correctionGroup, built.mlGroup}, linear=True,
+              lambdaGroups={built.correctionGroup, built.mlGroup}, platform=config["platform"],
               properties=properties or None)
     leg.mlAtoms, leg.topology = list(built.mlAtoms), inputs.topology
+    context, _ = leg.context(0.0, 1)
     if config["minimize"] or (config["minimize"] is None and inputs.velocities is None):
-        context, _ = leg.context(0.0, 1)
         openmm.LocalEnergyMinimizer.minimize(context, 10.0, config["minimize_iterations"])
         leg.positions = context.getState(getPositions=True).getPositions(asNumpy=True)
-        del context
+    # the switches take dE/dlambda from the correction's groups alone: check that nothing else
+    # depends on lambda (else use the whole System)
+    whole = context.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()[leg.parameter]
+    if abs(leg.slope(context) - whole) > 1e-6 * max(1.0, abs(whole)):
+        leg.lambdaGroups = None
+    del context
     _LEGS[key] = leg
     return leg
 
