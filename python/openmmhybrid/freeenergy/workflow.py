@@ -246,12 +246,21 @@ class _Plan:
         return [(t, functools.partial(runProtocolTask, protocol, e["factory"], e["store"].folder, e["store"].key),
                  e["store"]) for e, t in phase]
 
+    def adoptOffsets(self, previous):
+        """Use the offsets an earlier run of the same calculation recorded (``plan.json``), so that
+        a resumed calculation reports its legs against the same constant, wherever it runs."""
+        for e in self.entries:
+            offset = (previous or {}).get("legs", {}).get(e["name"], {}).get("offset_kT")
+            if offset is not None:
+                e["offset"] = float(offset)
+
     def record(self):
         return {"calculation": self.fe.calculation, "method": self.fe.method, "quick": self.fe.quick,
                 "legs": {e["name"]: {"key": e["key"], "offset_kT": e["offset"]} for e in self.entries}}
 
 
 def _checkOutput(fe, plan, resume):
+    """Check the output folder against the plan; on resume, take the offsets it recorded."""
     path = os.path.join(fe.output, FILES["plan"])
     if not os.path.isfile(path):
         if resume and os.path.isdir(os.path.join(fe.output, "tasks")):
