@@ -85,6 +85,8 @@ def test_binding_mbar_report(tmp_path):
     report, rows = read(folder)
     assert report.startswith("# ")
     assert "binding" in report.splitlines()[0] and "ani1x" in report.splitlines()[0]
+    assert "Adding ΔΔG to the MM binding free energy gives the binding free energy with the ML/MM potential" in report
+    assert "{" not in report.split("## Settings")[0]  # no unformatted placeholder
     # The quick warning in bold, before the results.
     assert "**Quick protocol" in report and "NOT converged" in report
     assert report.index("NOT converged") < report.index("## Results")

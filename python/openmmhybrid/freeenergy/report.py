@@ -441,7 +441,7 @@ def writeReport(folder, result):
     lines += [f"ΔΔG = ΔG({first}) − ΔG({second}); each ΔG is the free energy of switching the ligand from MM "
               "(λ = 0) to ML/MM (λ = 1) in that leg, less a constant that cancels in ΔΔG (the ML region's ML − "
               f"MM energy difference at the start of the {first} leg, the same for both legs; result.json holds it "
-              "as each leg's offset).  Adding ΔΔG to the MM {what} gives the {what} with the "
+              f"as each leg's offset).  Adding ΔΔG to the MM {what} gives the {what} with the "
               "ML/MM potential.  Errors are one standard error.", ""]
 
     # Per leg
