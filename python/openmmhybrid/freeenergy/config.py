@@ -29,8 +29,9 @@ import copy
 import os
 from dataclasses import dataclass, field
 
-from ..job.config import SETTINGS, ConfigError, loadConfig, settingByName
+from ..job.config import SETTINGS, ConfigError, loadConfig, resolvePaths, settingByName
 from .protocols import MBARProtocol, NEQProtocol
+from .tasks import gpuCount
 
 try:
     import tomllib
@@ -62,7 +63,8 @@ _PROTOCOL_KEYS = {"mbar": ("lambdas", "equilibration_steps", "samples", "interva
 FE_DEFAULTS = {"calculation": "binding", "method": "mbar", "output": "fe-output", "workers": "auto", "scheduler": None,
                "seed": 2026, "name": None, "threads": None}
 
-_RUN_SECTIONS = {"ml": "ml", "dynamics": "dynamics", "platform": "platform"}
+#: The tables of `openmm-hybrid run` that an fe config shares (each holds that section's settings).
+_RUN_SECTIONS = ("ml", "dynamics", "platform")
 #: The [dynamics] keys that apply to a free-energy leg (constant volume, Langevin dynamics).
 _DYNAMICS = ("temperature", "friction", "timestep", "inner_steps", "minimize", "minimize_iterations")
 _REGION_KEYS = ("region", "residue", "atoms", "side_chain", "residues")
@@ -154,11 +156,8 @@ def _legInput(table, base, where):
         if setting is None or setting.section != "input":
             _fail(f"unknown key '{key}' in {where}; a leg takes the input keys of `openmm-hybrid run`: "
                   f"{', '.join(_INPUT_KEYS)}")
-        if setting.kind == "path" and isinstance(value, str):
-            value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
-        elif setting.kind == "paths" and isinstance(value, (list, tuple)):
-            value = [os.path.normpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v
-                     for v in value]
+        if (setting.kind == "path" and isinstance(value, str)) or (setting.kind == "paths" and isinstance(value, list)):
+            value = resolvePaths(setting, value, base)  # loadConfig checks the rest
         out[key] = value
     return out
 
@@ -172,15 +171,15 @@ def _runSettings(data, base, where):
             _fail(f"[{section}] must be a table, not {table!r}")
         for key, value in table.items():
             setting = settingByName(key)
-            if setting is None or setting.section != _RUN_SECTIONS[section]:
+            if setting is None or setting.section != section:
                 _fail(f"unknown key '{key}' in [{section}] of {where}")
             if section == "dynamics" and key not in _DYNAMICS:
                 _fail(f"'{key}' does not apply to a free-energy leg ({where}); [dynamics] takes "
                       f"{', '.join(_DYNAMICS)} (the legs run Langevin dynamics at constant volume)")
             if key == "lambda":
                 _fail(f"'lambda' is not a setting of a free-energy calculation ({where}): the protocol sets it")
-            if key == "model" and isinstance(value, str) and os.path.exists(os.path.join(base, value)):
-                value = os.path.normpath(os.path.join(base, value))
+            if key == "model" and isinstance(value, str):
+                value = resolvePaths(setting, value, base)
             out[key] = value
     return out
 
@@ -206,11 +205,7 @@ def defaultWorkers(platform):
     """workers = "auto": one local worker per GPU on CUDA and OpenCL (at least one), else one per
     core; 1 runs the tasks in the command's own process."""
     if str(platform).upper() in ("CUDA", "OPENCL"):
-        try:
-            import torch
-            return max(1, torch.cuda.device_count())
-        except Exception:
-            return 1
+        return max(1, gpuCount())
     return os.cpu_count() or 1
 
 

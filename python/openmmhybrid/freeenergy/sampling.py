@@ -95,8 +95,10 @@ class Leg:
     def slope(self, context):
         """dE/dlambda (kJ/mol) at the Context's coordinates, from the lambda-dependent groups only
         (a linear leg)."""
-        kwargs = {} if self.lambdaGroups is None else {"groups": set(self.lambdaGroups)}
-        state = context.getState(getParameterDerivatives=True, **kwargs)
+        if self.lambdaGroups is None:
+            state = context.getState(getParameterDerivatives=True)
+        else:
+            state = context.getState(getParameterDerivatives=True, groups=self.lambdaGroups)
         return state.getEnergyParameterDerivatives()[self.parameter]
 
 

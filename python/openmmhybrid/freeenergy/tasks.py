@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Task", "ResultStore", "runTasks", "runJobs", "daskClient"]
+__all__ = ["Task", "ResultStore", "runTasks", "runJobs", "daskClient", "gpuCount"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,15 @@ def runJobs(jobs, workers=1, scheduler=None, threadsPerWorker=1, retries=2, log=
             if cluster is not None:
                 cluster.close()
     return ran
+
+
+def gpuCount():
+    """The CUDA devices torch sees (0 without CUDA): the local workers' GPUs."""
+    try:
+        import torch
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
 
 
 def _duration(seconds):

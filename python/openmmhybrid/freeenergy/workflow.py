@@ -36,14 +36,14 @@ from ..job.inputs import Inputs, readInputs, selectRegion
 from ..utils import firstLine
 from .estimators import kT
 from .protocols import runProtocolTask
-from .report import _safe, writeReport
+from .report import FILES as REPORT_FILES, _safe, writeReport
 from .sampling import Leg
-from .tasks import ResultStore, daskClient, runJobs
+from .tasks import ResultStore, daskClient, gpuCount, runJobs
 
 __all__ = ["runFreeEnergy", "analyzeFreeEnergy", "buildLeg", "FILES"]
 
-#: The files of an fe output folder.
-FILES = {"plan": "plan.json", "result": "result.json", "csv": "results.csv", "report": "report.md", "log": "fe.log"}
+#: The files of an fe output folder (the report's own from :mod:`.report`).
+FILES = {"plan": "plan.json", "result": "result.json", **REPORT_FILES}
 
 #: Settings that do not change a leg's numbers' meaning, left out of its key (so a calculation can
 #: be resumed on another platform or with other threads).
@@ -114,7 +114,7 @@ def buildLeg(config, extract=False, threads=None):
                      default=str)
     if key in _LEGS:
         return _LEGS[key]
-    from ..job.runner import buildMixedSystem
+    from ..job.runner import buildMixedSystem, platformOf
     config = dict(config)
     if threads is not None and config["platform"] == "CPU":
         config["threads"] = threads
@@ -132,11 +132,7 @@ def buildLeg(config, extract=False, threads=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         built = buildMixedSystem(config, _quietLog, interpolate=True, inputs=inputs)
-    properties = {}
-    if config["precision"] is not None:
-        properties["Precision"] = config["precision"]
-    if config["threads"] is not None:
-        properties["Threads"] = str(config["threads"])
+    _, properties = platformOf(config)
     if config["platform"] in ("CUDA", "OpenCL"):
         device = _workerDevice()
         if device is not None:
@@ -152,10 +148,12 @@ def buildLeg(config, extract=False, threads=None):
         openmm.LocalEnergyMinimizer.minimize(context, 10.0, config["minimize_iterations"])
         leg.positions = context.getState(getPositions=True).getPositions(asNumpy=True)
     # the switches take dE/dlambda from the correction's groups alone: check that nothing else
-    # depends on lambda (else use the whole System)
+    # depends on lambda (else use the whole System).  dE/dlambda at the start is also the
+    # ligand's offset (E(1) - E(0), the energy being linear in lambda).
     whole = context.getState(getParameterDerivatives=True).getEnergyParameterDerivatives()[leg.parameter]
     if abs(leg.slope(context) - whole) > 1e-6 * max(1.0, abs(whole)):
         leg.lambdaGroups = None
+    leg.startSlope = whole
     del context
     _LEGS[key] = leg
     return leg
@@ -168,16 +166,8 @@ def _workerDevice():
         name = get_worker().name
     except (ImportError, ValueError):
         return None
-    count = int(os.environ.get("OPENMMHYBRID_GPUS", "0")) or _gpuCount()
+    count = gpuCount()
     return int(name) % count if isinstance(name, int) and count else None
-
-
-def _gpuCount():
-    try:
-        import torch
-        return torch.cuda.device_count()
-    except Exception:
-        return 0
 
 
 def _formula(topology, atoms):
@@ -215,10 +205,7 @@ class _Plan:
                     + (", taken out of the water leg" if extract else "")
                     + f"; built in {time.perf_counter() - start:.1f} s")
                 if offset is None:
-                    context, _ = leg.context(0.0, 1)
-                    energies = leg.energies(context, [0.0, 1.0])
-                    offset = float(energies[1] - energies[0]) / kT(leg.temperature)
-                    del context
+                    offset = float(leg.startSlope) / kT(leg.temperature)
                 seed = fe.seed + 1_000_000 * (len(fe.legNames) * i + j) + 1
                 key, record = legKey(config, legName if not extract else f"extracted from {ligand.extractedFrom[legName]}",
                                      fe.method, fe.protocolSettings[fe.method], seed)
@@ -353,6 +340,7 @@ def analyzeFreeEnergy(fe, plan, wallSeconds=None):
     """The estimates of every leg from what is done; writes result.json, results.csv, report.md,
     and the u_nk / works files.  Returns the result dict."""
     from .. import __version__
+    from ..job.runner import machineDescription
     import torch
     protocol = fe.protocol
     phases = plan.phases()
@@ -398,7 +386,7 @@ def analyzeFreeEnergy(fe, plan, wallSeconds=None):
               "kT_kJ_per_mol": kT(config["temperature"]), "legNames": list(fe.legNames),
               "ddG": first["ddG"], "legs": first["legs"], "ligands": ligands,
               "tasks": {"done": done, "total": total}, "workers": fe.workers, "scheduler": fe.scheduler,
-              "wallSeconds": wallSeconds, "machine": _machine(), "date": datetime.date.today().isoformat(),
+              "wallSeconds": wallSeconds, "machine": machineDescription(), "date": datetime.date.today().isoformat(),
               "versions": {"openmm-hybrid": __version__, "OpenMM": openmm.__version__, "torch": torch.__version__},
               "model": config["model"], "embedding": config["embedding"],
               "settings": {"protocol": {fe.method: _jsonable(fe.protocolSettings[fe.method])}, "seed": fe.seed,
@@ -452,7 +440,3 @@ def _writeWorks(fe, entry, details):
             for i, w in enumerate(works):
                 writer.writerow([direction, i, f"{w:.8g}", f"{w * scale:.8g}"])
 
-
-def _machine():
-    import platform
-    return f"{platform.machine()}, {os.cpu_count()} CPUs"

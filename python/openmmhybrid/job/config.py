@@ -350,16 +350,8 @@ def loadConfig(path=None, overrides=None):
             value = convert(setting, raw[setting.name])
             if setting.name in ("output", "prepared"):
                 value = os.path.abspath(os.path.expanduser(value))  # where the command runs, not where the file is
-            elif setting.kind == "path" and value is not None:
-                value = os.path.normpath(os.path.join(base, os.path.expanduser(value)))
-            elif setting.kind == "files" and value is not None:
-                value = [_relativeFile(base, v) for v in value]
-            elif setting.kind == "paths" and value is not None:
-                # force-field names such as 'amber14-all.xml' are looked up in OpenMM's data when no such file exists here
-                value = [os.path.normpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v
-                         for v in value]
-            elif setting.name == "model" and value is not None and os.path.exists(os.path.join(base, value)):
-                value = os.path.normpath(os.path.join(base, value))
+            else:
+                value = resolvePaths(setting, value, base)
             config[setting.name] = value
         else:
             config[setting.name] = setting.default
@@ -376,6 +368,23 @@ def loadConfig(path=None, overrides=None):
     _check(config)
     config["_config_file"] = os.path.abspath(path) if path is not None else None
     return config
+
+
+def resolvePaths(setting, value, base):
+    """``value`` of ``setting`` with its relative file names taken relative to ``base`` (a config
+    file's folder): paths, file lists, force-field files that exist there (names such as
+    'amber14-all.xml' are looked up in OpenMM's data otherwise) and a model file."""
+    if value is None:
+        return None
+    if setting.kind == "path":
+        return os.path.normpath(os.path.join(base, os.path.expanduser(value)))
+    if setting.kind == "files":
+        return [_relativeFile(base, v) for v in value]
+    if setting.kind == "paths":
+        return [os.path.normpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v for v in value]
+    if setting.name == "model" and os.path.exists(os.path.join(base, value)):
+        return os.path.normpath(os.path.join(base, value))
+    return value
 
 
 def _relativeFile(base, spec):

@@ -31,7 +31,8 @@ from .report import writeReport
 from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
-__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES", "buildMixedSystem", "MixedBuild"]
+__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES", "buildMixedSystem", "MixedBuild", "platformOf",
+           "machineDescription"]
 
 KJ = unit.kilojoule_per_mole
 
@@ -80,7 +81,7 @@ def prepare(config, log=print):
     """Read the inputs, build the ML/MM System, integrator and Simulation, and evaluate the energy
     once.  Everything that can be wrong with the input fails here, before any long work, with a
     :class:`ConfigError` of one line.  Returns a :class:`Job`."""
-    platform, properties = _platform(config)
+    platform, properties = platformOf(config)
     built = buildMixedSystem(config, log)
     inputs, mlAtoms, system = built.inputs, built.mlAtoms, built.system
     integrator = _integrator(config, system, {built.correctionGroup, built.mlGroup})
@@ -135,7 +136,9 @@ def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
     return MixedBuild(inputs, mlAtoms, links, module, system, correctionGroup, mlGroup)
 
 
-def _platform(config):
+def platformOf(config):
+    """(the OpenMM Platform of ``config``, its properties: Precision, Threads); ConfigError when the
+    platform is not available here."""
     name = config["platform"]
     names = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
     if name not in names:
@@ -519,7 +522,7 @@ def _finish(job, paths, first, wall, log):
     if steps > 0:
         record.setdefault("segments", []).append({
             "first_step": first, "last_step": simulation.currentStep, "wall_seconds": wall, "ns_per_day": nsPerDay,
-            "platform": job.platformName, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": _machine()})
+            "platform": job.platformName, "date": time.strftime("%Y-%m-%d %H:%M"), "machine": machineDescription()})
     record["summary"] = {"atoms": job.system.getNumParticles(), "ml_atoms": len(job.mlAtoms),
                          "input": job.inputs.description}
     with open(paths["settings"], "w") as f:
@@ -534,7 +537,7 @@ def _finish(job, paths, first, wall, log):
     log(f"openmm-hybrid: outputs in {config['output']}/: {', '.join(written)}")
 
 
-def _machine():
-    """The machine a segment ran on, for run.json."""
+def machineDescription():
+    """The machine a segment ran on, for run.json and the fe result."""
     import platform
     return f"{platform.machine()}, {os.cpu_count()} CPUs"
