@@ -32,7 +32,8 @@ Entry points are looked up the first time a name is not found among the register
 import importlib.metadata
 import os
 
-__all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers", "describeModels"]
+__all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers", "describeModels", "requireElements",
+           "modelFile", "EV_TO_KJ_PER_MOL", "KCAL_TO_KJ"]
 
 _factories = {}
 _entry_points_loaded = False
@@ -125,6 +126,86 @@ def _physical_memory():
         return None
 
 
+def requireElements(topology, atoms, elements, label):
+    """Raise ValueError naming the first atom of ``atoms`` whose element is not in ``elements``.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology
+    atoms : sequence of int
+        The ML region (indices into ``topology``).
+    elements : collection of str or int
+        The element symbols (``'C'``) or atomic numbers the model covers.
+    label : str
+        The model's name in the message (``'ANI-1x'``, ``'the MACE model in x.model'``).
+
+    Returns
+    -------
+    list of int
+        The region's atomic numbers, in the order of ``atoms``.
+    """
+    from .ani import _listing
+    covered = {e if isinstance(e, int) else _symbolNumber(e) for e in elements}
+    numbers = atomicNumbers(topology, atoms)
+    topologyAtoms = list(topology.atoms())
+    for i, z in zip(atoms, numbers):
+        if z not in covered:
+            atom = topologyAtoms[i]
+            symbols = [_numberSymbol(n) for n in sorted(covered)]
+            raise ValueError(f"ML atom {i} ({atom.name} of residue {atom.residue.name} {atom.residue.id}) is "
+                             f"{atom.element.symbol}; {label} covers only {_listing(symbols)}. Leave it out of the ML "
+                             "region or choose a model that covers it.")
+    return numbers
+
+
+#: One electronvolt in kJ/mol (CODATA 2018: e * N_A / 1000).
+EV_TO_KJ_PER_MOL = 96.48533212331002
+#: One kcal/mol in kJ/mol (thermochemical calorie).
+KCAL_TO_KJ = 4.184
+
+
+def modelFile(name, modelPath, fileName=None, url=None):
+    """The path of the weight or model file of the model ``name``.
+
+    ``modelPath`` (what the user gave: ``modelArgs={'modelPath': ...}``, the config's
+    ``[ml] model_path``) if given; else ``fileName`` under the weights root
+    (:func:`~openmmhybrid.models.ani.weightsRoot`) if it is there.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``modelPath`` does not exist, or none was given and the default file is not installed;
+        the message says where to get the file (``url``) and how to pass it.
+    """
+    if modelPath is not None:
+        path = os.path.expanduser(os.fspath(modelPath))
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{name}: the model file '{path}' does not exist. Give the path of the model's file "
+                                    "(modelArgs={'modelPath': ...}; [ml] model_path in a config).")
+        return path
+    if fileName is not None:
+        from .ani import weightsRoot
+        path = os.path.join(weightsRoot(), fileName)
+        if os.path.isfile(path):
+            return path
+        where = f" Download it{' from ' + url if url else ''} (nothing is downloaded at run time) and either pass" \
+                f" it, or put it at '{path}'."
+    else:
+        where = ""
+    raise FileNotFoundError(f"{name}: no model file given. Pass the path of the model's file with "
+                            f"modelArgs={{'modelPath': ...}} (in a config: [ml] model_path = ...).{where}")
+
+
+def _symbolNumber(symbol):
+    from openmm.app import element
+    return element.get_by_symbol(symbol).atomic_number
+
+
+def _numberSymbol(number):
+    from openmm.app import element
+    return element.Element.getByAtomicNumber(number).symbol
+
+
 def _aniFactory(className, label, elements):
     """The factory of a built-in ANI model: checks the region's size and elements against the
     topology (naming the atom and its residue), then builds ``ani.<className>``."""
@@ -137,14 +218,7 @@ def _aniFactory(className, label, elements):
                              f"would need about {need / 2**30:.0f} GiB for one evaluation (this machine has "
                              f"{have / 2**30:.0f} GiB). Choose a smaller region: {label} is meant for a ligand, a pocket "
                              "or a reaction centre.")
-        topologyAtoms = list(topology.atoms())
-        for i in atoms:
-            atom = topologyAtoms[i]
-            if atom.element is not None and atom.element.symbol not in elements:
-                raise ValueError(f"ML atom {i} ({atom.name} of residue {atom.residue.name} {atom.residue.id}) is "
-                                 f"{atom.element.symbol}; {label} covers only {ani._listing(elements)}. Leave it out "
-                                 "of the ML region or choose a model that covers it.")
-        return getattr(ani, className)(atomicNumbers(topology, atoms), **kwargs)
+        return getattr(ani, className)(requireElements(topology, atoms, elements, label), **kwargs)
 
     factory.__name__ = factory.__qualname__ = f"_{className.lower()}"
     return factory
