@@ -17,9 +17,11 @@ LOCK := requirements.lock
 
 .PHONY: demo test test-cpu-default bench build clean lock free-energy mts-drift embedding gpu jnk1
 
+# --no-deps: the lock already holds every package, and two of them declare dependencies this
+# environment excludes on purpose (requirements.in says which and why).
 $(VENV)/.deps-installed: $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r $(LOCK)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r $(LOCK)
 	touch $@
 
 # Refresh requirements.lock: the newest versions requirements.in allows, in a fresh environment
@@ -28,6 +30,7 @@ $(VENV)/.deps-installed: $(LOCK)
 lock:
 	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.in
+	.lock-venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	{ echo "# Made by 'make lock' from requirements.in on $$(date -u +%Y-%m-%d) (Python $$(.lock-venv/bin/python -c 'import platform; print(platform.python_version())')): do not edit."; \
 	  .lock-venv/bin/python -m pip freeze --all --exclude pip --disable-pip-version-check | sed -E 's/\+[A-Za-z0-9.]+$$//'; } > $(LOCK).new
 	mv $(LOCK).new $(LOCK) && rm -rf .lock-venv

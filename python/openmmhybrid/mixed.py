@@ -56,7 +56,8 @@ from .embedding import systemCharges
 from .linkatoms import CHARGE_SCHEMES, PLACEMENTS, findLinkBonds, linkAtomSetup, regionTerms
 from .mlforce import MLForce
 from .regionenergy import checkSupported, regionElectrostatics, regionEnergyForces, removeRegionCharges
-from .regionmodel import compileUnavailable, compiledRegionModel, embeddedModel, regionModel, resolveModel
+from .regionmodel import (compileUnavailable, compiledRegionModel, embeddedModel, regionCharge, regionModel, resolveModel,
+                          withRegionCharge)
 from .regionmodel import embeddingTerms as buildEmbeddingTerms
 from .utils import LAMBDA_PARAMETER, atomIndices, freeForceGroup, mdValue
 
@@ -188,6 +189,7 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         modelTopology, modelAtoms = topology, mlAtoms
     else:
         modelTopology, modelAtoms = links.cappedTopology(topology)
+    modelArgs = withRegionCharge(model, modelArgs, system, region)
     module = resolveModel(model, topology, mlAtoms, modelArgs, links)
     periodic = system.usesPeriodicBoundaryConditions()
     if compile:
@@ -304,13 +306,12 @@ def _checkForces(system, interpolate):
 
 
 def _warnFractionalCharge(system, region):
-    for force in system.getForces():
-        if isinstance(force, openmm.NonbondedForce):
-            charge = sum(mdValue(force.getParticleParameters(i)[0]) for i in region)
-            if abs(charge - round(charge)) > 1e-3:
-                warnings.warn(f"createMixedSystem: the MM charges of the ML region sum to {charge:.4f} e, not an integer. "
-                              "The region probably cuts through a molecule or residue; the ML model sees a region whose "
-                              "charge state is ill defined.", stacklevel=3)
+    if any(isinstance(force, openmm.NonbondedForce) for force in system.getForces()):
+        charge = regionCharge(system, region)
+        if abs(charge - round(charge)) > 1e-3:
+            warnings.warn(f"createMixedSystem: the MM charges of the ML region sum to {charge:.4f} e, not an integer. "
+                          "The region probably cuts through a molecule or residue; the ML model sees a region whose "
+                          "charge state is ill defined.", stacklevel=3)
 
 
 def _embeddingSettings(system, cutoff):

@@ -8,13 +8,14 @@ mixed System passes (the box of a periodic System, the embedding environment, th
 import os
 import tempfile
 
+import openmm
 import torch
 
 from . import adapters, embedding, models
 from .compiled import compileModel
-from .utils import LAMBDA_PARAMETER, firstLine
+from .utils import LAMBDA_PARAMETER, firstLine, mdValue
 
-__all__ = ["isModelFile", "resolveModel", "compileUnavailable", "compiledRegionModel", "regionModel", "embeddingTerms",
+__all__ = ["isModelFile", "resolveModel", "withRegionCharge", "regionCharge", "compileUnavailable", "compiledRegionModel", "regionModel", "embeddingTerms",
            "embeddedModel"]
 
 
@@ -82,6 +83,34 @@ def _cappedModel(model, topology, mlAtoms, modelArgs, links):
                          f"{len(links.bonds)} cut bonds. Build it for LinkAtoms.cappedTopology(), pass the model by "
                          "name, or pass linkAtoms=False.")
     return module
+
+
+def regionCharge(system, region):
+    """The sum of the region's MM charges (NonbondedForce), or 0.0 if the System has none."""
+    return sum(mdValue(force.getParticleParameters(i)[0]) for force in system.getForces()
+               if isinstance(force, openmm.NonbondedForce) for i in region)
+
+
+def withRegionCharge(model, modelArgs, system, region):
+    """``modelArgs`` with ``charge``, the region's MM charge rounded, for a named model that takes a
+    total charge (:func:`~openmmhybrid.models.takesCharge`) and was not given one.
+
+    Raises
+    ------
+    ValueError
+        The region's MM charges do not sum to an integer (within 0.01 e), so the charge must be given.
+    """
+    if not isinstance(model, (str, os.PathLike)) or isModelFile(model) or "charge" in (modelArgs or {}):
+        return modelArgs
+    if not models.takesCharge(os.fspath(model)):
+        return modelArgs
+    charge = regionCharge(system, region)
+    if abs(charge - round(charge)) > 0.01:
+        raise ValueError(f"createMixedSystem: the model {os.fspath(model)!r} takes the region's total charge, but the "
+                         f"region's MM charges sum to {charge:.4f} e, not an integer (it cuts through a molecule or "
+                         "residue). Give the charge of the region the model sees: modelArgs={'charge': N} (in a "
+                         "config: [ml] charge = N).")
+    return dict(modelArgs or {}, charge=int(round(charge)))
 
 
 def compileUnavailable(model, embedding):

@@ -82,8 +82,9 @@ def _inputFiles(config):
         if config.get(key) is not None:
             files.append(config[key])
     files += [f for f in (config.get("forcefield") or []) if os.path.exists(f)]
-    if config.get("model") and os.path.exists(str(config["model"])):
-        files.append(config["model"])
+    for key in ("model", "model_path"):
+        if config.get(key) and os.path.exists(str(config[key])):
+            files.append(config[key])
     return files
 
 

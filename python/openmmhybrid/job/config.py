@@ -110,6 +110,14 @@ SETTINGS = [
             "bond is redistributed (Lin-Truhlar redistributed charge and dipole, or charge)", choices=["rcd", "rc"]),
     Setting("model", "ml", "str", "ani1x", "a registered model name or a TorchScript file (a file runs its code "
             "when evaluated: use files you trust)"),
+    Setting("model_path", "ml", "path", None, "the model's file, for a model name that reads one (mace, aimnet2, "
+            "torchmdnet, nequip and their openmm-ml names; a folder for ani2x): `openmm-hybrid models` lists which. "
+            "Pickled checkpoints (.model, .ckpt) and TorchScript files run code when loaded: use files you trust"),
+    Setting("charge", "ml", "int", None, "the ML region's total charge, for a model that takes one (default: the "
+            "region's MM charges summed and rounded; required when they do not sum to an integer)"),
+    Setting("model_options", "ml", "options", None, "further keyword arguments of a named model, e.g. "
+            "{ precision = \"double\" } or { energyUnit = \"kcal/mol\" } (`openmm-hybrid models` and the user guide "
+            "list each model's)"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
     Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms, "
             "mechanical embedding; faster, takes seconds to a minute at set-up)"),
@@ -231,6 +239,29 @@ def _parse_atoms(name, value):
     return list(value)
 
 
+def _options(name, value):
+    """A table of keyword arguments: a TOML table, or ``'key=value,key=value'`` from a flag (each value
+    read as TOML, else taken as a string)."""
+    if isinstance(value, str):
+        table = {}
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            key, sep, text = item.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"{name} must be key=value pairs separated by commas, not {value!r}")
+            try:
+                table[key.strip()] = tomllib.loads(f"v = {text.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                table[key.strip()] = text.strip()
+        value = table
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise ConfigError(f"{name} must be a table of keyword arguments, e.g. {{ energyUnit = \"kcal/mol\" }}, "
+                          f"not {value!r}")
+    for key, item in value.items():
+        if not isinstance(item, (str, int, float, bool)):
+            raise ConfigError(f"{name}.{key} must be a string, number or true/false, not {item!r}")
+    return dict(value)
+
+
 def convert(setting, value):
     """Check ``value`` (from TOML or a flag string) against ``setting`` and convert it."""
     name = setting.name
@@ -262,6 +293,8 @@ def convert(setting, value):
         if not isinstance(value, (list, tuple)) or not value or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name} must be a list of file names, not {value!r}")
         return list(value)
+    if kind == "options":
+        return _options(name, value)
     if kind == "bool":
         if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
             return value.strip().lower() in ("true", "yes", "on", "1")

@@ -16,12 +16,12 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from .. import adapters
+from .. import adapters, models
 from ..integrators import MTSLangevinIntegrator, mtsGroups
 from ..linkatoms import linkAtomSetup
 from ..mixed import createMixedSystem
 from ..mlforce import MLForce
-from ..regionmodel import isModelFile, resolveModel
+from ..regionmodel import isModelFile, resolveModel, withRegionCharge
 from ..utils import LAMBDA_PARAMETER, firstLine, freeForceGroups
 from .config import ConfigError, SETTINGS, settingByName
 from .inputs import Inputs, readInputs, selectRegion
@@ -31,7 +31,7 @@ from .report import writeReport
 from .reporters import (CheckpointReporter, EnergyReporter, ProgressReporter, truncateCsv, truncateDcd,
                         vacuumEnergyFunction)
 
-__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES", "buildMixedSystem", "MixedBuild", "platformOf",
+__all__ = ["prepare", "runJob", "Job", "RESUMABLE_CHANGES", "buildMixedSystem", "MixedBuild", "modelArguments", "platformOf",
            "machineDescription"]
 
 KJ = unit.kilojoule_per_mole
@@ -123,7 +123,8 @@ def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
     mlAtoms = selectRegion(config, inputs.topology, inputs)
     links = _link_atoms(config, inputs, mlAtoms)
     try:
-        module = resolveModel(model, inputs.topology, mlAtoms, links=links)
+        modelArgs = withRegionCharge(model, modelArguments(config), inputs.system, mlAtoms)
+        module = resolveModel(model, inputs.topology, mlAtoms, modelArgs, links=links)
     except (ValueError, FileNotFoundError, ImportError, TypeError) as error:
         raise ConfigError(f"model {model!r}: {firstLine(error).replace('createMixedSystem: ', '')}") from None
     try:
@@ -134,6 +135,26 @@ def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
         interpolate = _interpolates(config)
     system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log, interpolate)
     return MixedBuild(inputs, mlAtoms, links, module, system, correctionGroup, mlGroup)
+
+
+def modelArguments(config):
+    """The keyword arguments of a named model from ``[ml]``: ``model_options``, ``model_path``
+    (``modelPath``; for ani2x, its ``weightsDir``) and ``charge``; None when none is set.  Raises
+    ConfigError when they are set for a model file, which takes none, or when the model takes no
+    charge."""
+    args = dict(config["model_options"] or {})
+    if config["model_path"] is not None:
+        args["weightsDir" if config["model"].lower() == "ani2x" else "modelPath"] = config["model_path"]
+    if config["charge"] is not None:
+        args["charge"] = config["charge"]
+    if args and isModelFile(config["model"]):
+        raise ConfigError(f"model_path, charge and model_options are for a model given by name; model = "
+                          f"'{config['model']}' is a TorchScript file, which takes none of them (remove them, or give "
+                          "a name)")
+    if "charge" in args and not models.takesCharge(config["model"]):
+        raise ConfigError(f"the model {config['model']!r} has no total-charge input, so charge cannot be set; remove it "
+                          "(`openmm-hybrid models` says which models take one)")
+    return args or None
 
 
 def platformOf(config):

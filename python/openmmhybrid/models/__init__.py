@@ -29,11 +29,13 @@ declare an entry point in the ``openmmhybrid.models`` group of your own package:
 
 Entry points are looked up the first time a name is not found among the registered ones.
 """
+import importlib
 import importlib.metadata
+import inspect
 import os
 
 __all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers", "describeModels", "requireElements",
-           "modelFile", "EV_TO_KJ_PER_MOL", "KCAL_TO_KJ"]
+           "modelFile", "takesCharge", "ADAPTERS", "EV_TO_KJ_PER_MOL", "KCAL_TO_KJ"]
 
 _factories = {}
 _entry_points_loaded = False
@@ -233,6 +235,52 @@ registerModel("ani1ccx", _ani1ccx)
 registerModel("ani2x", _ani2x)
 
 
+#: The adapter modules of this package (``openmmhybrid.models.<module>``).  Each serves the names of
+#: its ``NAMES`` (with their elements, charge support, weight source and licence) through its
+#: ``create(topology, atoms, name=..., modelPath=..., ...)``, and imports its library only when a
+#: model is built.
+ADAPTERS = ("mace", "aimnet2", "torchmdnet", "nequip")
+
+
+def _adapterModule(module):
+    return importlib.import_module(f"{__name__}.{module}")
+
+
+def _adapterFactory(module, name):
+    create = _adapterModule(module).create
+
+    def factory(topology, atoms, **kwargs):
+        return create(topology, atoms, name=name, **kwargs)
+
+    factory.__name__ = factory.__qualname__ = f"_{module}_{name}"
+    factory.adapter = module
+    factory.create = create
+    return factory
+
+
+for _module in ADAPTERS:
+    for _name in _adapterModule(_module).NAMES:
+        registerModel(_name, _adapterFactory(_module, _name))
+del _module, _name
+
+
+def takesCharge(name):
+    """Whether the model registered as ``name`` takes the region's total charge (a ``charge``
+    keyword): :func:`~openmmhybrid.createMixedSystem` then passes the region's MM charge, rounded,
+    unless ``modelArgs`` gives one."""
+    key = name.lower()
+    if key not in _factories:
+        _load_entry_points()
+    factory = _factories.get(key)
+    if factory is None:
+        return False
+    try:
+        parameters = inspect.signature(getattr(factory, "create", factory)).parameters
+    except (TypeError, ValueError):
+        return False
+    return "charge" in parameters
+
+
 def _folderState(locate):
     """(folder, present) from ``locate()``, which returns the folder or raises with its path in the message."""
     try:
@@ -261,6 +309,16 @@ def _builtInDescriptions():
     return rows
 
 
+def _adapterDescription(name, entry):
+    from .ani import weightsRoot
+    folder = os.path.join(weightsRoot(), entry["file"]) if entry.get("file") else None
+    source = entry["source"]
+    if entry.get("url"):
+        source += f"; download: {entry['url']}"
+    return dict(name=name, elements=entry.get("elements"), charge=entry.get("charge"), source=source, folder=folder,
+                present=os.path.isfile(folder) if folder else None, licence=entry.get("licence"))
+
+
 def describeModels():
     """Every registered name with its elements and where its weights come from.
 
@@ -277,6 +335,10 @@ def describeModels():
     for name in availableModels():
         if name in builtIn and _factories[name] is globals()[f"_{name}"]:
             rows.append(dict(name=name, **builtIn[name]))
+            continue
+        adapter = getattr(_factories[name], "adapter", None)
+        if adapter is not None:
+            rows.append(_adapterDescription(name, _adapterModule(adapter).NAMES[name]))
             continue
         factory = _factories[name]
         where = f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
