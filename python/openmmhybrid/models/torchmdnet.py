@@ -75,9 +75,6 @@ NAMES = {
                       file="aceff_v1.0.ckpt", url="https://huggingface.co/Acellera/AceFF-1.0"),
     "aceff-1.1": dict(elements=None, charge=_ACEFF_CHARGE, source=_ACEFF_SOURCE, licence=_ACEFF_LICENCE,
                       file="aceff_v1.1.ckpt", url="https://huggingface.co/Acellera/AceFF-1.1"),
-    "aceff-2.0": dict(elements=None, charge=_ACEFF_CHARGE, source=_ACEFF_SOURCE + "; TensorNet2, which this "
-                                                                                   "adapter refuses for now",
-                      licence=_ACEFF_LICENCE, file="aceff_v2.0.ckpt", url="https://huggingface.co/Acellera/AceFF-2.0"),
 }
 
 #: The energy units ``energyUnit=`` accepts, in kJ/mol.  Hartree: CODATA 2018, 4.3597447222071e-18 J
@@ -192,8 +189,9 @@ def create(topology, atoms, name="torchmdnet", modelPath=None, charge=0, precisi
         The ML region, in the order the model sees the atoms.
     name : str
         ``'torchmdnet'`` (your checkpoint, ``modelPath``), ``'aceff-1.0'`` or ``'aceff-1.1'``
-        (their ``.ckpt`` under the weights root, or ``modelPath``).  ``'aceff-2.0'`` is a TensorNet2
-        checkpoint, refused for now.
+        (their ``.ckpt`` under the weights root, or ``modelPath``).  openmm-ml's ``'aceff-2.0'`` is
+        a TensorNet2 checkpoint, which this adapter does not serve (not a name here; its file is
+        refused).
     modelPath : str or os.PathLike, optional
         The ``.ckpt`` file (a torchmd-net 3.1.0 Lightning checkpoint).
     charge : int
