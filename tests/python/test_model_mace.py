@@ -501,3 +501,19 @@ def test_all_pairs_equal_the_library_neighbour_list(files, calculators):
     # No neighbour at all: each atom's energy is its E0 plus the readout of its isolated features,
     # and the forces are exactly zero in both.
     assert np.abs(gradient).max() == 0.0 and np.abs(expected_gradient).max() == 0.0
+
+
+def test_importing_mace_leaves_weights_only_loading_on():
+    """mace-torch's import sets TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, which turns off weights-only
+    unpickling for every later torch.load of the process that does not pass weights_only; the
+    adapter puts the variable back (run in a fresh process, where nothing has imported mace yet)."""
+    import subprocess
+    import sys
+    code = ("import os, mace as probe; assert os.environ.get('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD') == '1'\n"
+            "os.environ.pop('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD')\n"
+            "import importlib, sys; del sys.modules['mace']\n"
+            "from openmmhybrid.models import mace; mace._importMACE()\n"
+            "assert 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD' not in os.environ, 'left set'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"})
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -92,11 +92,23 @@ _INTERACTION_ENERGY, _CONTRIBUTIONS = 0, 1
 
 
 def _importMACE():
+    """Import mace-torch, undoing what its import does to the process: ``mace/__init__.py`` sets
+    ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1``, which makes every later ``torch.load`` that does not
+    pass ``weights_only`` unpickle arbitrary code.  The variable is put back as it was."""
+    before = os.environ.get(_NO_WEIGHTS_ONLY)
     try:
         import mace.modules  # noqa: F401
         from e3nn.util import jit  # noqa: F401
     except ImportError as error:
         raise ImportError(f"The MACE models need mace-torch: pip install mace-torch (import failed: {error}).") from None
+    finally:
+        if before is None:
+            os.environ.pop(_NO_WEIGHTS_ONLY, None)
+        else:
+            os.environ[_NO_WEIGHTS_ONLY] = before
+
+
+_NO_WEIGHTS_ONLY = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 def loadMACE(path):
