@@ -75,13 +75,26 @@ setup(
     entry_points={
         "console_scripts": ["openmm-hybrid = openmmhybrid.cli:main"],
         # openmm-ml finds these potentials by name: MLPotential("hybrid-ani1x") runs the model in an MLForce.
+        # Every built-in name and every adapter's (openmmhybrid.models; test_model_registry.py keeps
+        # this list equal to the registry).
         "openmmml.potentials": [f"hybrid-{name} = openmmhybrid.mlpotential:HybridPotentialImplFactory"
-                                for name in ("ani1x", "ani1ccx", "ani2x")],
+                                for name in ("ani1x", "ani1ccx", "ani2x",
+                                             "mace", "mace-off23-small", "mace-off23-medium", "mace-off23-large",
+                                             "mace-off24-medium",
+                                             "aimnet2", "aimnet2-2025", "aimnet2-nse", "aimnet2-pd", "aimnet2-rxn",
+                                             "torchmdnet", "aceff-1.0", "aceff-1.1",
+                                             "nequip", "allegro")],
     },
     extras_require={
         "ani": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark"],
         "selection": ["mdtraj"],
         "freeenergy": ["pymbar>=4", "matplotlib"],
+        # The adapters' libraries (mace-torch pins e3nn==0.4.4, which nequip excludes; the lock
+        # installs it with e3nn 0.6.0: see requirements.in).
+        "mace": ["mace-torch"],
+        "aimnet2": ["aimnet"],
+        "torchmdnet": ["torchmd-net"],
+        "nequip": ["nequip", "nequip-allegro"],
         "cli": ["torchani==2.2.4", "setuptools<81", "importlib_metadata", "lark", "mdtraj", "matplotlib"],
     },
     zip_safe=False,
