@@ -16,6 +16,17 @@ CPU_PLATFORMS = [name for name in ("Reference", "CPU")
                  if name in [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _torch_global_state():
+    """Put torch's process-wide settings back after each test module: mace-torch's MACECalculator
+    (the MACE tests' reference) sets the default dtype to float64 for the whole process, which
+    changes the float32 buffers torchani builds in later modules."""
+    import torch
+    dtype = torch.get_default_dtype()
+    yield
+    torch.set_default_dtype(dtype)
+
+
 @pytest.fixture(params=CPU_PLATFORMS)
 def platform(request):
     """Every CPU-side platform that exists here (the CUDA tests live in test_cuda_*.py)."""

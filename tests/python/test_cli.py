@@ -350,7 +350,7 @@ DIPEPTIDE = (f'[input]\nprmtop = "{DIPEPTIDE_FILES}.prmtop"\ninpcrd = "{DIPEPTID
     (GOOD, ["--region", "resname TMP"], "give the ML region one way, not region and residue"),
     (GOOD.replace("pxylene_water.inpcrd", "missing.inpcrd"), [], "the inpcrd file '.*missing.inpcrd' does not exist"),
     (GOOD, ["--model", "models/none.pt"], "the model file '.*none.pt' does not exist"),
-    (GOOD, ["--model", "mace"], "No ML model is registered under the name 'mace'"),
+    (GOOD, ["--model", "schnet"], "No ML model is registered under the name 'schnet'"),
     (GOOD.replace('"TMP"', '"LIG"'), [], "ML region: no residue is named 'LIG'"),
     (GOOD.replace('residue = "TMP"', 'region = "resname LIG"'), [], "ML region: the selection 'resname LIG' matches "
                                                                       "no atom"),

@@ -102,8 +102,6 @@ def test_the_region_charge_reaches_a_model_that_takes_one(pxyleneInputs):
     models.registerModel("test-charged", factory)
     try:
         assert models.takesCharge("test-charged")
-        charged = openmm.System()
-        charged.setDefaultPeriodicBoxVectors(*system.getDefaultPeriodicBoxVectors())
         openmmhybrid.createMixedSystem(topology, system, ligand, "test-charged")
         assert seen == [0]
         nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
@@ -118,7 +116,7 @@ def test_the_region_charge_reaches_a_model_that_takes_one(pxyleneInputs):
             openmmhybrid.createMixedSystem(topology, modified, ligand, "test-charged", modelArgs={"charge": -2})
             assert seen[-1] == -2
             force.setParticleParameters(ligand[0], q + 0.5 * unit.elementary_charge, sigma, epsilon)
-            with pytest.raises(ValueError, match=r"sum to 0\.5000 e, not an integer.*modelArgs=\{'charge': N\}"):
+            with pytest.raises(ValueError, match=r"sum to 0\.50[0-9]* e, not an integer.*modelArgs=\{'charge': N\}"):
                 openmmhybrid.createMixedSystem(topology, modified, ligand, "test-charged")
     finally:
         models._factories.pop("test-charged")

@@ -18,8 +18,10 @@ l_max 2, 32 features, r_max 5 Angstrom, the nequip tutorial's size; Allegro: 2 l
 """
 import contextlib
 import os
+import sys
 
 import numpy as np
+import torch
 
 #: The elements the builders cover by default: H, C, N, O and S (so Cl, F, P... are uncovered).
 DEFAULT_ELEMENTS = ("H", "C", "N", "O", "S")
@@ -37,10 +39,17 @@ def _torchscriptBuild():
     set_global_state(allow_tf32=False)
     previous = e3nn.get_optimization_defaults()["jit_mode"]
     e3nn.set_optimization_defaults(jit_mode="script")
+    # torch_geometric (torchmd-net's dependency) replaces torch.index_select with a Python function
+    # at import, which TorchScript cannot compile; the original is put back while scripting.
+    hashTensor = sys.modules.get("torch_geometric.hash_tensor")
+    indexSelect = torch.index_select
+    if hashTensor is not None:
+        torch.index_select = hashTensor._old_index_select
     try:
         with conditional_torchscript_mode(True):
             yield
     finally:
+        torch.index_select = indexSelect
         e3nn.set_optimization_defaults(jit_mode=previous)
 
 

@@ -1,0 +1,141 @@
+"""Each model adapter through MLForce against the same model through openmm-ml's PythonForce path.
+
+p-xylene (18 atoms, the ML region) in 1,054 TIP3P waters: PME 0.9 nm, HBonds,
+LangevinMiddleIntegrator 1 fs (random weights move atoms more than trained ones), CPU platform.
+For each adapter the model file is a random-weight model of the published architecture's size,
+written by the library itself (``tests/python/zoo_<adapter>.py``, ``size="realistic"``):
+
+  mace        MACE-OFF23-small's architecture (float64, as MACE-OFF ships)
+  aimnet2     AIMNet2 wB97M-D3's architecture (float32, as aimnet ships it)
+  torchmdnet  AceFF-1.0's TensorNet (float32)
+  nequip      a NequIP model of the tutorial's size (float32)
+
+Two Systems per adapter, built from the same file and timed interleaved in blocks (drift on a
+shared machine hits both alike):
+
+  MLForce     openmmhybrid.createMixedSystem(..., model=<name>, modelArgs={"modelPath": file})
+  openmm-ml   openmmml.MLPotential(<name>, modelPath=file).createMixedSystem(..., mlLongRange=False):
+              the library's model called from a PythonForce every step (openmm-ml's name for a
+              local AIMNet2 file is 'aimnet')
+
+plus the MM System alone, and ANI-1ccx against ANI-1x (both through MLForce).  Reports ms per step
+(median and min over blocks) and the ratio openmm-ml / MLForce.
+
+Usage: python benchmarks/bench_adapters.py [--adapters nequip,mace,aimnet2,torchmdnet,ani]
+       [--blocks 3] [--steps 10] [--threads 2]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import warnings
+
+import openmm
+import openmm.unit as unit
+
+import openmmhybrid
+
+import common
+
+sys.path.insert(0, os.path.join(common.ROOT, "tests", "python"))
+
+
+def modelFile(adapter, folder):
+    """(openmm-hybrid name, openmm-ml name, file, openmm-ml keyword arguments) of a realistic
+    random-weight model of ``adapter``."""
+    if adapter == "mace":
+        import torch
+        from zoo_mace import saveMACE
+        return "mace", "mace", saveMACE(os.path.join(folder, "mace.model"), size="realistic",
+                                        dtype=torch.float64), {}
+    if adapter == "aimnet2":
+        from zoo_aimnet2 import saveAIMNet2
+        return "aimnet2", "aimnet", saveAIMNet2(os.path.join(folder, "aimnet2.pt"), size="realistic"), {}
+    if adapter == "torchmdnet":
+        from zoo_torchmdnet import tensornet
+        return "torchmdnet", "torchmdnet", tensornet(os.path.join(folder, "tensornet.ckpt"), size="realistic"), {}
+    if adapter == "nequip":
+        from zoo_nequip import nequipModel
+        path = nequipModel(os.path.join(folder, "nequip.nequip.pth"), size="realistic", dtype="float32")
+        return "nequip", "nequip", path, {"lengthScale": 0.1, "energyScale": 96.48533212331002}
+    raise ValueError(f"unknown adapter {adapter!r}")
+
+
+def openmmMLSystem(name, path, kwargs, inputs):
+    from openmmml import MLPotential
+    potential = MLPotential(name, modelPath=path, **kwargs)
+    return potential.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, mlLongRange=False)
+
+
+def timeSystems(systems, inputs, platform, properties, blocks, steps):
+    contexts = {}
+    for name, system in systems.items():
+        integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 1 * unit.femtosecond)
+        integrator.setRandomNumberSeed(1)
+        context = common.make_context(system, integrator, platform, inputs.inpcrd.boxVectors, inputs.inpcrd.positions,
+                                      properties)
+        integrator.step(3)  # first calls: TorchScript optimization, Warp kernels, caches
+        contexts[name] = (context, integrator)
+
+    def block(context, integrator):
+        return lambda: (integrator.step(steps), context.getState(getEnergy=True))
+
+    seconds = common.interleaved({name: block(*run) for name, run in contexts.items()}, blocks)
+    return {name: [t / steps * 1e3 for t in samples] for name, samples in seconds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # nequip first: its random models are scripted here, which fails once torch_geometric (torchmd-net's)
+    # is imported.
+    parser.add_argument("--adapters", default="nequip,mace,aimnet2,torchmdnet,ani")
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    import torch
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    inputs = common.load("pxylene")
+    platform = openmm.Platform.getPlatformByName("CPU")
+    properties = {"Threads": str(args.threads)}
+    print(f"# Adapters through MLForce against openmm-ml's PythonForce path; p-xylene in water (3,180 atoms), "
+          f"PME 0.9 nm, HBonds, LangevinMiddle 1 fs, CPU platform, {args.threads} threads (OpenMM and torch); "
+          f"{args.blocks} blocks of {args.steps} steps, interleaved; random-weight models of the published sizes")
+    print()
+    print(common.machine_header())
+    print()
+    print("| model | path | ms/step, median / min | openmm-ml / MLForce |")
+    print("|---|---|---|---|")
+    mm = timeSystems({"MM": inputs.system}, inputs, platform, properties, args.blocks, args.steps)["MM"]
+    print(f"| (none) | MM alone | {statistics.median(mm):.2f} / {min(mm):.2f} | |")
+    with tempfile.TemporaryDirectory() as folder:
+        for adapter in args.adapters.split(","):
+            if adapter == "ani":
+                systems = {name: openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, name)
+                           for name in ("ani1x", "ani1ccx")}
+                times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
+                for name, t in times.items():
+                    print(f"| {name} | MLForce | {statistics.median(t):.2f} / {min(t):.2f} | |")
+                ratio = statistics.median(times["ani1ccx"]) / statistics.median(times["ani1x"])
+                print(f"| ani1ccx / ani1x | | {ratio:.2f} | |")
+                continue
+            ours, theirs, path, kwargs = modelFile(adapter, folder)
+            systems = {"MLForce": openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, ours,
+                                                                 modelArgs={"modelPath": path})}
+            try:
+                systems["openmm-ml"] = openmmMLSystem(theirs, path, kwargs, inputs)
+            except Exception as error:  # the peer's failure is reported, not fatal
+                print(f"| {adapter} | openmm-ml | failed: {type(error).__name__}: {str(error).splitlines()[0][:120]} | |")
+            times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
+            base = statistics.median(times["MLForce"])
+            for name, t in times.items():
+                ratio = f"{statistics.median(t) / base:.2f}" if name == "openmm-ml" else ""
+                print(f"| {adapter} | {name} | {statistics.median(t):.2f} / {min(t):.2f} | {ratio} |")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
