@@ -154,10 +154,13 @@ def _modelTable():
     lines, rows = [], models.describeModels()
     width = max([len(row["name"]) for row in rows] + [8]) + 2
     for row in rows:
-        fields = [("elements", " ".join(row["elements"]) if row["elements"] else "not known here (a registered factory)"),
+        adapter = row.get("modelFile", False)
+        unknown = "those of the model file (checked when it is read)" if adapter else "not known here (a registered factory)"
+        fields = [("elements", " ".join(row["elements"]) if row["elements"] else unknown),
                   ("charge", row["charge"] or "not known here"), ("weights", row["source"])]
         if row["folder"] is not None:
-            fields.append(("folder", f"{row['folder']} ({'present' if row['present'] else 'not there'})"))
+            fields.append(("file" if adapter else "folder",
+                           f"{row['folder']} ({'present' if row['present'] else 'not there'})"))
         elif row["present"] is False:
             fields.append(("folder", "not found (is torchani installed?)"))
         if row["licence"]:
@@ -167,7 +170,9 @@ def _modelTable():
         lines.append("")
     lines.append("A name goes to `[ml] model` (or --model) and to createMixedSystem(..., model=name). Weights that are "
                  "not there: ani1ccx's are extracted at set-up (`make build`, or `python python/fetch_ani_weights.py`); "
-                 "ani2x's are your files (modelArgs={'weightsDir': folder}, or the folder shown). "
+                 "ani2x's are your files (modelArgs={'weightsDir': folder}, or the folder shown); the adapters' are your files "
+                 "too ([ml] model_path, --model-path or modelArgs={'modelPath': file}, or the file shown). Pickled "
+                 "(.model) and TorchScript (.pth) model files run code when loaded: use files you trust. "
                  "docs/user_guide.md, 'Models', has the table.")
     return "\n".join(lines)
 

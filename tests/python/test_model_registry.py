@@ -207,3 +207,22 @@ def test_mace_by_openmm_ml_name_reads_the_file_under_the_weights_root(tmp_path, 
     topology, _, system, ligand = pxyleneInputs
     mixed = openmmhybrid.createMixedSystem(topology, system, ligand, "mace-off23-small")
     assert sum(openmmhybrid.MLForce.isinstance(f) for f in mixed.getForces()) == 1
+
+
+def test_models_command_lists_the_adapters(capsys, tmp_path, monkeypatch):
+    """`openmm-hybrid models` shows each adapter name with its elements (or that they come from the
+    file), charge support, source, the default file under the weights root and the licence."""
+    monkeypatch.setenv("OPENMMHYBRID_WEIGHTS", str(tmp_path))
+    (tmp_path / "aimnet2_wb97m_d3_0.pt").write_bytes(b"")
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    blocks = {block.split()[0]: block for block in out.split("\n\n") if block.strip()}
+    for module in models.ADAPTERS:
+        for name in models._adapterModule(module).NAMES:
+            assert "licence:" in blocks[name] and "charge:" in blocks[name], name
+    assert "elements: those of the model file" in blocks["mace"]
+    assert "elements: H B C N O F Si P S Cl As Se Br I" in blocks["aimnet2"]
+    assert f"file:     {tmp_path / 'aimnet2_wb97m_d3_0.pt'} (present)" in blocks["aimnet2"]
+    assert f"file:     {tmp_path / 'MACE-OFF23_small.model'} (not there)" in blocks["mace-off23-small"]
+    assert "Academic Software License" in blocks["mace-off23-small"] or "ASL" in blocks["mace-off23-small"]
+    assert "run code when loaded" in out

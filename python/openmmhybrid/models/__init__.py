@@ -316,7 +316,7 @@ def _adapterDescription(name, entry):
     if entry.get("url"):
         source += f"; download: {entry['url']}"
     return dict(name=name, elements=entry.get("elements"), charge=entry.get("charge"), source=source, folder=folder,
-                present=os.path.isfile(folder) if folder else None, licence=entry.get("licence"))
+                present=os.path.isfile(folder) if folder else None, licence=entry.get("licence"), modelFile=True)
 
 
 def describeModels():
@@ -328,7 +328,9 @@ def describeModels():
         One per name, sorted: ``name``, ``elements`` (symbols, or None when unknown),
         ``charge`` (total-charge support), ``source`` (where the weights come from), ``folder``
         (the weights folder, or None), ``present`` (whether that folder exists; None when there is
-        none) and ``licence``.  Names registered by other packages say which factory they use.
+        none) and ``licence``; for the adapters' names also ``modelFile`` (True: ``folder`` is the
+        default model file, and elements None means those of the file).  Names registered by other
+        packages say which factory they use.
     """
     builtIn = _builtInDescriptions()
     rows = []
