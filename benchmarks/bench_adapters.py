@@ -8,9 +8,11 @@ written by the library itself (``tests/python/zoo_<adapter>.py``, ``size="realis
   mace        MACE-OFF23-small's architecture (float64, as MACE-OFF ships)
   aimnet2     AIMNet2 wB97M-D3's architecture (float32, as aimnet ships it)
   torchmdnet  AceFF-1.0's TensorNet (float32)
-  nequip      a NequIP model of the tutorial's size (float32)
+  nequip      a NequIP model of the tutorial's size (float32): MLForce reads it as nequip-compile's
+              TorchScript .nequip.pth, openmm-ml (nequip's load_saved_model, which cannot read that)
+              as a .nequip.zip package of the same model (same builder and seed: the same weights)
 
-Two Systems per adapter, built from the same file and timed interleaved in blocks (drift on a
+Two Systems per adapter, built from the same model and timed interleaved in blocks (drift on a
 shared machine hits both alike):
 
   MLForce     openmmhybrid.createMixedSystem(..., model=<name>, modelArgs={"modelPath": file})
@@ -22,7 +24,7 @@ plus the MM System alone, and ANI-1ccx against ANI-1x (both through MLForce).  R
 (median and min over blocks) and the ratio openmm-ml / MLForce.
 
 Usage: python benchmarks/bench_adapters.py [--adapters nequip,mace,aimnet2,torchmdnet,ani]
-       [--blocks 3] [--steps 10] [--threads 2]
+       [--blocks 3] [--steps 10] [--threads 2] [--model-threads N]
 """
 import argparse
 import os
@@ -42,24 +44,38 @@ sys.path.insert(0, os.path.join(common.ROOT, "tests", "python"))
 
 
 def modelFile(adapter, folder):
-    """(openmm-hybrid name, openmm-ml name, file, openmm-ml keyword arguments) of a realistic
-    random-weight model of ``adapter``."""
+    """(openmm-hybrid name, openmm-ml name, file for MLForce, file for openmm-ml, openmm-ml keyword
+    arguments) of a realistic random-weight model of ``adapter``.  The two files are the same
+    file, except for nequip: the adapter reads nequip-compile's TorchScript ``.nequip.pth``, which
+    openmm-ml's nequip potential (nequip's ``load_saved_model``) cannot; it gets the same model
+    (same builder, arguments and seed: the same weights) as a ``.nequip.zip`` package."""
     if adapter == "mace":
         import torch
         from zoo_mace import saveMACE
-        return "mace", "mace", saveMACE(os.path.join(folder, "mace.model"), size="realistic",
-                                        dtype=torch.float64), {}
+        path = saveMACE(os.path.join(folder, "mace.model"), size="realistic", dtype=torch.float64)
+        return "mace", "mace", path, path, {}
     if adapter == "aimnet2":
         from zoo_aimnet2 import saveAIMNet2
-        return "aimnet2", "aimnet", saveAIMNet2(os.path.join(folder, "aimnet2.pt"), size="realistic"), {}
+        path = saveAIMNet2(os.path.join(folder, "aimnet2.pt"), size="realistic")
+        return "aimnet2", "aimnet", path, path, {}
     if adapter == "torchmdnet":
         from zoo_torchmdnet import tensornet
-        return "torchmdnet", "torchmdnet", tensornet(os.path.join(folder, "tensornet.ckpt"), size="realistic"), {}
+        path = tensornet(os.path.join(folder, "tensornet.ckpt"), size="realistic")
+        return "torchmdnet", "torchmdnet", path, path, {}
     if adapter == "nequip":
-        from zoo_nequip import nequipModel
-        path = nequipModel(os.path.join(folder, "nequip.nequip.pth"), size="realistic", dtype="float32")
-        return "nequip", "nequip", path, {"lengthScale": 0.1, "energyScale": 96.48533212331002}
+        from zoo_nequip import nequipModel, nequipPeerFile
+        ours = nequipModel(os.path.join(folder, "nequip.nequip.pth"), size="realistic", dtype="float32")
+        theirs = nequipPeerFile(os.path.join(folder, "nequip.nequip.zip"), size="realistic", dtype="float32")
+        return "nequip", "nequip", ours, theirs, {"lengthScale": 0.1, "energyScale": 96.48533212331002}
     raise ValueError(f"unknown adapter {adapter!r}")
+
+
+def withModelThreads(system, threads):
+    """``system`` with its MLForce running the model on ``threads`` threads (MLForce's
+    ``modelThreads``; its default on the CPU platform is 1, beside OpenMM's own threads)."""
+    if threads is not None:
+        common.ml_force(system).setProperty("modelThreads", str(threads))
+    return system
 
 
 def openmmMLSystem(name, path, kwargs, inputs):
@@ -93,6 +109,9 @@ def main():
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--model-threads", dest="modelThreads", type=int, default=None,
+                        help="MLForce's modelThreads (default: its own default, 1 on the CPU platform); openmm-ml's "
+                        "PythonForce runs the model on torch's threads (--threads)")
     args = parser.parse_args()
     import torch
     torch.set_num_threads(args.threads)
@@ -101,7 +120,8 @@ def main():
     platform = openmm.Platform.getPlatformByName("CPU")
     properties = {"Threads": str(args.threads)}
     print(f"# Adapters through MLForce against openmm-ml's PythonForce path; p-xylene in water (3,180 atoms), "
-          f"PME 0.9 nm, HBonds, LangevinMiddle 1 fs, CPU platform, {args.threads} threads (OpenMM and torch); "
+          f"PME 0.9 nm, HBonds, LangevinMiddle 1 fs, CPU platform, {args.threads} threads (OpenMM and torch), "
+          f"MLForce modelThreads {args.modelThreads or 'default (1)'}; "
           f"{args.blocks} blocks of {args.steps} steps, interleaved; random-weight models of the published sizes")
     print()
     print(common.machine_header())
@@ -113,7 +133,8 @@ def main():
     with tempfile.TemporaryDirectory() as folder:
         for adapter in args.adapters.split(","):
             if adapter == "ani":
-                systems = {name: openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, name)
+                systems = {name: withModelThreads(openmmhybrid.createMixedSystem(inputs.topology, inputs.system,
+                                                                                 inputs.ligand, name), args.modelThreads)
                            for name in ("ani1x", "ani1ccx")}
                 times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
                 for name, t in times.items():
@@ -121,13 +142,14 @@ def main():
                 ratio = statistics.median(times["ani1ccx"]) / statistics.median(times["ani1x"])
                 print(f"| ani1ccx / ani1x | | {ratio:.2f} | |")
                 continue
-            ours, theirs, path, kwargs = modelFile(adapter, folder)
-            systems = {"MLForce": openmmhybrid.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, ours,
-                                                                 modelArgs={"modelPath": path})}
+            ours, theirs, path, peerPath, kwargs = modelFile(adapter, folder)
+            systems = {"MLForce": withModelThreads(openmmhybrid.createMixedSystem(
+                inputs.topology, inputs.system, inputs.ligand, ours, modelArgs={"modelPath": path}), args.modelThreads)}
             try:
-                systems["openmm-ml"] = openmmMLSystem(theirs, path, kwargs, inputs)
+                systems["openmm-ml"] = openmmMLSystem(theirs, peerPath, kwargs, inputs)
             except Exception as error:  # the peer's failure is reported, not fatal
-                print(f"| {adapter} | openmm-ml | failed: {type(error).__name__}: {str(error).splitlines()[0][:120]} | |")
+                message = (str(error).splitlines() or [""])[0][:120]
+                print(f"| {adapter} | openmm-ml | failed: {type(error).__name__}: {message} | |")
             times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
             base = statistics.median(times["MLForce"])
             for name, t in times.items():

@@ -120,7 +120,9 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
         The embedding energy added to a vacuum model: ``'coulomb'`` (the region's MM charges
         coupled to the MM charges, :class:`~openmmhybrid.embedding.FixedChargeCoupling`),
         ``'polarization'`` (:class:`~openmmhybrid.embedding.TholePolarization`) or modules
-        ``forward(positions, mm_positions, mm_charges, mm_mask)``.  Default: both named terms.
+        ``forward(positions, mm_positions, mm_charges, mm_mask)``.  Default: both named terms in
+        one pass (:class:`~openmmhybrid.embedding.CoulombAndPolarization`), the environment's pair
+        sums in the model's precision (float32 unless ``usesDoublePrecision``).
         Ignored when ``model`` itself follows the embedding contract (it takes ``mm_positions``).
     switchDistance : float, Quantity, None or 'default'
         Where the named terms' switch starts (default: cutoff - 0.2 nm); None for a hard cutoff.
@@ -202,7 +204,8 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
                                            else len(links.forceAtoms), usesDoublePrecision)
     elif electrostatic:
         modelCharges = list(charges) + [0.0] * (len(modelAtoms) - len(mlAtoms))  # caps carry no charge
-        terms = buildEmbeddingTerms(embeddingTerms, modelTopology, modelAtoms, modelCharges, cutoffValue, switchDistance)
+        terms = buildEmbeddingTerms(embeddingTerms, modelTopology, modelAtoms, modelCharges, cutoffValue, switchDistance,
+                                    "double" if usesDoublePrecision else "single")
         regionModule = embeddedModel(module, periodic, interpolate, terms, links, charges)
     else:
         if links is not None:

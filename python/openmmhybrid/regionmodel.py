@@ -150,10 +150,17 @@ def regionModel(module, periodic, interpolate):
     return scripted if takesBox else adapters.DropBox(scripted)
 
 
-def embeddingTerms(terms, topology, mlAtoms, charges, cutoff, switchDistance):
-    """The embedding term modules from names (``'coulomb'``, ``'polarization'``) or modules."""
+def embeddingTerms(terms, topology, mlAtoms, charges, cutoff, switchDistance, precision="single"):
+    """The embedding term modules from names (``'coulomb'``, ``'polarization'``) or modules.
+
+    The default (``terms=None``) is both named terms as one
+    :class:`~openmmhybrid.embedding.CoulombAndPolarization`: one pass over the environment, its
+    pair sums in ``precision`` (the MLForce's: ``'double'`` with ``usesDoublePrecision``).  Names
+    given explicitly give the separate float64 terms."""
     if terms is None:
-        terms = ["coulomb", "polarization"]
+        coupling, polarization = embeddingTerms(["coulomb", "polarization"], topology, mlAtoms, charges, cutoff,
+                                                switchDistance)
+        return [embedding.CoulombAndPolarization(coupling, polarization, precision)]
     if isinstance(terms, (str, torch.nn.Module)):
         terms = [terms]
     atoms = list(topology.atoms())

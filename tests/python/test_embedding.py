@@ -17,8 +17,8 @@ import torch
 
 import openmmhybrid
 from openmmhybrid import MLForce
-from openmmhybrid.embedding import (VDS98_DAMPING, VDS98_POLARIZABILITIES, EmbeddedModel, FixedChargeCoupling,
-                                    TholePolarization, systemCharges)
+from openmmhybrid.embedding import (VDS98_DAMPING, VDS98_POLARIZABILITIES, CoulombAndPolarization, EmbeddedModel,
+                                    FixedChargeCoupling, TholePolarization, systemCharges)
 from openmmhybrid.utils import ONE_4PI_EPS0
 
 from conftest import amber
@@ -402,6 +402,36 @@ def test_polarization_energy_matches_self_consistent_numpy(pxylene, platform):
     # float64, a linear solve (TorchScript) against a converged iteration (NumPy).
     assert abs(energy - expected) <= bound(reference.magnitude, torch.float64, reference.terms)
     assert expected < -1.0  # induction is attractive and not negligible in water
+
+
+@pytest.mark.parametrize("precision", ["double", "single"])
+def test_fused_terms_equal_the_two_terms(pxylene, platform, precision):
+    """CoulombAndPolarization, the default terms (one pass over the environment), against the
+    NumPy references of the coupling and of the polarization.  'double': float64, the bound of
+    the two sums.  'single': the pair sums over the n x m environment run in float32, so their
+    rounding is bounded by the float32 bound of the same sums (n m terms of total magnitude S);
+    the region's solve and the final sums stay float64."""
+    topology, system, ml, pos, box = pxylene
+    charges = systemCharges(system)
+    mlCharges = [charges[i] for i in ml]
+    atomicNumbers = [a.element.atomic_number for a in topology.atoms() if a.index in ml]
+    fused = CoulombAndPolarization(FixedChargeCoupling(mlCharges, 1.0, 0.8),
+                                   TholePolarization(atomicNumbers, 1.0, 0.8), precision)
+    energy, forces, _ = evaluate(bare_system(system, embedding_force(system, ml, [fused]), box), pos, platform)
+    coupling = coupling_sums(pos, ml, mlCharges, charges, 1.0, 0.8, box)
+    polarization = polarization_sums(pos, ml, atomicNumbers, charges, 1.0, 0.8, box)
+    expected = coupling.energy + polarization.energy
+    magnitude, terms = coupling.magnitude + polarization.magnitude, coupling.terms + polarization.terms
+    tolerance = bound(magnitude, torch.float64 if precision == "double" else torch.float32, terms)
+    assert abs(energy - expected) <= tolerance + bound(magnitude, torch.float64, terms)
+    if precision == "single":
+        separate = [FixedChargeCoupling(mlCharges, 1.0, 0.8), TholePolarization(atomicNumbers, 1.0, 0.8)]
+        e64, f64, _ = evaluate(bare_system(system, embedding_force(system, ml, separate), box), pos, platform)
+        assert 0 < abs(energy - e64) <= tolerance  # float32 did run, and stayed within its bound
+        scale = np.abs(f64).max()
+        assert np.abs(forces - f64).max() <= bound(scale, torch.float32, terms)
+    with pytest.raises(ValueError, match="same cutoff and switch"):
+        CoulombAndPolarization(FixedChargeCoupling(mlCharges, 1.0, 0.8), TholePolarization(atomicNumbers, 1.0, 0.7))
 
 
 def vacuum_with_ion(ionCharge=1.0):

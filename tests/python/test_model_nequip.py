@@ -303,6 +303,60 @@ def test_mixed_system(files, pxylene):
                                                                                          system.getNumParticles())
 
 
+def test_openmm_ml_peer_equals_adapter(tmp_path):
+    """openmm-ml's nequip potential (``MLPotential("nequip")``: nequip's ``load_saved_model``, the
+    eager model called from a PythonForce, nequip's cutoff neighbour list) on the same model as a
+    package (zoo_nequip.nequipPeerFile: same builder, arguments and seed as the .nequip.pth, so
+    bitwise the same weights) against the adapter on the .nequip.pth (TorchScript, all pairs):
+    p-xylene alone (a Modeller topology of residue TMP, its 3.2 nm box kept), float64 and float32
+    files, energy and forces within the two code paths' rounding (energy_bound, force_bound; the
+    per-atom energies from the packaged model)."""
+    pytest.importorskip("openmmml", reason="openmm-ml (the peer) is not installed")
+    from nequip.data import compute_neighborlist_
+    from nequip.model.saved_models.load_utils import load_saved_model
+    from openmmml import MLPotential
+
+    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
+    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
+    modeller = app.Modeller(prmtop.topology, inpcrd.positions)
+    modeller.delete([r for r in prmtop.topology.residues() if r.name != "TMP"])
+    topology, positions = modeller.topology, modeller.positions
+    assert topology.getNumAtoms() == N
+    x = np.asarray(positions.value_in_unit(NM), dtype=np.float64)
+    np.testing.assert_array_equal(x, POSITIONS)
+    for dtype in ("float64", "float32"):
+        torchType = {"float64": torch.float64, "float32": torch.float32}[dtype]
+        compiled = zoo_nequip.nequipModel(tmp_path / f"{dtype}.nequip.pth", dtype=dtype)
+        package = zoo_nequip.nequipPeerFile(tmp_path / f"{dtype}.nequip.zip", dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            packaged = load_saved_model(package)
+        assert packaged.metadata["model_dtype"] == dtype
+        parameters = dict(torch.jit.load(compiled).named_parameters())
+        assert set(parameters) == set(dict(packaged.named_parameters()))
+        assert all(torch.equal(parameters[k], p) for k, p in packaged.named_parameters())  # the same model
+        data = compute_neighborlist_({"pos": torch.tensor(x * 10.0), "atom_types": torch.tensor(
+            [packaged.type_names.index(s) for s in SYMBOLS]), "pbc": torch.zeros(3, dtype=torch.bool)}, 4.0)
+        atomic = packaged(data)["atomic_energy"].detach().to(torch.float64).numpy() * EV_TO_KJ_PER_MOL
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            system = MLPotential("nequip", modelPath=package, lengthScale=0.1,
+                                 energyScale=96.48533212331002).createSystem(topology)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(positions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # openmm-ml returns its energy with requires_grad
+            state = context.getState(getEnergy=True, getForces=True)
+        peer = state.getPotentialEnergy().value_in_unit(KJ)
+        peerForces = state.getForces(asNumpy=True).value_in_unit(KJ / NM)
+
+        energy, gradient = ours(adapter.create(topology, list(range(N)), modelPath=compiled), x)
+        assert abs(energy.item() - peer) <= energy_bound(atomic, torchType)
+        np.testing.assert_allclose(-gradient, peerForces, rtol=0, atol=force_bound(peerForces, torchType))
+        assert np.abs(peerForces).max() > 1.0
+
+
 # ---------------------------------------------------------------------------------------------
 # 6. Refusals, charge, types
 

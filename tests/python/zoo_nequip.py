@@ -15,6 +15,11 @@ PyTorch < 2.10.
 Sizes: ``"tiny"`` (a few thousand parameters, for tests) and ``"realistic"`` (NequIP: 3 layers,
 l_max 2, 32 features, r_max 5 Angstrom, the nequip tutorial's size; Allegro: 2 layers, l_max 2,
 64 scalar and 32 tensor features, r_max 5 Angstrom).  Units: eV and Angstrom, nequip's usual ones.
+
+:func:`nequipPeerFile` writes the same model (same builder, arguments and seed: bitwise the same
+weights) as a ``.nequip.zip`` package, the format of ``nequip-package build``, which nequip's
+``load_saved_model`` (and so openmm-ml's ``MLPotential("nequip")``) reads; it cannot read the
+TorchScript ``.nequip.pth``.
 """
 import contextlib
 import os
@@ -77,6 +82,57 @@ def _save(model, path):
     return os.fspath(path)
 
 
+def _nequipArguments(size, elements, dtype, seed):
+    """The arguments of nequip's ``NequIPGNNModel`` builder, with its ``_target_`` (a config's model block)."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}")
+    shifts, scales = _energyParameters(elements, seed)
+    if size == "tiny":
+        architecture = dict(r_max=4.0, num_layers=2, l_max=1, num_features=8, radial_mlp_depth=1,
+                            radial_mlp_width=16, num_bessels=4)
+    else:
+        architecture = dict(r_max=5.0, num_layers=3, l_max=2, num_features=32, radial_mlp_depth=2,
+                            radial_mlp_width=64, num_bessels=8)
+    return dict(_target_="nequip.model.NequIPGNNModel", seed=seed, model_dtype=dtype, type_names=list(elements),
+                avg_num_neighbors=8.0, per_type_energy_shifts=shifts, per_type_energy_scales=scales, **architecture)
+
+
+def _allegroArguments(size, elements, dtype, seed):
+    """The arguments of nequip-allegro's ``AllegroModel`` builder, with its ``_target_``."""
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}")
+    shifts, scales = _energyParameters(elements, seed)
+    if size == "tiny":
+        architecture = dict(r_max=4.0, l_max=1, num_layers=1, num_scalar_features=8, num_tensor_features=4,
+                            radial_chemical_embed_dim=8, scalar_embed_mlp_hidden_layers_width=16,
+                            allegro_mlp_hidden_layers_width=16, readout_mlp_hidden_layers_width=8, num_bessels=4)
+    else:
+        architecture = dict(r_max=5.0, l_max=2, num_layers=2, num_scalar_features=64, num_tensor_features=32,
+                            radial_chemical_embed_dim=64, scalar_embed_mlp_hidden_layers_width=64,
+                            allegro_mlp_hidden_layers_width=64, readout_mlp_hidden_layers_width=32, num_bessels=8)
+    numBessels = architecture.pop("num_bessels")
+    embed = {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": numBessels}
+    return dict(_target_="allegro.model.AllegroModel", seed=seed, model_dtype=dtype, type_names=list(elements),
+                avg_num_neighbors=8.0, radial_chemical_embed=embed, per_type_energy_shifts=shifts,
+                per_type_energy_scales=scales, **architecture)
+
+
+ARGUMENTS = {"nequip": _nequipArguments, "allegro": _allegroArguments}
+
+
+def _build(arguments):
+    """The model of a config's model block, built in the current e3nn/nequip mode (as nequip's
+    training does, through hydra's ``instantiate``: the builder's seed fixes the weights)."""
+    import importlib
+    import warnings
+
+    arguments = dict(arguments)
+    module, name = arguments.pop("_target_").rsplit(".", 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return getattr(importlib.import_module(module), name)(**arguments)
+
+
 def nequipModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0):
     """Write a NequIP model with random weights to ``path`` (``*.nequip.pth``) and return ``path``.
 
@@ -94,24 +150,9 @@ def nequipModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", s
     seed : int
         nequip's model seed (and of the per-type energy shifts and scales).
     """
-    import warnings
-
-    from nequip.model import NequIPGNNModel
-
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}")
-    shifts, scales = _energyParameters(elements, seed)
-    if size == "tiny":
-        architecture = dict(r_max=4.0, num_layers=2, l_max=1, num_features=8, radial_mlp_depth=1,
-                            radial_mlp_width=16, num_bessels=4)
-    else:
-        architecture = dict(r_max=5.0, num_layers=3, l_max=2, num_features=32, radial_mlp_depth=2,
-                            radial_mlp_width=64, num_bessels=8)
-    with _torchscriptBuild(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = NequIPGNNModel(seed=seed, model_dtype=dtype, type_names=list(elements), avg_num_neighbors=8.0,
-                               per_type_energy_shifts=shifts, per_type_energy_scales=scales, **architecture)
-        return _save(model, path)
+    arguments = _nequipArguments(size, elements, dtype, seed)
+    with _torchscriptBuild():
+        return _save(_build(arguments), path)
 
 
 def allegroModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0):
@@ -127,29 +168,78 @@ def allegroModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", 
     elements, dtype, seed
         As :func:`nequipModel`.
     """
-    import warnings
+    arguments = _allegroArguments(size, elements, dtype, seed)
+    with _torchscriptBuild():
+        return _save(_build(arguments), path)
 
-    from allegro.model import AllegroModel
 
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}")
-    shifts, scales = _energyParameters(elements, seed)
-    if size == "tiny":
-        architecture = dict(r_max=4.0, l_max=1, num_layers=1, num_scalar_features=8, num_tensor_features=4,
-                            radial_chemical_embed_dim=8, scalar_embed_mlp_hidden_layers_width=16,
-                            allegro_mlp_hidden_layers_width=16, readout_mlp_hidden_layers_width=8, num_bessels=4)
-    else:
-        architecture = dict(r_max=5.0, l_max=2, num_layers=2, num_scalar_features=64, num_tensor_features=32,
-                            radial_chemical_embed_dim=64, scalar_embed_mlp_hidden_layers_width=64,
-                            allegro_mlp_hidden_layers_width=64, readout_mlp_hidden_layers_width=32, num_bessels=8)
-    numBessels = architecture.pop("num_bessels")
-    embed = {"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": numBessels}
-    with _torchscriptBuild(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        model = AllegroModel(seed=seed, model_dtype=dtype, type_names=list(elements), avg_num_neighbors=8.0,
-                             radial_chemical_embed=embed, per_type_energy_shifts=shifts,
-                             per_type_energy_scales=scales, **architecture)
-        return _save(model, path)
+def _exampleData(model, seed):
+    """A small molecule of the model's types, with its cutoff edges (what a package stores as
+    ``example_data.pkl``, for ``nequip-compile`` to trace with)."""
+    from nequip.data import AtomicDataDict, compute_neighborlist_, from_dict
+
+    rng = np.random.default_rng(seed)
+    count = max(4, len(model.type_names))
+    data = {AtomicDataDict.POSITIONS_KEY: torch.tensor(rng.uniform(0.0, 3.0, size=(count, 3))),
+            AtomicDataDict.ATOM_TYPE_KEY: torch.arange(count) % len(model.type_names),
+            AtomicDataDict.CELL_KEY: 20.0 * torch.eye(3, dtype=torch.float64).unsqueeze(0),
+            AtomicDataDict.PBC_KEY: torch.zeros((1, 3), dtype=torch.bool)}
+    data = compute_neighborlist_(from_dict(data), float(model.metadata["r_max"]))
+    return data
+
+
+def nequipPeerFile(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0, family="nequip"):
+    """Write the model of :func:`nequipModel` (``family="nequip"``) or :func:`allegroModel`
+    (``"allegro"``) with the same arguments -- same builder, arguments and seed, so bitwise the
+    same weights -- as a nequip package file (``*.nequip.zip``) and return ``path``.
+
+    This is the format ``nequip-package build`` writes and nequip's ``load_saved_model`` reads
+    (so openmm-ml's ``MLPotential("nequip", modelPath=...)``, which calls it, and which cannot read
+    the TorchScript ``.nequip.pth``).  ``nequip-package build`` starts from a training
+    checkpoint; this does what it does after loading one: the eager model (under PyTorch >= 2.10
+    nequip builds e3nn and its modules in eager mode, as here) in a ``ModuleDict`` under
+    ``"sole_model"``, saved with ``torch.package`` with nequip's intern (e3nn, nequip, its
+    extensions), extern and mock module lists, beside ``example_data.pkl``, ``config.yaml`` (the
+    model block) and ``package_metadata.txt`` (package version 2, only the ``eager`` model: the
+    ``compile`` one is only for ``nequip-compile --mode aotinductor``).
+    """
+    import yaml
+
+    from nequip.model.saved_models.package import _suppress_package_importer_exporter_warnings
+    from nequip.model.utils import _EAGER_MODEL_KEY
+    from nequip.scripts._package_utils import _EXTERNAL_MODULES, _INTERNAL_MODULES, _MOCK_MODULES
+    from nequip.scripts.package import _CURRENT_NEQUIP_PACKAGE_VERSION
+    from nequip.train.lightning import _SOLE_MODEL_KEY
+    from nequip.utils.asserts import assert_package_extension
+    from nequip.utils.global_state import set_global_state
+    from nequip.utils.versions import get_current_code_versions
+    from nequip.utils.versions.version_utils import get_version_safe
+
+    if family not in ARGUMENTS:
+        raise ValueError(f"family must be one of {tuple(ARGUMENTS)}")
+    path = os.fspath(path)
+    assert_package_extension(path, "output package path")
+    arguments = ARGUMENTS[family](size, elements, dtype, seed)
+    set_global_state(allow_tf32=False)
+    model = _build(arguments)
+    metadata = {
+        "versions": get_current_code_versions(verbose=False),
+        "external_modules": {k: get_version_safe(k) for k in _EXTERNAL_MODULES},
+        "package_version_id": _CURRENT_NEQUIP_PACKAGE_VERSION,
+        "available_models": [_EAGER_MODEL_KEY],
+        "atom_types": dict(enumerate(model.type_names)),
+    }
+    with _suppress_package_importer_exporter_warnings(), \
+            torch.package.PackageExporter(path, importer=(torch.package.importer.sys_importer,)) as exporter:
+        exporter.mock([f"{name}.**" for name in _MOCK_MODULES])
+        exporter.extern([f"{name}.**" for name in _EXTERNAL_MODULES])
+        exporter.intern([f"{name}.**" for name in _INTERNAL_MODULES])
+        exporter.save_pickle("model", "example_data.pkl", _exampleData(model, seed), dependencies=True)
+        exporter.save_text("model", "config.yaml", yaml.safe_dump({"model": arguments}, sort_keys=False))
+        exporter.save_text("model", "package_metadata.txt", yaml.dump(metadata, default_flow_style=False))
+        exporter.save_pickle("model", f"{_EAGER_MODEL_KEY}_model.pkl",
+                             torch.nn.ModuleDict({_SOLE_MODEL_KEY: model}), dependencies=True)
+    return path
 
 
 BUILDERS = {"nequip": nequipModel, "allegro": allegroModel}
