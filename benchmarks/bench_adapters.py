@@ -16,7 +16,8 @@ Two Systems per adapter, built from the same model and timed interleaved in bloc
 shared machine hits both alike):
 
   MLForce     openmmhybrid.createMixedSystem(..., model=<name>, modelArgs={"modelPath": file})
-  openmm-ml   openmmml.MLPotential(<name>, modelPath=file).createMixedSystem(..., mlLongRange=False):
+  openmm-ml   openmmml.MLPotential(<name>, modelPath=file).createMixedSystem(..., mlLongRange=False
+              except for AIMNet2, whose long-range terms openmm-ml knows):
               the library's model called from a PythonForce every step (openmm-ml's name for a
               local AIMNet2 file is 'aimnet')
 
@@ -81,7 +82,10 @@ def withModelThreads(system, threads):
 def openmmMLSystem(name, path, kwargs, inputs):
     from openmmml import MLPotential
     potential = MLPotential(name, modelPath=path, **kwargs)
-    return potential.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, mlLongRange=False)
+    # mlLongRange=False: the models are local (the region is whole and small); openmm-ml's AIMNet2
+    # knows its own long-range terms and refuses the option.
+    options = {} if name == "aimnet" else {"mlLongRange": False}
+    return potential.createMixedSystem(inputs.topology, inputs.system, inputs.ligand, **options)
 
 
 def timeSystems(systems, inputs, platform, properties, blocks, steps):
@@ -103,9 +107,10 @@ def timeSystems(systems, inputs, platform, properties, blocks, steps):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # nequip first: its random models are scripted here, which fails once torch_geometric (torchmd-net's)
-    # is imported.
-    parser.add_argument("--adapters", default="nequip,mace,aimnet2,torchmdnet,ani")
+    parser.add_argument("--adapters", default="nequip,mace,aimnet2,torchmdnet,ani",
+                        help="each runs in a process of its own (the libraries change process-wide state: "
+                        "torch_geometric replaces torch.index_select, e3nn and nequip set global modes)")
+    parser.add_argument("--rows-only", dest="rowsOnly", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -116,6 +121,20 @@ def main():
     import torch
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
+    inputs = common.load("pxylene")
+    platform = openmm.Platform.getPlatformByName("CPU")
+    properties = {"Threads": str(args.threads)}
+    adapters = args.adapters.split(",")
+    if len(adapters) > 1 or not args.rowsOnly:
+        return _perProcess(args, adapters)
+    with tempfile.TemporaryDirectory() as folder:
+        _rows(adapters[0], folder, inputs, platform, properties, args)
+    return 0
+
+
+def _perProcess(args, adapters):
+    """The header, the MM row, then each adapter's rows from a process of its own."""
+    import subprocess
     inputs = common.load("pxylene")
     platform = openmm.Platform.getPlatformByName("CPU")
     properties = {"Threads": str(args.threads)}
@@ -130,33 +149,45 @@ def main():
     print("|---|---|---|---|")
     mm = timeSystems({"MM": inputs.system}, inputs, platform, properties, args.blocks, args.steps)["MM"]
     print(f"| (none) | MM alone | {statistics.median(mm):.2f} / {min(mm):.2f} | |")
-    with tempfile.TemporaryDirectory() as folder:
-        for adapter in args.adapters.split(","):
-            if adapter == "ani":
-                systems = {name: withModelThreads(openmmhybrid.createMixedSystem(inputs.topology, inputs.system,
-                                                                                 inputs.ligand, name), args.modelThreads)
-                           for name in ("ani1x", "ani1ccx")}
-                times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
-                for name, t in times.items():
-                    print(f"| {name} | MLForce | {statistics.median(t):.2f} / {min(t):.2f} | |")
-                ratio = statistics.median(times["ani1ccx"]) / statistics.median(times["ani1x"])
-                print(f"| ani1ccx / ani1x | | {ratio:.2f} | |")
-                continue
-            ours, theirs, path, peerPath, kwargs = modelFile(adapter, folder)
-            systems = {"MLForce": withModelThreads(openmmhybrid.createMixedSystem(
-                inputs.topology, inputs.system, inputs.ligand, ours, modelArgs={"modelPath": path}), args.modelThreads)}
-            try:
-                systems["openmm-ml"] = openmmMLSystem(theirs, peerPath, kwargs, inputs)
-            except Exception as error:  # the peer's failure is reported, not fatal
-                message = (str(error).splitlines() or [""])[0][:120]
-                print(f"| {adapter} | openmm-ml | failed: {type(error).__name__}: {message} | |")
-            times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
-            base = statistics.median(times["MLForce"])
-            for name, t in times.items():
-                ratio = f"{statistics.median(t) / base:.2f}" if name == "openmm-ml" else ""
-                print(f"| {adapter} | {name} | {statistics.median(t):.2f} / {min(t):.2f} | {ratio} |")
-            sys.stdout.flush()
+    sys.stdout.flush()
+    for adapter in adapters:
+        command = [sys.executable, os.path.abspath(__file__), "--adapters", adapter, "--rows-only", "--blocks",
+                   str(args.blocks), "--steps", str(args.steps), "--threads", str(args.threads)]
+        if args.modelThreads is not None:
+            command += ["--model-threads", str(args.modelThreads)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+        print("\n".join(rows) if rows else f"| {adapter} | failed | {(result.stderr.strip().splitlines() or ['?'])[-1][:150]} | |")
+        sys.stdout.flush()
     return 0
+
+
+def _rows(adapter, folder, inputs, platform, properties, args):
+    """The table rows of one adapter (or 'ani': ANI-1ccx against ANI-1x)."""
+    if adapter == "ani":
+        systems = {name: withModelThreads(openmmhybrid.createMixedSystem(inputs.topology, inputs.system,
+                                                                         inputs.ligand, name), args.modelThreads)
+                   for name in ("ani1x", "ani1ccx")}
+        times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
+        for name, t in times.items():
+            print(f"| {name} | MLForce | {statistics.median(t):.2f} / {min(t):.2f} | |")
+        ratio = statistics.median(times["ani1ccx"]) / statistics.median(times["ani1x"])
+        print(f"| ani1ccx / ani1x | | {ratio:.2f} | |")
+        return
+    ours, theirs, path, peerPath, kwargs = modelFile(adapter, folder)
+    systems = {"MLForce": withModelThreads(openmmhybrid.createMixedSystem(
+        inputs.topology, inputs.system, inputs.ligand, ours, modelArgs={"modelPath": path}), args.modelThreads)}
+    try:
+        systems["openmm-ml"] = openmmMLSystem(theirs, peerPath, kwargs, inputs)
+    except Exception as error:  # the peer's failure is reported, not fatal
+        message = (str(error).splitlines() or [""])[0][:120]
+        print(f"| {adapter} | openmm-ml | failed: {type(error).__name__}: {message} | |")
+    times = timeSystems(systems, inputs, platform, properties, args.blocks, args.steps)
+    base = statistics.median(times["MLForce"])
+    for name, t in times.items():
+        ratio = f"{statistics.median(t) / base:.2f}" if name == "openmm-ml" else ""
+        print(f"| {adapter} | {name} | {statistics.median(t):.2f} / {min(t):.2f} | {ratio} |")
+    sys.stdout.flush()
 
 
 if __name__ == "__main__":
