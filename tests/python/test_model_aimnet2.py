@@ -7,10 +7,8 @@ outside.  The references are aimnet's own evaluations of the same file: in float
 dense all-pairs forward (``forward_prepared``) plus its ``LRCoulomb`` and ``DFTD3`` modules; in
 float32 its ``AIMNet2Calculator`` (its neighbour lists, nvalchemi-toolkit-ops D3 kernels).
 """
-import os
 import sys
 import warnings
-from typing import Optional
 
 import numpy as np
 import openmm
@@ -22,9 +20,9 @@ import torch
 aimnet = pytest.importorskip("aimnet", reason="the AIMNet2 adapter reads models with aimnet (pip install aimnet==0.2.5)")
 
 import openmmhybrid  # noqa: E402
-from openmmhybrid import MLForce  # noqa: E402
 from openmmhybrid.models import EV_TO_KJ_PER_MOL, aimnet2  # noqa: E402
-from conftest import amber  # noqa: E402
+from adapter_checks import (ZeroModel, displacedEnergy, energyAndGradient, mlforceState,  # noqa: E402
+                            oneResidueTopology, pxyleneRegion, rigidlyMoved, shortDynamics, xmlRoundTripStates)
 from precision import EPS32, EPS64, bound, centralDifference, networkTerms  # noqa: E402
 from zoo_aimnet2 import saveAIMNet2  # noqa: E402
 
@@ -34,10 +32,9 @@ NM = unit.nanometer
 
 
 def _pxyleneRegion():
-    prm, crd, _ = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
-    atoms = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
-    x = np.asarray(crd.getPositions(asNumpy=True).value_in_unit(NM))[atoms]
-    return [a.element.atomic_number for a in prm.topology.atoms() if a.residue.name == "TMP"], x
+    topology, atoms, x = pxyleneRegion()
+    elements = [a.element.atomic_number for a in topology.atoms()]
+    return [elements[i] for i in atoms], x
 
 
 PXYLENE_NUMBERS, PXYLENE = _pxyleneRegion()
@@ -51,12 +48,7 @@ MOLECULES = {"pxylene": (PXYLENE_NUMBERS, PXYLENE), "mixed": (MIXED_NUMBERS, PXY
 
 
 def topologyOf(numbers):
-    topology = app.Topology()
-    residue = topology.addResidue("LIG", topology.addChain())
-    for z in numbers:
-        e = app.Element.getByAtomicNumber(z)
-        topology.addAtom(e.symbol, e, residue)
-    return topology
+    return oneResidueTopology(numbers, residueName="LIG")
 
 
 @pytest.fixture(scope="module")
@@ -66,14 +58,6 @@ def modelPath(tmp_path_factory):
 
 def make(path, numbers, **kwargs):
     return aimnet2.create(topologyOf(numbers), list(range(len(numbers))), modelPath=path, **kwargs)
-
-
-def ours(model, positions, dtype=torch.float64):
-    """(energy kJ/mol, gradient kJ/mol/nm) of a module at positions in nm."""
-    x = torch.tensor(positions, dtype=dtype, requires_grad=True)
-    energy = model(x)
-    gradient, = torch.autograd.grad(energy, x)
-    return energy.detach(), gradient.double().numpy()
 
 
 def libraryFloat64(path, numbers, positions, charge=0):
@@ -128,24 +112,6 @@ def forceScale(gradient):
     return np.abs(gradient).max() * len(gradient)
 
 
-def _mlforceState(model, positions, platform, double):
-    """Energy and forces of an MLForce on the region placed, in a shuffled order, in a larger System."""
-    n = len(positions)
-    total = n + 3
-    order = np.random.default_rng(3).permutation(total)[:n]
-    system = openmm.System()
-    for _ in range(total):
-        system.addParticle(12.0)
-    force = MLForce(model, [int(i) for i in order], usesDoublePrecision=double)
-    system.addForce(force)
-    x = np.full((total, 3), 5.0)
-    x[order] = positions
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    context.setPositions(x)
-    state = context.getState(getEnergy=True, getForces=True)
-    return state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM)[order]
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Against the library
 
@@ -159,7 +125,7 @@ def test_float64_matches_aimnet(name, modelPath, platform):
     numbers, positions = MOLECULES[name]
     model = make(modelPath, numbers, precision="double")
     expectedEnergy, expectedGradient = libraryFloat64(modelPath, numbers, positions)
-    energy, gradient = ours(model, positions)
+    energy, gradient = energyAndGradient(model, positions)
     eBound = bound(energyScale(model, positions), torch.float64, roundingTerms(model))
     fBound = bound(forceScale(expectedGradient), torch.float64, roundingTerms(model))
     print(f"{name}: |dE| = {abs(energy.item() - expectedEnergy):.1e} (bound {eBound:.1e}) kJ/mol, max |dF| = "
@@ -168,7 +134,7 @@ def test_float64_matches_aimnet(name, modelPath, platform):
     assert abs(energy.item() - expectedEnergy) <= eBound
     np.testing.assert_allclose(gradient, expectedGradient, rtol=0, atol=fBound)
     assert np.abs(expectedGradient).max() > 1.0  # forces of a real size
-    kernelEnergy, kernelForces = _mlforceState(model, positions, platform, double=True)
+    kernelEnergy, kernelForces = mlforceState(model, positions, platform, double=True)
     assert abs(kernelEnergy - expectedEnergy) <= 2 * eBound
     np.testing.assert_allclose(kernelForces, -expectedGradient, rtol=0, atol=2 * fBound)
 
@@ -181,14 +147,14 @@ def test_float32_matches_aimnet_calculator(modelPath, platform):
     model = make(modelPath, numbers)
     assert model.a0.dtype == torch.float32  # the file's dtype by default
     expectedEnergy, expectedGradient = libraryCalculator(modelPath, numbers, positions)
-    energy, gradient = ours(model, positions, torch.float32)
+    energy, gradient = energyAndGradient(model, positions, torch.float32)
     eBound = bound(energyScale(model, positions), torch.float32, roundingTerms(model))
     fBound = bound(forceScale(expectedGradient), torch.float32, roundingTerms(model))
     print(f"float32: |dE| = {abs(energy.item() - expectedEnergy):.1e} (bound {eBound:.1e}), max |dF| = "
           f"{np.abs(gradient - expectedGradient).max():.1e} (bound {fBound:.1e})")
     assert abs(energy.item() - expectedEnergy) <= eBound
     np.testing.assert_allclose(gradient, expectedGradient, rtol=0, atol=fBound)
-    kernelEnergy, kernelForces = _mlforceState(model, positions, platform, double=False)
+    kernelEnergy, kernelForces = mlforceState(model, positions, platform, double=False)
     assert abs(kernelEnergy - energy.item()) <= eBound
     np.testing.assert_allclose(kernelForces, -gradient, rtol=0, atol=fBound)
 
@@ -203,8 +169,8 @@ def test_precision_single_double_and_default(modelPath):
         for dtype in (torch.float32, torch.float64):
             e = model(torch.tensor(positions, dtype=dtype))
             assert e.dtype == torch.float64 and e.dim() == 0
-    e32, g32 = ours(single, positions, torch.float64)
-    e64, g64 = ours(double, positions)
+    e32, g32 = energyAndGradient(single, positions, torch.float64)
+    e64, g64 = energyAndGradient(double, positions)
     assert e32.item() == default(torch.tensor(positions)).item()  # same code, same inputs
     assert abs(e32.item() - e64.item()) <= bound(energyScale(double, positions), torch.float32, roundingTerms(double))
     np.testing.assert_allclose(g32, g64, rtol=0, atol=bound(forceScale(g64), torch.float32, roundingTerms(double)))
@@ -221,15 +187,10 @@ def test_forces_match_finite_differences(modelPath):
     precision.centralDifference's truncation and rounding bound)."""
     numbers, positions = MOLECULES["mixed"]
     model = make(modelPath, numbers, precision="double")
-    _, gradient = ours(model, positions)
+    _, gradient = energyAndGradient(model, positions)
     rounding = bound(energyScale(model, positions), torch.float64, roundingTerms(model))
     for atom, axis in [(0, 0), (3, 1), (7, 2), (10, 0), (14, 1), (17, 2)]:
-        def energyAt(dx):
-            x = positions.copy()
-            x[atom, axis] += dx
-            with torch.no_grad():
-                return model(torch.tensor(x)).item()
-        numeric, error = centralDifference(energyAt, 1e-4, rounding)
+        numeric, error = centralDifference(displacedEnergy(model, positions, atom, axis), 1e-4, rounding)
         assert abs(-gradient[atom, axis] - numeric) <= error, (atom, axis)
 
 
@@ -238,14 +199,9 @@ def test_rotation_and_translation_invariance(modelPath):
     to the rounding of the moved coordinates (|x| up to 5 nm: eps64 |x| |F| per coordinate)."""
     numbers, positions = MOLECULES["mixed"]
     model = make(modelPath, numbers, precision="double")
-    energy, gradient = ours(model, positions)
-    rng = np.random.default_rng(7)
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    rotation = q * np.sign(np.diag(r))
-    if np.linalg.det(rotation) < 0:
-        rotation[:, 0] *= -1
-    moved = positions @ rotation.T + np.array([3.1, -2.7, 0.4])
-    energy2, gradient2 = ours(model, moved)
+    energy, gradient = energyAndGradient(model, positions)
+    rotation, moved = rigidlyMoved(positions, [3.1, -2.7, 0.4], seed=7)
+    energy2, gradient2 = energyAndGradient(model, moved)
     terms = roundingTerms(model)
     shift = np.abs(moved).max() * np.abs(gradient).sum()
     assert abs(energy2.item() - energy.item()) <= bound(energyScale(model, positions) + shift, torch.float64, terms)
@@ -260,16 +216,7 @@ def test_xml_round_trip_is_bitwise(modelPath, platform):
     """A System with the MLForce, serialized and read back, gives the same energy to the bit (n = 18)."""
     numbers, positions = MOLECULES["pxylene"]
     model = make(modelPath, numbers, precision="double")
-    system = openmm.System()
-    for _ in numbers:
-        system.addParticle(12.0)
-    system.addForce(MLForce(model, list(range(len(numbers))), usesDoublePrecision=True))
-    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    energies = []
-    for s in (system, copy):
-        c = openmm.Context(s, openmm.VerletIntegrator(0.001), platform)
-        c.setPositions(positions)
-        energies.append(c.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
+    energies = [s.getPotentialEnergy().value_in_unit(KJ) for s in xmlRoundTripStates(model, positions, platform)]
     assert energies[0] == energies[1]
 
 
@@ -280,24 +227,10 @@ def test_short_md_stays_finite(modelPath, platform):
     """20 steps of LangevinMiddleIntegrator (0.5 fs, 300 K) on the 18-atom region alone, float32."""
     numbers, positions = MOLECULES["pxylene"]
     model = make(modelPath, numbers)
-    system = openmm.System()
-    for z in numbers:
-        system.addParticle(app.Element.getByAtomicNumber(z).mass)
-    system.addForce(MLForce(model, list(range(len(numbers)))))
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.0005 * unit.picosecond)
-    integrator.setRandomNumberSeed(1)
-    c = openmm.Context(system, integrator, platform)
-    c.setPositions(positions)
-    integrator.step(20)
-    state = c.getState(getEnergy=True, getPositions=True)
-    x = state.getPositions(asNumpy=True).value_in_unit(NM)
-    assert np.isfinite(x).all() and np.isfinite(state.getPotentialEnergy().value_in_unit(KJ))
+    masses = [app.Element.getByAtomicNumber(z).mass for z in numbers]
+    _, _, energy, x = shortDynamics(model, masses, positions, platform, seed=1)
+    assert np.isfinite(x).all() and np.isfinite(energy)
     assert np.abs(x - positions).max() > 0  # it moved
-
-
-class _Zero(torch.nn.Module):
-    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return (positions * 0.0).sum().to(torch.float64)
 
 
 def test_create_mixed_system_on_pxylene(modelPath, pxylene):
@@ -318,7 +251,7 @@ def test_create_mixed_system_on_pxylene(modelPath, pxylene):
         return (c.getState(getEnergy=True, groups={7}).getPotentialEnergy().value_in_unit(KJ),
                 c.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
 
-    (withModel, total), (withZero, _) = correction(model), correction(_Zero())
+    (withModel, total), (withZero, _) = correction(model), correction(ZeroModel())
     x = np.asarray(crd.getPositions(asNumpy=True).value_in_unit(NM))[atoms]
     with torch.no_grad():
         expected = model(torch.tensor(x)).item()

@@ -18,11 +18,9 @@ largest force component.
 import math
 import os
 import warnings
-from typing import Optional
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import pytest
 import torch
@@ -33,7 +31,8 @@ import openmmhybrid  # noqa: E402
 from openmmhybrid import MLForce  # noqa: E402
 from openmmhybrid.models import EV_TO_KJ_PER_MOL  # noqa: E402
 from openmmhybrid.models import mace as macemodel  # noqa: E402
-from conftest import DATA  # noqa: E402
+from adapter_checks import (ZeroModel, displacedEnergy, energyAndGradient, mlforceState,  # noqa: E402
+                            oneResidueTopology, pxyleneRegion, rigidlyMoved, shortDynamics, xmlRoundTripStates)
 from precision import bound, boxMatrix, centralDifference, nonbondedBounds  # noqa: E402
 from zoo_mace import SIZES, saveMACE  # noqa: E402
 
@@ -45,22 +44,6 @@ NM = unit.nanometer
 FORCE_UNIT = EV_TO_KJ_PER_MOL * 10.0
 
 
-def _pxylene():
-    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
-    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
-    atoms = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
-    positions = np.asarray(inpcrd.getPositions(asNumpy=True).value_in_unit(NM))[atoms]
-    return prmtop.topology, atoms, positions
-
-
-def _topology(symbols):
-    topology = app.Topology()
-    residue = topology.addResidue("MOL", topology.addChain())
-    for i, symbol in enumerate(symbols):
-        topology.addAtom(f"{symbol}{i}", app.element.get_by_symbol(symbol), residue)
-    return topology
-
-
 def _cluster(symbols, seed=5, spacing=0.1, extent=0.7):
     """Seeded positions (nm) of ``symbols``, no two closer than ``spacing``, in a cube of ``extent``."""
     rng = np.random.default_rng(seed)
@@ -69,11 +52,11 @@ def _cluster(symbols, seed=5, spacing=0.1, extent=0.7):
         x = rng.uniform(0.0, extent, 3)
         if all(np.linalg.norm(x - p) >= spacing for p in positions):
             positions.append(x)
-    return _topology(symbols), list(range(len(symbols))), np.array(positions)
+    return oneResidueTopology(symbols, residueName="MOL", numbered=True), list(range(len(symbols))), np.array(positions)
 
 
 CLUSTER_SYMBOLS = ["C", "H", "H", "N", "O", "S", "H", "C", "O", "H", "N", "H"]
-MOLECULES = {"pxylene": _pxylene(), "cluster": _cluster(CLUSTER_SYMBOLS)}
+MOLECULES = {"pxylene": pxyleneRegion(), "cluster": _cluster(CLUSTER_SYMBOLS)}
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +100,6 @@ def theirs(calculator, topology, atoms, positions, **info):
     return molecule.get_potential_energy() * EV_TO_KJ_PER_MOL, -molecule.get_forces() * FORCE_UNIT
 
 
-def ours(model, positions, dtype=torch.float64):
-    x = torch.tensor(np.asarray(positions), dtype=dtype, requires_grad=True)
-    energy = model(x)
-    (gradient,) = torch.autograd.grad(energy, x)
-    return energy.detach(), gradient.numpy().astype(np.float64)
-
-
 # An upper estimate of the widest dot product of the tiny model (4 hidden channels, doubled for
 # the 0e and 1o irreps, times its interactions and the 4 Bessel functions: 64) and of the dot
 # products per interaction (radial MLP 2, linear up, tensor product, linear, product basis,
@@ -159,7 +135,7 @@ def test_matches_mace_calculator(name, precision, models, calculators):
     topology, atoms, positions = MOLECULES[name]
     model = models[name, precision]
     dtype = torch.float64 if precision == "double" else torch.float32
-    energy, gradient = ours(model, positions, dtype)
+    energy, gradient = energyAndGradient(model, positions, dtype)
     expected_energy, expected_gradient = theirs(calculators[precision], topology, atoms, positions)
     assert energy.dtype == torch.float64 and energy.dim() == 0
     tolerance = energy_bound(model, expected_energy, len(atoms), dtype, referenceRounded=True)
@@ -171,23 +147,6 @@ def test_matches_mace_calculator(name, precision, models, calculators):
     assert np.abs(expected_gradient).max() > 1.0  # the forces are not trivially zero
 
 
-def _mlforce_state(model, positions, platform, double):
-    """Energy and forces of an MLForce on a region placed in arbitrary order inside a larger System."""
-    n = len(positions)
-    total = n + 3
-    order = np.random.default_rng(3).permutation(total)[:n]
-    system = openmm.System()
-    for _ in range(total):
-        system.addParticle(12.0)
-    system.addForce(MLForce(model, [int(i) for i in order], usesDoublePrecision=double))
-    everything = np.full((total, 3), 5.0)
-    everything[order] = positions
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    context.setPositions(everything)
-    state = context.getState(getEnergy=True, getForces=True)
-    return state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM)[order]
-
-
 @pytest.mark.parametrize("precision", ["double", "single"])
 def test_mlforce_matches_mace_calculator(precision, models, calculators, platform):
     """Through MLForce in a Context (p-xylene, n = 18; the kernel runs the scripted module on the
@@ -195,7 +154,7 @@ def test_mlforce_matches_mace_calculator(precision, models, calculators, platfor
     topology, atoms, positions = MOLECULES["pxylene"]
     model = models["pxylene", precision]
     dtype = torch.float64 if precision == "double" else torch.float32
-    energy, forces = _mlforce_state(model, positions, platform, double=precision == "double")
+    energy, forces = mlforceState(model, positions, platform, double=precision == "double")
     if dtype == torch.float32:
         positions = np.asarray(positions, dtype=np.float32)  # what the kernel hands the model
     expected_energy, expected_gradient = theirs(calculators[precision], topology, atoms, positions)
@@ -208,16 +167,11 @@ def test_forces_match_finite_differences(models):
     nm); the rounding of two energies: the bound of two evaluations at the scale of |E|."""
     topology, atoms, positions = MOLECULES["cluster"]
     model = models["cluster", "double"]
-    energy, gradient = ours(model, positions)
+    energy, gradient = energyAndGradient(model, positions)
     n = len(atoms)
     rounding = bound(abs(energy.item()), torch.float64, n * (n - 1) * WIDTH * LAYERS)
     for atom, axis in [(0, 0), (3, 1), (4, 2), (5, 0), (11, 1)]:
-        def energyAt(dx):
-            moved = positions.copy()
-            moved[atom, axis] += dx
-            with torch.no_grad():
-                return model(torch.tensor(moved)).item()
-        force, error = centralDifference(energyAt, 1e-4, rounding)
+        force, error = centralDifference(displacedEnergy(model, positions, atom, axis), 1e-4, rounding)
         assert abs(-gradient[atom, axis] - force) <= error, (atom, axis)
     assert np.abs(gradient).max() > 10.0
 
@@ -227,14 +181,9 @@ def test_rotation_and_translation_invariance(models):
     the energy by |x| |F| per coordinate over 3n coordinates, plus two evaluations' rounding."""
     topology, atoms, positions = MOLECULES["cluster"]
     model = models["cluster", "double"]
-    energy, gradient = ours(model, positions)
-    rng = np.random.default_rng(7)
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    rotation = q * np.sign(np.diag(r))
-    if np.linalg.det(rotation) < 0:
-        rotation[:, 0] *= -1
-    moved = positions @ rotation.T + np.array([2.1, -1.7, 0.4])
-    energy2, gradient2 = ours(model, moved)
+    energy, gradient = energyAndGradient(model, positions)
+    rotation, moved = rigidlyMoved(positions, [2.1, -1.7, 0.4], seed=7)
+    energy2, gradient2 = energyAndGradient(model, moved)
     n = len(atoms)
     scale = np.abs(moved).max() * np.abs(gradient).max() * n
     tolerance = bound(scale, torch.float64, 3 * n) + energy_bound(model, energy.item(), n, torch.float64, False)
@@ -246,16 +195,7 @@ def test_system_xml_round_trip_is_bitwise(models, platform):
     """The System serialized and read back (the scripted model travels inside the XML) gives the
     same energy and forces, bit for bit, on the same platform."""
     topology, atoms, positions = MOLECULES["pxylene"]
-    system = openmm.System()
-    for _ in atoms:
-        system.addParticle(12.0)
-    system.addForce(MLForce(models["pxylene", "double"], list(range(len(atoms))), usesDoublePrecision=True))
-    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    states = []
-    for s in (system, copy):
-        context = openmm.Context(s, openmm.VerletIntegrator(0.001), platform)
-        context.setPositions(positions)
-        states.append(context.getState(getEnergy=True, getForces=True))
+    states = xmlRoundTripStates(models["pxylene", "double"], positions, platform)
     assert states[0].getPotentialEnergy() == states[1].getPotentialEnergy()
     assert (states[0].getForces(asNumpy=True) == states[1].getForces(asNumpy=True)).all()
 
@@ -263,25 +203,10 @@ def test_system_xml_round_trip_is_bitwise(models, platform):
 def test_short_md_stays_finite(models, platform):
     """20 steps of Langevin dynamics (0.5 fs, 300 K) of the cluster under the model alone."""
     topology, atoms, positions = MOLECULES["cluster"]
-    system = openmm.System()
-    for atom in topology.atoms():
-        system.addParticle(atom.element.mass)
-    system.addForce(MLForce(models["cluster", "single"], atoms))
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.0005 * unit.picosecond)
-    integrator.setRandomNumberSeed(1)
-    context = openmm.Context(system, integrator, platform)
-    context.setPositions(positions)
-    start = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ)
-    integrator.step(20)
-    state = context.getState(getEnergy=True, getPositions=True)
-    moved = state.getPositions(asNumpy=True).value_in_unit(NM)
-    assert np.isfinite(moved).all() and np.isfinite(state.getPotentialEnergy().value_in_unit(KJ))
-    assert np.abs(moved - positions).max() > 0 and state.getPotentialEnergy().value_in_unit(KJ) != start
-
-
-class _Zero(torch.nn.Module):
-    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return (positions * 0.0).sum().to(torch.float64)
+    masses = [atom.element.mass for atom in topology.atoms()]
+    start, _, energy, moved = shortDynamics(models["cluster", "single"], masses, positions, platform, seed=1)
+    assert np.isfinite(moved).all() and np.isfinite(energy)
+    assert np.abs(moved - positions).max() > 0 and energy != start
 
 
 def test_mixed_system_on_pxylene(pxylene, models):
@@ -293,7 +218,7 @@ def test_mixed_system_on_pxylene(pxylene, models):
     atoms = openmmhybrid.selectAtoms(prmtop.topology, residueName="TMP")
     model = models["pxylene", "double"]
     totals = []
-    for m in (model, _Zero()):
+    for m in (model, ZeroModel()):
         mixed = openmmhybrid.createMixedSystem(prmtop.topology, system, atoms, m, usesDoublePrecision=True)
         for force in mixed.getForces():
             force.setForceGroup(30 if MLForce.isinstance(force) else 0)
@@ -406,10 +331,10 @@ def test_precision_default_is_the_files_dtype(files, models):
     assert _runsIn(macemodel.create(topology, atoms, modelPath=files["float32"], precision="double")) == \
         (torch.float64,) * 2
     single, double = models["pxylene", "single"], models["pxylene", "double"]
-    e32, g32 = ours(single, positions, torch.float64)  # float64 positions, run in float32
-    e64, g64 = ours(double, positions, torch.float32)  # float32 positions, run in float64
+    e32, g32 = energyAndGradient(single, positions, torch.float64)  # float64 positions, run in float32
+    e64, g64 = energyAndGradient(double, positions, torch.float32)  # float32 positions, run in float64
     assert e32.dtype == e64.dtype == torch.float64
-    e64exact, g64exact = ours(double, positions)
+    e64exact, g64exact = energyAndGradient(double, positions)
     assert abs(e32.item() - e64exact.item()) <= energy_bound(double, e64exact.item(), len(atoms), torch.float32, False)
     np.testing.assert_allclose(g32, g64exact, rtol=0, atol=force_bound(g64exact, torch.float32))
     assert e32.item() != e64exact.item()  # it did run in float32
@@ -495,7 +420,7 @@ def test_all_pairs_equal_the_library_neighbour_list(files, calculators):
     topology, atoms, positions = MOLECULES["pxylene"]
     spread = positions * 4.5
     model = macemodel.create(topology, atoms, modelPath=files["float64"])
-    energy, gradient = ours(model, spread)
+    energy, gradient = energyAndGradient(model, spread)
     expected, expected_gradient = theirs(calculators["double"], topology, atoms, spread)
     assert abs(energy.item() - expected) <= energy_bound(model, expected, len(atoms), torch.float64, True)
     # No neighbour at all: each atom's energy is its E0 plus the readout of its isolated features,

@@ -7,9 +7,7 @@ through nequip's model builders and written as nequip-compile --mode torchscript
 Molecule: p-xylene (residue TMP of examples/data/pxylene-water, 18 atoms, H and C, 7 Angstrom
 across: with r_max 4 Angstrom about a third of its pairs are beyond the cutoff).
 """
-import os
 import warnings
-from typing import Optional
 
 import numpy as np
 import openmm
@@ -25,7 +23,9 @@ import openmmhybrid  # noqa: E402
 from openmmhybrid import MLForce  # noqa: E402
 from openmmhybrid.models import EV_TO_KJ_PER_MOL  # noqa: E402
 from openmmhybrid.models import nequip as adapter  # noqa: E402
-from conftest import DATA  # noqa: E402
+from adapter_checks import (ZeroModel, displacedEnergy, energyAndGradient, mlforceState,  # noqa: E402
+                            oneResidueTopology, pxyleneFiles, pxyleneRegion, rigidlyMoved, shortDynamics,
+                            xmlRoundTripStates)
 from precision import bound, centralDifference, eps  # noqa: E402
 import zoo_nequip  # noqa: E402
 
@@ -45,15 +45,7 @@ def _unoptimized_torchscript():
         yield
 
 
-def _pxylene():
-    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
-    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
-    atoms = [a.index for a in prmtop.topology.atoms() if a.residue.name == "TMP"]
-    positions = np.asarray(inpcrd.getPositions(asNumpy=True).value_in_unit(NM), dtype=np.float64)[atoms]
-    return prmtop.topology, atoms, positions
-
-
-TOPOLOGY, ATOMS, POSITIONS = _pxylene()
+TOPOLOGY, ATOMS, POSITIONS = pxyleneRegion()
 N = len(ATOMS)
 PAIRS = N * (N - 1)  # the edges the adapter sums over (the library: those within r_max)
 SYMBOLS = [a.element.symbol for a in TOPOLOGY.atoms() if a.index in set(ATOMS)]
@@ -81,14 +73,6 @@ def library(path, positions):
     energy = atoms.get_potential_energy() * EV_TO_KJ_PER_MOL
     forces = atoms.get_forces() * EV_TO_KJ_PER_MOL * 10.0
     return energy, forces, atoms.get_potential_energies() * EV_TO_KJ_PER_MOL
-
-
-def ours(model, positions, dtype=torch.float64):
-    """(energy kJ/mol, gradient kJ/mol/nm) of the module called directly."""
-    x = torch.tensor(positions, dtype=dtype, requires_grad=True)
-    energy = model(x)
-    energy.backward()
-    return energy, x.grad.to(torch.float64).numpy()
 
 
 def energy_bound(atomic, dtype):
@@ -127,7 +111,7 @@ def test_module_equals_library(files, family, dtype):
         # float32 inputs: the library sees the same rounded positions
         positions = POSITIONS.astype(np.float32).astype(np.float64) if inputType == torch.float32 else POSITIONS
         expected, expectedForces, atomic = library(path, positions)
-        energy, gradient = ours(scripted, positions, inputType)
+        energy, gradient = energyAndGradient(scripted, positions, inputType)
         assert energy.dtype == torch.float64 and energy.dim() == 0
         assert abs(energy.item() - expected) <= energy_bound(atomic, torchType)
         # the gradient comes back in the inputs' dtype: float32 inputs round it once more
@@ -140,22 +124,6 @@ def test_module_equals_library(files, family, dtype):
     assert (distances > cutoff).sum() > PAIRS // 4  # many pairs beyond r_max: all pairs is exercised
 
 
-def _mlforce_state(model, positions, platform, double):
-    """Energy and forces of an MLForce on the region placed in arbitrary order in a larger System."""
-    total = N + 3
-    order = np.random.default_rng(3).permutation(total)[:N]
-    system = openmm.System()
-    for _ in range(total):
-        system.addParticle(12.0)
-    system.addForce(MLForce(model, [int(i) for i in order], usesDoublePrecision=double))
-    everything = np.full((total, 3), 5.0)
-    everything[order] = positions
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    context.setPositions(everything)
-    state = context.getState(getEnergy=True, getForces=True)
-    return state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM)[order]
-
-
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_mlforce_equals_library(files, family, dtype, platform):
@@ -165,7 +133,7 @@ def test_mlforce_equals_library(files, family, dtype, platform):
     path = files[family, dtype]
     double = dtype == "float64"
     positions = POSITIONS if double else POSITIONS.astype(np.float32).astype(np.float64)
-    energy, forces = _mlforce_state(create(path, family), positions, platform, double)
+    energy, forces = mlforceState(create(path, family), positions, platform, double)
     expected, expectedForces, atomic = library(path, positions)
     torchType = torch.float64 if double else torch.float32
     assert abs(energy - expected) <= energy_bound(atomic, torchType)
@@ -194,14 +162,11 @@ def test_forces_match_finite_differences(files, family):
     """float64, n = 18: six coordinates, h = 1e-4 nm; the rounding of an energy difference is
     energy_bound (scale: the per-atom energies' magnitudes, over the 306 pairs)."""
     model = torch.jit.script(create(files[family, "float64"], family))
-    _, gradient = ours(model, POSITIONS)
+    _, gradient = energyAndGradient(model, POSITIONS)
     _, _, atomic = library(files[family, "float64"], POSITIONS)
     rounding = energy_bound(atomic, torch.float64)
     for atom, axis in [(0, 0), (3, 1), (7, 2), (10, 0), (14, 1), (17, 2)]:
-        def energyAt(dx):
-            moved = POSITIONS.copy()
-            moved[atom, axis] += dx
-            return model(torch.tensor(moved)).item()
+        energyAt = displacedEnergy(model, POSITIONS, atom, axis, noGrad=False)  # the model takes autograd forces
         numeric, tolerance = centralDifference(energyAt, 1e-4, rounding)
         assert abs(-gradient[atom, axis] - numeric) <= tolerance, (atom, axis)
     assert np.abs(gradient).max() > 1.0
@@ -213,15 +178,10 @@ def test_rotation_and_translation_invariance(files, family):
     rounding of the moved positions (|x| |F| over 3n coordinates) plus that of the model's own
     sums (energy_bound), and rotated forces."""
     model = create(files[family, "float64"], family)
-    energy, gradient = ours(model, POSITIONS)
+    energy, gradient = energyAndGradient(model, POSITIONS)
     _, _, atomic = library(files[family, "float64"], POSITIONS)
-    rng = np.random.default_rng(7)
-    q, r = np.linalg.qr(rng.normal(size=(3, 3)))
-    rotation = q * np.sign(np.diag(r))
-    if np.linalg.det(rotation) < 0:
-        rotation[:, 0] *= -1
-    moved = POSITIONS @ rotation.T + np.array([3.1, -2.7, 0.4])
-    energy2, gradient2 = ours(model, moved)
+    rotation, moved = rigidlyMoved(POSITIONS, [3.1, -2.7, 0.4], seed=7)
+    energy2, gradient2 = energyAndGradient(model, moved)
     scale = np.abs(moved).max() * np.abs(gradient).max() * N
     assert abs(energy2.item() - energy.item()) <= bound(scale, torch.float64, 3 * N) + energy_bound(atomic, torch.float64)
     np.testing.assert_allclose(gradient2, gradient @ rotation.T, rtol=0,
@@ -235,43 +195,18 @@ def test_rotation_and_translation_invariance(files, family):
 
 def test_xml_round_trip_is_bitwise(files, platform):
     """The same model and inputs after XmlSerializer: bitwise equal energy and forces."""
-    system = openmm.System()
-    for _ in range(N):
-        system.addParticle(12.0)
-    system.addForce(MLForce(create(files["allegro", "float64"], "allegro"), list(range(N)), usesDoublePrecision=True))
-    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    results = []
-    for s in (system, copy):
-        context = openmm.Context(s, openmm.VerletIntegrator(0.001), platform)
-        context.setPositions(POSITIONS)
-        state = context.getState(getEnergy=True, getForces=True)
-        results.append((state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM)))
+    results = [(state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM))
+               for state in xmlRoundTripStates(create(files["allegro", "float64"], "allegro"), POSITIONS, platform)]
     assert results[0][0] == results[1][0]
     assert np.array_equal(results[0][1], results[1][1])
 
 
 def test_short_md_stays_finite(files, platform):
     """20 steps of Langevin dynamics (0.5 fs, 300 K) of p-xylene under the NequIP model alone."""
-    system = openmm.System()
-    for atom in TOPOLOGY.atoms():
-        if atom.index in set(ATOMS):
-            system.addParticle(atom.element.mass)
-    system.addForce(MLForce(create(files["nequip", "float32"]), list(range(N))))
-    integrator = openmm.LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 0.0005 * unit.picosecond)
-    integrator.setRandomNumberSeed(5)
-    context = openmm.Context(system, integrator, platform)
-    context.setPositions(POSITIONS)
-    start = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(NM)
-    integrator.step(20)
-    state = context.getState(getEnergy=True, getPositions=True)
-    positions = state.getPositions(asNumpy=True).value_in_unit(NM)
-    assert np.isfinite(state.getPotentialEnergy().value_in_unit(KJ))
+    masses = [atom.element.mass for atom in TOPOLOGY.atoms() if atom.index in set(ATOMS)]
+    _, start, energy, positions = shortDynamics(create(files["nequip", "float32"]), masses, POSITIONS, platform, seed=5)
+    assert np.isfinite(energy)
     assert np.isfinite(positions).all() and not np.array_equal(positions, start)
-
-
-class _Zero(torch.nn.Module):
-    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return (positions.sum() * 0.0).to(torch.float64)
 
 
 def test_mixed_system(files, pxylene):
@@ -284,7 +219,7 @@ def test_mixed_system(files, pxylene):
     assert list(atoms) == ATOMS
     model = create(files["nequip", "float64"])
     energies = []
-    for m in (model, _Zero()):
+    for m in (model, ZeroModel()):
         mixed = openmmhybrid.createMixedSystem(prm.topology, system, atoms, m, usesDoublePrecision=True)
         group = next(f.getForceGroup() for f in mixed.getForces() if MLForce.isinstance(f))
         context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
@@ -294,7 +229,7 @@ def test_mixed_system(files, pxylene):
         correction = context.getState(getEnergy=True, groups={group}).getPotentialEnergy().value_in_unit(KJ)
         assert np.isfinite(total) and np.isfinite(correction)
         energies.append((total, correction))
-    expected, _ = ours(model, POSITIONS)
+    expected, _ = energyAndGradient(model, POSITIONS)
     _, _, atomic = library(files["nequip", "float64"], POSITIONS)
     regionMM = abs(energies[1][1])
     tolerance = energy_bound(atomic, torch.float64) + bound(abs(expected.item()) + regionMM, torch.float64, PAIRS)
@@ -316,8 +251,7 @@ def test_openmm_ml_peer_equals_adapter(tmp_path):
     from nequip.model.saved_models.load_utils import load_saved_model
     from openmmml import MLPotential
 
-    prmtop = app.AmberPrmtopFile(os.path.join(DATA, "pxylene-water", "pxylene_water.prmtop"))
-    inpcrd = app.AmberInpcrdFile(os.path.join(DATA, "pxylene-water", "pxylene_water.inpcrd"))
+    prmtop, inpcrd = pxyleneFiles()
     modeller = app.Modeller(prmtop.topology, inpcrd.positions)
     modeller.delete([r for r in prmtop.topology.residues() if r.name != "TMP"])
     topology, positions = modeller.topology, modeller.positions
@@ -351,7 +285,7 @@ def test_openmm_ml_peer_equals_adapter(tmp_path):
         peer = state.getPotentialEnergy().value_in_unit(KJ)
         peerForces = state.getForces(asNumpy=True).value_in_unit(KJ / NM)
 
-        energy, gradient = ours(adapter.create(topology, list(range(N)), modelPath=compiled), x)
+        energy, gradient = energyAndGradient(adapter.create(topology, list(range(N)), modelPath=compiled), x)
         assert abs(energy.item() - peer) <= energy_bound(atomic, torchType)
         np.testing.assert_allclose(-gradient, peerForces, rtol=0, atol=force_bound(peerForces, torchType))
         assert np.abs(peerForces).max() > 1.0
@@ -362,10 +296,7 @@ def test_openmm_ml_peer_equals_adapter(tmp_path):
 
 
 def test_uncovered_element_names_the_atom(files):
-    topology = app.Topology()
-    residue = topology.addResidue("MOL", topology.addChain())
-    for symbol in ("C", "H", "Cl"):
-        topology.addAtom(symbol, app.element.get_by_symbol(symbol), residue)
+    topology = oneResidueTopology(("C", "H", "Cl"), residueName="MOL")
     with pytest.raises(ValueError, match=r"ML atom 2 \(Cl of residue MOL .*\) is Cl; the nequip model in .* covers only"):
         adapter.create(topology, [0, 1, 2], modelPath=files["nequip", "float64"])
 
