@@ -14,7 +14,10 @@ no ``nonzero``, no boolean indexing and no host read in the forward pass: the sh
 the module is scriptable with ``torch.jit.script`` and a CUDA graph can capture it.  The cost
 and memory grow as ``n^2 F`` (``F`` the embedding dimension: 128 for AceFF), meant for regions
 of tens to a few hundred atoms (300 atoms, ``F = 128``: about 90 MB per ``[n, n, F]`` float64
-tensor).
+tensor).  For speed on the CPU the sums over neighbours are broadcast products summed over ``j``
+(or matmuls batched over ``i``), never matmuls batched over channels; A and S travel through the
+channel mixings and the messages as their 3 and 6 independent components; the pair embedding of
+the elements is computed once, at construction.
 
 torchmd-net's own TensorNet cannot be scripted into an :class:`~openmmhybrid.MLForce` on this
 CPU: with warp-lang installed (a torchmd-net 3.1.0 dependency) its neighbour list and its
@@ -52,7 +55,7 @@ import copy
 import os
 import tempfile
 import warnings
-from typing import List, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -296,14 +299,15 @@ def _symmetricTraceless(X: Tensor) -> Tensor:
 
 
 def _matmul(X: Tensor, Y: Tensor) -> Tensor:
-    """The 3x3 product per atom and channel."""
-    return torch.matmul(X.permute(0, 3, 1, 2), Y.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    """The 3x3 product per atom and channel: sum_k X[:, a, k] Y[:, k, b], as broadcast products (a
+    batched matmul of n F 3x3 matrices is far slower on the CPU)."""
+    return (X.unsqueeze(3) * Y.unsqueeze(1)).sum(2)
 
 
 class _Interaction(torch.nn.Module):
     """One TensorNet interaction layer on dense pairs, with the library layer's parameters."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, sameCutoff: bool):
         super().__init__()
         self.cutoff = layer.cutoff
         self.linearsScalar = torch.nn.ModuleList(list(layer.linears_scalar))
@@ -311,23 +315,38 @@ class _Interaction(torch.nn.Module):
         self.act = layer.act
         self.hidden = int(layer.hidden_channels)
         self.o3 = layer.equivariance_invariance_group == "O(3)"
+        self.sameCutoff = sameCutoff
+        # xx, yy, zz, xy, xz, yz of a flattened 3x3, and the 9 entries from those 6.
+        self.register_buffer("sym6", torch.tensor([0, 4, 8, 1, 2, 5], dtype=torch.long))
+        self.register_buffer("sym9", torch.tensor([0, 3, 4, 3, 1, 5, 4, 5, 2], dtype=torch.long))
 
-    def forward(self, X: Tensor, r: Tensor, rbf: Tensor, q: Tensor) -> Tensor:
+    def forward(self, X: Tensor, r: Tensor, rbf: Tensor, cut: Tensor, q: Tensor) -> Tensor:
         n = X.shape[0]
         factor = rbf
         for linear in self.linearsScalar:
             factor = self.act(linear(factor))
-        factor = (factor * self.cutoff(r).unsqueeze(-1)).reshape(n, n, 3, self.hidden)
+        if self.sameCutoff:
+            envelope = cut
+        else:
+            envelope = self.cutoff(r)
+        factor = (factor * envelope.unsqueeze(-1)).reshape(n, n, 3, self.hidden)
         X = X / (_norm(X) + 1)[:, None, None, :]
         I, A, S = _decompose(X)
+        # The channel mixings (linear, no bias) on the independent components only: A's 3 (its
+        # vector) and S's 6 (it is symmetric), the full tensors rebuilt from them.
         I = self.linearsTensor[0](I)
-        A = self.linearsTensor[1](A)
-        S = self.linearsTensor[2](S)
-        Y = _compose(I, A, S)
-        # Messages from every j to i, weighted by the pair factors (0 beyond the cutoff).
-        Im = torch.einsum("ijf,jf->if", [factor[:, :, 0, :], I])
-        Am = _skew(torch.einsum("ijf,jaf->iaf", [factor[:, :, 1, :], _unskew(A)]))
-        Sm = torch.einsum("ijf,jabf->iabf", [factor[:, :, 2, :], S])
+        a = self.linearsTensor[1](_unskew(A))
+        s6 = self.linearsTensor[2](S.flatten(1, 2).index_select(1, self.sym6))
+        Y = _compose(I, _skew(a), s6.index_select(1, self.sym9).view(n, 3, 3, self.hidden))
+        # Messages from every j to i, weighted by the pair factors (0 beyond the cutoff): products
+        # broadcast over the pairs and summed over j (an einsum here is a batched matmul of F small
+        # matrices, which the CPU runs one by one, with a copy each).
+        factors = factor.unbind(2)  # (its backward is a stack, not zero-filled slices)
+        Im = (factors[0] * I[None, :, :]).sum(1)
+        # A and S carry their messages as their 3 and 6 independent components (less data, which
+        # keeps the [n, n, 6, F] product in cache).
+        Am = _skew((factors[1].unsqueeze(2) * a[None, :, :, :]).sum(1))
+        Sm = (factors[2].unsqueeze(2) * s6[None, :, :, :]).sum(1).index_select(1, self.sym9).view(n, 3, 3, self.hidden)
         msg = _compose(Im, Am, Sm)
         scale = (1 + 0.1 * q)[:, None, None, None]
         if self.o3:
@@ -337,9 +356,9 @@ class _Interaction(torch.nn.Module):
         I, A, S = _decompose(C)
         normp1 = _norm(C) + 1
         I = self.linearsTensor[3](I / normp1)
-        A = self.linearsTensor[4](A / normp1[:, None, None, :])
-        S = self.linearsTensor[5](S / normp1[:, None, None, :])
-        dX = _compose(I, A, S)
+        a = self.linearsTensor[4](_unskew(A) / normp1[:, None, :])
+        s6 = self.linearsTensor[5](S.flatten(1, 2).index_select(1, self.sym6) / normp1[:, None, :])
+        dX = _compose(I, _skew(a), s6.index_select(1, self.sym9).view(n, 3, 3, self.hidden))
         return X + dX + scale * _matmul(dX, dX)
 
 
@@ -378,14 +397,26 @@ class TensorNetModule(torch.nn.Module):
         self.register_buffer("eye", torch.eye(n, dtype=dtype))
         self.rbf = rep.distance_expansion
         self.cutoff = emb.cutoff
-        self.embedding = emb.emb
-        self.embedding2 = emb.emb2
-        self.projections = torch.nn.ModuleList([emb.distance_proj1, emb.distance_proj2, emb.distance_proj3])
+        # The pair embedding emb2(emb(z_i), emb(z_j)) depends on the elements only: computed once.
+        with torch.no_grad():
+            Z = emb.emb(self.z)
+            pairs = torch.cat((Z[:, None, :].expand(n, n, Z.shape[1]), Z[None, :, :].expand(n, n, Z.shape[1])), -1)
+            self.register_buffer("Zij", emb.emb2(pairs).detach().clone())
+        # The three radial projections as one linear layer (their weights stacked).
+        projections = [emb.distance_proj1, emb.distance_proj2, emb.distance_proj3]
+        self.projection = torch.nn.Linear(projections[0].in_features, 3 * projections[0].out_features, dtype=dtype)
+        with torch.no_grad():
+            self.projection.weight.copy_(torch.cat([p.weight for p in projections], 0))
+            self.projection.bias.copy_(torch.cat([p.bias for p in projections], 0))
+        self.projection.requires_grad_(False)
         self.initNorm = emb.init_norm
         self.embeddingScalar = torch.nn.ModuleList(list(emb.linears_scalar))
         self.embeddingTensor = torch.nn.ModuleList(list(emb.linears_tensor))
         self.embeddingAct = emb.act
-        self.layers = torch.nn.ModuleList([_Interaction(layer) for layer in rep.layers])
+        same = [(layer.cutoff.cutoff_lower, layer.cutoff.cutoff_upper) == (emb.cutoff.cutoff_lower,
+                                                                          emb.cutoff.cutoff_upper)
+                for layer in rep.layers]
+        self.layers = torch.nn.ModuleList([_Interaction(layer, s) for layer, s in zip(rep.layers, same)])
         self.linear = rep.linear
         self.outNorm = rep.out_norm
         self.act = rep.act
@@ -400,18 +431,16 @@ class TensorNetModule(torch.nn.Module):
         self.energyScale = float(energyScale)
         self.lengthScale = _NM_TO_ANGSTROM
 
-    def _embed(self, r: Tensor, unit: Tensor, rbf: Tensor) -> Tensor:
-        n = r.shape[0]
-        Z = self.embedding(self.z)
-        Zij = self.embedding2(torch.cat((Z[:, None, :].expand(n, n, self.hidden),
-                                         Z[None, :, :].expand(n, n, self.hidden)), dim=-1))
-        CZ = self.cutoff(r).unsqueeze(-1) * Zij
-        factors: List[Tensor] = []
-        for projection in self.projections:
-            factors.append(CZ * projection(rbf))
+    def _embed(self, unit: Tensor, rbf: Tensor, cut: Tensor) -> Tensor:
+        n = unit.shape[0]
+        CZ = cut.unsqueeze(-1) * self.Zij
+        projected = self.projection(rbf).reshape(n, n, 3, self.hidden).unbind(2)
+        factors = [CZ * p for p in projected]
         I = factors[0].sum(1)
-        A = _skew(torch.einsum("ijf,ija->iaf", [factors[1], unit]))
-        S = _symmetricTraceless(torch.einsum("ijf,ijab->iabf", [factors[2], unit[:, :, :, None] * unit[:, :, None, :]]))
+        # Sums over j as matmuls batched over i: [n, 3, n] @ [n, n, F], [n, 9, n] @ [n, n, F].
+        A = _skew(torch.matmul(unit.transpose(1, 2), factors[1]))
+        outer = (unit[:, :, :, None] * unit[:, :, None, :]).reshape(n, n, 9)
+        S = _symmetricTraceless(torch.matmul(outer.transpose(1, 2), factors[2]).view(n, 3, 3, self.hidden))
         X = _compose(I, A, S)
         norm = self.initNorm(_norm(X))
         for linear in self.embeddingScalar:
@@ -429,9 +458,10 @@ class TensorNetModule(torch.nn.Module):
         r = torch.sqrt((d * d).sum(-1) + self.eye) - self.eye
         unit = d / (r + self.eye).unsqueeze(-1)
         rbf = self.rbf(r)
-        X = self._embed(r, unit, rbf)
+        cut = self.cutoff(r)
+        X = self._embed(unit, rbf, cut)
         for layer in self.layers:
-            X = layer(X, r, rbf, self.q)
+            X = layer(X, r, rbf, cut, self.q)
         I, A, S = _decompose(X)
         x = torch.cat((3 * I ** 2, _norm(A), _norm(S)), dim=-1)
         x = self.act(self.linear(self.outNorm(x)))
