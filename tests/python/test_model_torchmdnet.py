@@ -10,11 +10,9 @@ Molecules: alanine dipeptide (22 atoms, H/C/N/O, 0.88 nm long, so pairs lie beyo
 """
 import sys
 import warnings
-from typing import Optional
 
 import numpy as np
 import openmm
-import openmm.app as app
 import openmm.unit as unit
 import pytest
 import torch
@@ -27,6 +25,8 @@ from openmmhybrid.models import EV_TO_KJ_PER_MOL  # noqa: E402
 from openmmhybrid.models import torchmdnet as tmd  # noqa: E402
 from precision import EPS64, bound, centralDifference, networkTerms  # noqa: E402
 import zoo_torchmdnet as zoo  # noqa: E402
+from adapter_checks import (ZeroModel, energyAndGradient, mlforceState, oneResidueTopology,  # noqa: E402
+                            rigidlyMoved, xmlRoundTripStates)
 
 torch.set_num_threads(1)
 
@@ -59,14 +59,6 @@ def peptide(dipeptide):
     positions = np.asarray(crd.getPositions(asNumpy=True).value_in_unit(NM), dtype=np.float64)[atoms]
     numbers = [a.element.atomic_number for a in prm.topology.atoms() if a.index in set(atoms)]
     return prm.topology, atoms, numbers, positions
-
-
-def ours(model, positions, dtype=torch.float64):
-    """(energy in kJ/mol as a float64 0-dim tensor, dE/dx in kJ/mol/nm as numpy)."""
-    x = torch.tensor(positions, dtype=dtype, requires_grad=True)
-    energy = model(x)
-    gradient, = torch.autograd.grad(energy, x)
-    return energy.detach(), gradient.numpy().astype(np.float64)
 
 
 def library(path, numbers, positions, charge, dtype, pure=False, monkeypatch=None):
@@ -129,33 +121,6 @@ def beyondCutoff(positions, cutoffNm=0.5):
     return int((d >= cutoffNm).sum())
 
 
-def topologyOf(symbols):
-    topology = app.Topology()
-    residue = topology.addResidue("MOL", topology.addChain())
-    for i, s in enumerate(symbols):
-        topology.addAtom(f"{s}{i}", app.element.get_by_symbol(s), residue)
-    return topology
-
-
-def mlforceState(model, positions, platform, double):
-    """Energy and forces (kJ/mol, kJ/mol/nm) of an MLForce with the region placed among other particles."""
-    n = len(positions)
-    total = n + 3
-    order = np.random.default_rng(5).permutation(total)[:n]
-    system = openmm.System()
-    for _ in range(total):
-        system.addParticle(12.0)
-    force = openmmhybrid.MLForce(model, [int(i) for i in order])
-    force.setUsesDoublePrecision(double)
-    system.addForce(force)
-    x = np.full((total, 3), 5.0)
-    x[order] = positions
-    context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
-    context.setPositions(x)
-    state = context.getState(getEnergy=True, getForces=True)
-    return state.getPotentialEnergy().value_in_unit(KJ), state.getForces(asNumpy=True).value_in_unit(KJ / NM)[order]
-
-
 # ---------------------------------------------------------------------------------------------
 # 1. Against torchmd-net's own evaluation
 
@@ -170,9 +135,9 @@ def test_matches_library_pure_pytorch_path(key, dtype, files, peptide, monkeypat
     assert beyondCutoff(positions) > 50
     model = tmd.create(topology, atoms, modelPath=files[key], charge=1)
     assert model.dtype == dtype
-    energy, gradient = ours(model, positions, dtype)
+    energy, gradient = energyAndGradient(model, positions, dtype)
     scripted = torch.jit.script(model)
-    energyS, gradientS = ours(scripted, positions, dtype)
+    energyS, gradientS = energyAndGradient(scripted, positions, dtype)
     expected, expectedGradient = library(files[key], numbers, positions, 1, dtype, pure=True, monkeypatch=monkeypatch)
     eBound, fBound = pathsEnergyBound(model, positions, dtype), pathsForceBound(model, expectedGradient, dtype)
     print(f"{key}: |dE| = {abs(energy.item() - expected):.1e} kJ/mol (bound {eBound:.1e}), max |dF| = "
@@ -192,7 +157,7 @@ def test_matches_library_warp_path(key, dtype, files, peptide):
     1e-12 kJ/mol), so both dtypes take the float32 bound of two code paths; scales as above."""
     topology, atoms, numbers, positions = peptide
     model = tmd.create(topology, atoms, modelPath=files[key], charge=1)
-    energy, gradient = ours(model, positions, dtype)
+    energy, gradient = energyAndGradient(model, positions, dtype)
     expected, expectedGradient = library(files[key], numbers, positions, 1, dtype)
     eBound = pathsEnergyBound(model, positions, torch.float32)
     fBound = pathsForceBound(model, expectedGradient, torch.float32)
@@ -208,9 +173,9 @@ def test_mlforce_matches_module(key, double, files, peptide, platform):
     module called eagerly: two code paths in the model's dtype, scales as above."""
     topology, atoms, numbers, positions = peptide
     model = tmd.create(topology, atoms, modelPath=files[key], charge=1)
-    energy, forces = mlforceState(model, positions, platform, double)
+    energy, forces = mlforceState(model, positions, platform, double, seed=5)
     inputs = positions if double else positions.astype(np.float32).astype(np.float64)
-    expected, gradient = ours(model, inputs, torch.float64 if double else torch.float32)
+    expected, gradient = energyAndGradient(model, inputs, torch.float64 if double else torch.float32)
     assert abs(energy - expected.item()) <= pathsEnergyBound(model, positions, model.dtype)
     np.testing.assert_allclose(forces, -gradient, rtol=0, atol=pathsForceBound(model, gradient, model.dtype))
 
@@ -224,7 +189,7 @@ def test_forces_match_finite_differences(files, peptide):
     of the same code, scale sum |E_i|)."""
     topology, atoms, numbers, positions = peptide
     model = tmd.create(topology, atoms, modelPath=files["f64"], charge=1)
-    _, gradient = ours(model, positions)
+    _, gradient = energyAndGradient(model, positions)
     rounding = bound(energyScale(model, positions), torch.float64, len(positions))
     for atom, axis in [(0, 0), (4, 1), (6, 2), (8, 0), (15, 1), (21, 2)]:
         def energyAt(dx):
@@ -242,13 +207,9 @@ def test_rotation_and_translation_invariance(files, peptide):
     coordinates) and of two evaluations (scale sum |E_i|)."""
     topology, atoms, numbers, positions = peptide
     model = tmd.create(topology, atoms, modelPath=files["f64"], charge=1)
-    energy, gradient = ours(model, positions)
-    q, r = np.linalg.qr(np.random.default_rng(7).normal(size=(3, 3)))
-    rotation = q * np.sign(np.diag(r))
-    if np.linalg.det(rotation) < 0:
-        rotation[:, 0] *= -1
-    moved = positions @ rotation.T + np.array([3.1, -2.7, 0.4])
-    energy2, gradient2 = ours(model, moved)
+    energy, gradient = energyAndGradient(model, positions)
+    rotation, moved = rigidlyMoved(positions, [3.1, -2.7, 0.4])
+    energy2, gradient2 = energyAndGradient(model, moved)
     shift = 4 * EPS64 * np.abs(moved).max()
     tolerance = bound(energyScale(model, positions), torch.float64, 3 * len(positions)) \
         + np.abs(gradient).sum() * shift
@@ -268,12 +229,12 @@ def test_cutoff_is_exact(files):
                         [0.063, -0.063, -0.063]], dtype=np.float64)
     water = np.array([[0, 0, 0], [0.0957, 0, 0], [-0.024, 0.0927, 0]], dtype=np.float64) + np.array([1.0, 0.2, 0])
     both = np.concatenate([methane, water])
-    full = tmd.create(topologyOf("CHHHHOHH"), range(8), modelPath=files["f64"])
-    a = tmd.create(topologyOf("CHHHH"), range(5), modelPath=files["f64"])
-    b = tmd.create(topologyOf("OHH"), range(3), modelPath=files["f64"])
-    energy, gradient = ours(full, both)
-    ea, ga = ours(a, methane)
-    eb, gb = ours(b, water)
+    full = tmd.create(oneResidueTopology("CHHHHOHH", numbered=True), range(8), modelPath=files["f64"])
+    a = tmd.create(oneResidueTopology("CHHHH", numbered=True), range(5), modelPath=files["f64"])
+    b = tmd.create(oneResidueTopology("OHH", numbered=True), range(3), modelPath=files["f64"])
+    energy, gradient = energyAndGradient(full, both)
+    ea, ga = energyAndGradient(a, methane)
+    eb, gb = energyAndGradient(b, water)
     shift = full.shift.item() * EV_TO_KJ_PER_MOL
     tolerance = bound(energyScale(full, both), torch.float64, len(both))
     assert abs(energy.item() - (ea.item() + eb.item() - shift)) <= tolerance
@@ -290,17 +251,8 @@ def test_xml_round_trip_is_bitwise(files, peptide, platform):
     same scripted model on the same platform and inputs)."""
     topology, atoms, numbers, positions = peptide
     model = tmd.create(topology, atoms, modelPath=files["f32"], charge=1)
-    system = openmm.System()
-    for _ in atoms:
-        system.addParticle(12.0)
-    system.addForce(openmmhybrid.MLForce(model, list(range(len(atoms)))))
-    copy = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(system))
-    energies = []
-    for s in (system, copy):
-        context = openmm.Context(s, openmm.VerletIntegrator(0.001), platform)
-        context.setPositions(positions)
-        energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
-    assert energies[0] == energies[1]
+    original, copy = xmlRoundTripStates(model, positions, platform)
+    assert original.getPotentialEnergy() == copy.getPotentialEnergy()
 
 
 def test_short_md_stays_finite(files, peptide):
@@ -323,13 +275,6 @@ def test_short_md_stays_finite(files, peptide):
     assert np.isfinite(moved).all() and np.abs(moved - positions).max() > 0
 
 
-class _Zero(torch.nn.Module):
-    """A model whose energy is 0: its mixed System's correction is minus the region's MM energy."""
-
-    def forward(self, positions: torch.Tensor, box: Optional[torch.Tensor] = None) -> torch.Tensor:
-        return (positions * 0).sum().to(torch.float64)
-
-
 def test_mixed_system_on_pxylene(files, pxylene):
     """createMixedSystem(..., model=<the module>) on p-xylene (18 atoms, H and C): the correction
     group is finite, and minus the correction of a zero model (the region's MM energy, the same
@@ -349,10 +294,10 @@ def test_mixed_system_on_pxylene(files, pxylene):
         c.setPositions(crd.positions)
         return c.getState(getEnergy=True, groups={group}).getPotentialEnergy().value_in_unit(KJ)
 
-    ours_, zero = correction(model), correction(_Zero())
+    ours_, zero = correction(model), correction(ZeroModel())
     assert np.isfinite(ours_)
     x = np.asarray(crd.getPositions(asNumpy=True).value_in_unit(NM), dtype=np.float64)[atoms]
-    expected = ours(model, x)[0].item()
+    expected = energyAndGradient(model, x)[0].item()
     tolerance = pathsEnergyBound(model, x, torch.float64) + 4 * np.spacing(max(abs(ours_), abs(zero)))
     assert abs((ours_ - zero) - expected) <= tolerance
 
@@ -365,14 +310,14 @@ def test_uncovered_element_is_refused(files):
     max_z) are refused, naming the atom."""
     with pytest.raises(ValueError, match=r"ML atom 1 \(F1 of residue MOL .*\) is F; the TorchMD-Net model in .* "
                                          r"covers only H, C, N, O and S"):
-        tmd.create(topologyOf("CFHH"), range(4), modelPath=files["f32"])
+        tmd.create(oneResidueTopology("CFHH", numbered=True), range(4), modelPath=files["f32"])
     with pytest.raises(ValueError, match=r"ML atom 2 \(Cl2 .*\) is Cl"):
-        tmd.create(topologyOf(["C", "H", "Cl"]), range(3), modelPath=files["f32"])
-    assert tmd.create(topologyOf("CHHS"), range(4), modelPath=files["f32"]) is not None
+        tmd.create(oneResidueTopology(["C", "H", "Cl"], numbered=True), range(3), modelPath=files["f32"])
+    assert tmd.create(oneResidueTopology("CHHS", numbered=True), range(4), modelPath=files["f32"]) is not None
 
 
 def test_missing_file_is_refused(tmp_path, monkeypatch):
-    topology = topologyOf("CH")
+    topology = oneResidueTopology("CH", numbered=True)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         tmd.create(topology, [0, 1], modelPath=tmp_path / "nowhere.ckpt")
     with pytest.raises(FileNotFoundError, match="no model file given"):
@@ -387,7 +332,7 @@ def test_charge_is_passed_where_the_model_takes_it(files, peptide, monkeypatch):
     library's with the same q (pure path, float64, bounds as in test 1).  One trained without:
     a nonzero charge warns and gives the neutral energy (the same code and inputs: bitwise)."""
     topology, atoms, numbers, positions = peptide
-    e = {c: ours(tmd.create(topology, atoms, modelPath=files["f64"], charge=c), positions)[0].item() for c in (0, -1)}
+    e = {c: energyAndGradient(tmd.create(topology, atoms, modelPath=files["f64"], charge=c), positions)[0].item() for c in (0, -1)}
     assert abs(e[-1] - e[0]) > 1e3 * pathsEnergyBound(tmd.create(topology, atoms, modelPath=files["f64"]), positions,
                                                       torch.float64)
     model = tmd.create(topology, atoms, modelPath=files["f64"], charge=-1)
@@ -406,7 +351,7 @@ def test_other_architectures_and_unsafe_files_are_refused(files, tmp_path):
     refuses is refused with the trustFile hint, and loads with trustFile=True; the zoo's Lightning
     checkpoints load with weights_only=True."""
     checkpoint = torch.load(files["f32"], map_location="cpu", weights_only=True)  # the claim of the docstring
-    topology = topologyOf("CH")
+    topology = oneResidueTopology("CH", numbered=True)
     other = dict(checkpoint, hyper_parameters=dict(checkpoint["hyper_parameters"], model="tensornet2"))
     torch.save(other, tmp_path / "tn2.ckpt")
     with pytest.raises(ValueError, match="TensorNet2"):
@@ -425,7 +370,7 @@ def test_other_architectures_and_unsafe_files_are_refused(files, tmp_path):
 def test_missing_torchmdnet_says_how_to_install(files, monkeypatch):
     monkeypatch.setitem(sys.modules, "torchmdnet.models", None)
     with pytest.raises(ImportError, match=r"pip install torchmd-net"):
-        tmd.create(topologyOf("CH"), [0, 1], modelPath=files["f32"])
+        tmd.create(oneResidueTopology("CH", numbered=True), [0, 1], modelPath=files["f32"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -435,7 +380,7 @@ def test_scripted_forward_has_no_data_dependent_ops(files):
     """What keeps the module capturable in a CUDA graph: the scripted forward (inlined) calls no
     nonzero, masked_select, unique, argwhere, item or tensor indexing (boolean-mask indexing is
     aten::index), and no torchmd-net or warp operator."""
-    model = torch.jit.script(tmd.create(topologyOf("CHHHHO"), range(6), modelPath=files["f32"]))
+    model = torch.jit.script(tmd.create(oneResidueTopology("CHHHHO", numbered=True), range(6), modelPath=files["f32"]))
     graph = str(model.forward.inlined_graph)
     assert "aten::layer_norm" in graph  # the graph is the module's
     for forbidden in ("aten::nonzero", "aten::masked_select", "aten::unique", "aten::argwhere", "aten::item",
