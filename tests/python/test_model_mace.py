@@ -381,6 +381,7 @@ def test_scripted_forward_has_no_data_dependent_ops(models):
         assert forbidden not in code, forbidden
     kinds = {node.kind() for node in scripted.inlined_graph.nodes()}
     assert "aten::scatter_add_" in kinds and "aten::index" in kinds  # the graph holds MACE's message passing
+    assert "aten::cumsum" in kinds and "aten::scatter" in kinds  # and the packed edge list
     for kind in ("aten::nonzero", "aten::masked_select", "aten::unique", "aten::_unique2", "aten::argwhere",
                  "aten::item", "aten::Int", "aten::Float", "aten::Bool", "aten::IntImplicit", "aten::FloatImplicit"):
         assert kind not in kinds, kind
@@ -408,15 +409,16 @@ def test_scripted_forward_has_no_data_dependent_ops(models):
         energy = scripted(x)
         energy.backward()
     assert "mul" in record.ops and "index" in record.ops  # the recording saw the model
+    assert "cumsum" in record.ops and "scatter" in record.ops  # the packed edge list
     for op in ("nonzero", "masked_select", "unique", "_unique2", "unique_dim", "unique_consecutive", "argwhere"):
         assert op not in record.ops, op
     assert not record.boolIndex
 
 
 def test_all_pairs_equal_the_library_neighbour_list(files, calculators):
-    """The pairs beyond r_max add exactly zero: p-xylene stretched 4.5-fold (n = 18, every pair at
+    """The padding edges add exactly zero: p-xylene stretched 4.5-fold (n = 18, every pair at
     least 0.48 nm apart, beyond the 0.4 nm cutoff), where mace-torch's own neighbour list has no
-    pair at all, gives its energy, and forces of exactly zero."""
+    pair at all and our edge list only padding, gives its energy, and forces of exactly zero."""
     topology, atoms, positions = MOLECULES["pxylene"]
     spread = positions * 4.5
     model = macemodel.create(topology, atoms, modelPath=files["float64"])
@@ -426,6 +428,86 @@ def test_all_pairs_equal_the_library_neighbour_list(files, calculators):
     # No neighbour at all: each atom's energy is its E0 plus the readout of its isolated features,
     # and the forces are exactly zero in both.
     assert np.abs(gradient).max() == 0.0 and np.abs(expected_gradient).max() == 0.0
+
+
+def _allPairsEnergy(model, positions):
+    """The energy and gradient of ``model``'s compiled MACE on every ordered pair of the region,
+    with no padding (the graph of the adapter before its edge list): the reference that the
+    fixed-capacity edge list must reproduce."""
+    x = torch.tensor(positions, dtype=torch.float64, requires_grad=True)
+    pairs = model.pairs
+    data = {"positions": x.to(model.dtype) * 10.0, "node_attrs": model.nodeAttrs, "edge_index": pairs,
+            "shifts": torch.zeros(pairs.shape[1], 3, dtype=model.dtype), "batch": model.batch, "ptr": model.ptr,
+            "cell": model.cell, "head": model.head}
+    out = model.model(data, training=False, compute_force=False)
+    energy = (out["interaction_energy"][0].to(torch.float64) + model.referenceEnergy) * EV_TO_KJ_PER_MOL
+    energy.backward()
+    return energy.item(), x.grad.numpy()
+
+
+def test_padding_contributes_nothing(files):
+    """float64, p-xylene (n = 18) and the cluster (n = 12): the edge list at its own capacity and
+    at the capacity of every pair (mostly padding) gives the energy and gradient of MACE on all
+    ordered pairs with no padding, within two evaluations' rounding."""
+    for name in MOLECULES:
+        topology, atoms, positions = MOLECULES[name]
+        model = macemodel.create(topology, atoms, modelPath=files["float64"])
+        expected, expected_gradient = _allPairsEnergy(model, positions)
+        n = len(atoms)
+        for capacity in (None, n * (n - 1)):
+            if capacity is not None:
+                model.setCapacity(capacity)
+            energy, gradient = energyAndGradient(model, positions)
+            assert model.capacity < n * (n - 1) if capacity is None else model.capacity == capacity
+            assert abs(energy.item() - expected) <= energy_bound(model, expected, n, torch.float64, False), name
+            np.testing.assert_allclose(gradient, expected_gradient, rtol=0,
+                                       atol=force_bound(expected_gradient, torch.float64))
+
+
+def test_capacity_grows_on_the_cpu(files):
+    """float64, p-xylene (n = 18): first evaluated stretched 1.6-fold (few pairs within the
+    cutoff, so a small capacity), then at its own positions (more pairs than that capacity): the
+    capacity grows, and energy and gradient are those of a fresh model; a capacity set too small
+    with setCapacity grows the same way on the CPU."""
+    topology, atoms, positions = MOLECULES["pxylene"]
+    fresh = macemodel.create(topology, atoms, modelPath=files["float64"])
+    expected, expected_gradient = energyAndGradient(fresh, positions)
+    first = fresh.capacity
+    for build in ("stretched", "setCapacity"):
+        model = torch.jit.script(macemodel.create(topology, atoms, modelPath=files["float64"]))
+        if build == "stretched":
+            energyAndGradient(model, positions * 1.6)
+        else:
+            model.setCapacity(5)
+        small = model.capacity
+        assert small < first - 16, (small, first)
+        energy, gradient = energyAndGradient(model, positions)
+        assert model.capacity > small
+        n = len(atoms)
+        assert abs(energy.item() - expected.item()) <= energy_bound(fresh, expected.item(), n, torch.float64, False)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=0,
+                                   atol=force_bound(expected_gradient, torch.float64))
+
+
+LARGE_SYMBOLS = list(np.random.default_rng(11).choice(["H", "H", "C", "C", "N", "O"], 80))
+
+
+def test_large_cluster_matches_mace_calculator(files, calculators):
+    """float64, a seeded cluster of 80 H, C, N and O atoms (at least 0.1 nm apart in a 0.93 nm
+    cube, about molecular density): most pairs lie beyond the cutoff, so the edge list holds far
+    fewer than the n (n - 1) = 6320 ordered pairs; energy and forces against mace-torch's
+    calculator, directly and scripted."""
+    topology, atoms, positions = _cluster(LARGE_SYMBOLS, seed=3, extent=0.93)
+    model = macemodel.create(topology, atoms, modelPath=files["float64"])
+    expected, expected_gradient = theirs(calculators["double"], topology, atoms, positions)
+    n = len(atoms)
+    for module in (model, torch.jit.script(model)):
+        energy, gradient = energyAndGradient(module, positions)
+        assert abs(energy.item() - expected) <= energy_bound(model, expected, n, torch.float64, True)
+        np.testing.assert_allclose(gradient, expected_gradient, rtol=0,
+                                   atol=force_bound(expected_gradient, torch.float64))
+    assert model.capacity < n * (n - 1) // 3, model.capacity
+    assert np.abs(expected_gradient).max() > 1.0
 
 
 def test_importing_mace_leaves_weights_only_loading_on():

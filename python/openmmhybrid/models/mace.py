@@ -8,15 +8,27 @@ MACE's input (``positions``, the one-hot ``node_attrs``, ``edge_index``, ``shift
 ``ptr``, ``cell`` and ``head``) from buffers fixed at set-up.  It takes positions in nm and returns kJ/mol, the
 contract of :class:`openmmhybrid.MLForce`.
 
-Neighbours: the graph holds every ordered pair of distinct region atoms, built once, so every
-shape is fixed and there is no ``nonzero()``, no boolean-mask indexing and no host read; a CUDA
-graph can capture the module.  The pairs beyond the model's cutoff ``r_max`` add exactly zero,
-because MACE multiplies every edge's contribution by its polynomial cutoff envelope, which is
-``envelope(r) * (r < r_max)`` (with the default ``apply_cutoff=True`` it multiplies the radial
-features, which every supported interaction block passes through a bias-free MLP with
-``silu(0) = 0``; with ``apply_cutoff=False`` it multiplies each block's weights).  :func:`create`
-checks that the file's interaction blocks are ones for which this holds and refuses others.
-The cost is that of ``n (n - 1)`` edges: meant for regions of tens to a few hundred atoms.
+Neighbours: the graph's edges are the ordered pairs of distinct region atoms within the model's
+cutoff ``r_max`` plus a skin (:data:`SKIN`), packed into a buffer of fixed capacity with a prefix
+sum and a scatter (no ``nonzero()``, no boolean-mask indexing), in a fixed order (that of the
+pairs).  The free slots hold padding edges: atom 0 to itself with the edge shift ``(2 r_max, 0,
+0)``, so an edge vector of exactly that length, beyond the cutoff, whatever the positions.  An
+edge at or beyond ``r_max`` adds exactly zero, with zero gradient, because MACE multiplies every
+edge's contribution by its polynomial cutoff envelope, which is ``envelope(r) * (r < r_max)`` (with
+the default ``apply_cutoff=True`` it multiplies the radial features, which every supported
+interaction block passes through a bias-free MLP with ``silu(0) = 0``; with
+``apply_cutoff=False`` it multiplies each block's weights); so the padding and the pairs of the
+skin change nothing, and the skin keeps a pair that this module's distance and MACE's round to
+opposite sides of ``r_max`` in the graph.  :func:`create` checks that the file's interaction
+blocks are ones for which this holds and refuses others.
+
+The capacity is set on the first evaluation (the number of pairs within the cutoff, plus 25%
+headroom on a GPU, 12.5% on the CPU) and, on the CPU, checked and grown at every evaluation, so no
+pair is ever dropped; on a GPU it is checked on the first evaluation only (no host synchronization
+afterwards, so a CUDA graph can capture the evaluation), and an evaluation with more pairs than the
+capacity returns NaN, which MLForce reports as an error: :meth:`MACEModel.setCapacity` makes room
+beforehand for a region that may become denser.  Cost: the edges within the cutoff, plus
+``n (n - 1)`` distances to choose them from.
 
 Energy: the model's total energy, the interaction energy plus the atomic reference energies
 (E0s), which is the ``energy`` that MACE's ASE calculator reports, in eV, converted to kJ/mol.
@@ -49,6 +61,9 @@ __all__ = ["NAMES", "create", "MACEModel", "loadMACE"]
 
 #: Angstrom per nm (MACE's length unit is the Angstrom).
 ANGSTROM_PER_NM = 10.0
+
+#: Angstrom added to the cutoff ``r_max`` when the edges are chosen (see the module docstring).
+SKIN = 0.05
 
 _ASL = "Academic Software License (ASL, github.com/gabor1/ASL): no commercial use"
 _MACE_OFF_ELEMENTS = ["H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"]
@@ -230,7 +245,7 @@ def create(topology, atoms, name="mace", modelPath=None, charge=0, precision=Non
     model = model.to(dtype)
     mode = _INTERACTION_ENERGY if type(model).__name__ == "ScaleShiftMACE" else _CONTRIBUTIONS
     compiled = _compile(model, dtype)
-    return MACEModel(compiled, species, len(covered), dtype, headIndex, referenceEnergy, mode)
+    return MACEModel(compiled, species, len(covered), dtype, headIndex, referenceEnergy, mode, float(model.r_max))
 
 
 def _checkCutoffIsExact(model, covered, label):
@@ -242,8 +257,9 @@ def _checkCutoffIsExact(model, covered, label):
         if kind not in allowed:
             raise ValueError(f"{label} uses the interaction block {kind}"
                              + (" with apply_cutoff=True" if kind in _ALL_BLOCKS else "")
-                             + "; this module evaluates all pairs of the region and supports only blocks whose "
-                               f"edges beyond the cutoff add exactly zero ({', '.join(allowed)})")
+                             + "; this module pads its fixed-capacity edge list with edges beyond the cutoff and "
+                               "supports only blocks whose edges beyond the cutoff add exactly zero "
+                               f"({', '.join(allowed)})")
     if hasattr(model, "pair_repulsion"):
         radii = model.pair_repulsion_fn.covalent_radii
         reach = 2 * max(float(radii[z]) for z in covered)
@@ -279,11 +295,18 @@ def _compile(model, dtype):
         torch.set_default_dtype(previous)
 
 
-class MACEModel(torch.nn.Module):
-    """A compiled MACE model on a fixed list of atoms, all pairs, static shapes (nm in, kJ/mol out).
+def _tracing() -> bool:
+    """Whether the module is being traced for export (compileModel): then the graph takes every
+    pair, since a capacity read from the example positions would not hold for others."""
+    from torch.fx.experimental.proxy_tensor import get_proxy_mode
+    return bool(torch.compiler.is_compiling() or get_proxy_mode() is not None)
 
-    Built by :func:`create`; see the module docstring for the neighbours, the energy and the
-    precision.
+
+class MACEModel(torch.nn.Module):
+    """A compiled MACE model on a fixed list of atoms, static shapes (nm in, kJ/mol out).
+
+    Built by :func:`create`; see the module docstring for the neighbours (a fixed-capacity list of
+    the pairs within the cutoff), the energy and the precision.
 
     Parameters
     ----------
@@ -302,12 +325,18 @@ class MACEModel(torch.nn.Module):
     mode : int
         Where the interaction energy is in MACE's output: 0, ``interaction_energy``
         (``ScaleShiftMACE``); 1, the ``contributions`` after the E0s (``MACE``).
+    rMax : float
+        The model's cutoff in Angstrom.
     """
 
     atomicNumbers: List[int]
+    cutoff: float
+    numPairs: int
+    capacity: int
+    sized: bool
 
     def __init__(self, model, species: List[int], numElements: int, dtype: torch.dtype, headIndex: int,
-                 referenceEnergy: float, mode: int):
+                 referenceEnergy: float, mode: int, rMax: float):
         super().__init__()
         n = len(species)
         self.model = model
@@ -316,6 +345,10 @@ class MACEModel(torch.nn.Module):
         self.referenceEnergy = referenceEnergy
         self.evToKJPerMol = EV_TO_KJ_PER_MOL
         self.lengthScale = ANGSTROM_PER_NM
+        self.cutoff = float(rMax) + SKIN
+        self.numPairs = n * (n - 1)
+        self.capacity = 0
+        self.sized = False
         self.atomicNumbers = [int(z) for z in model.atomic_numbers[torch.tensor(species, dtype=torch.long)]] \
             if n else []
         self.register_buffer("nodeAttrs", torch.nn.functional.one_hot(torch.tensor(species, dtype=torch.long),
@@ -323,12 +356,39 @@ class MACEModel(torch.nn.Module):
         index = torch.arange(n)
         sender, receiver = index.repeat_interleave(n), index.repeat(n)
         distinct = sender != receiver
-        self.register_buffer("edgeIndex", torch.stack([sender[distinct], receiver[distinct]]))
-        self.register_buffer("shifts", torch.zeros(n * (n - 1), 3, dtype=dtype))
+        # Every ordered pair (sender, receiver), the candidates the edges are chosen from.
+        self.register_buffer("pairs", torch.stack([sender[distinct], receiver[distinct]]))
+        # The shift of a padding edge (atom 0 to itself): its vector, of length 2 r_max.
+        self.register_buffer("paddingShift", torch.tensor([2.0 * float(rMax), 0.0, 0.0], dtype=dtype))
         self.register_buffer("batch", torch.zeros(n, dtype=torch.long))
         self.register_buffer("ptr", torch.tensor([0, n], dtype=torch.long))
         self.register_buffer("cell", torch.zeros(3, 3, dtype=dtype))
         self.register_buffer("head", torch.tensor([headIndex], dtype=torch.long))
+
+    @torch.jit.export
+    def setCapacity(self, edges: int):
+        """Fix the capacity of the edge list (and mark it sized): the most ordered pairs within the
+        cutoff (plus skin) an evaluation may have; for a GPU run whose region may become denser
+        than at the first evaluation (on the CPU the capacity also grows by itself)."""
+        self.capacity = max(0, min(self.numPairs, edges))
+        self.sized = True
+
+    def _capacity(self, count: Tensor) -> int:
+        """The capacity, after checking (and growing) it against this evaluation's pair count."""
+        full = False
+        if not torch.jit.is_scripting():
+            full = _tracing()
+        if full:
+            return self.numPairs
+        if not count.is_cuda or not self.sized:
+            counts: List[int] = count.view(1).tolist()
+            if not self.sized or counts[0] > self.capacity:
+                # Headroom: 25% on a GPU, where the capacity is fixed from now on; 12.5% on the CPU,
+                # where it grows whenever needed (each edge costs the whole model's per-edge work).
+                headroom = counts[0] // 4 if count.is_cuda else counts[0] // 8
+                self.capacity = min(self.numPairs, max(self.capacity, counts[0] + headroom + 16))
+                self.sized = True
+        return self.capacity
 
     def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tensor:
         """The model's total energy of the region.
@@ -345,13 +405,37 @@ class MACEModel(torch.nn.Module):
         -------
         torch.Tensor
             The energy in kJ/mol, a float64 scalar (0-dim): MACE's interaction energy (in the
-            model's dtype) plus the float64 sum of the atomic reference energies.
+            model's dtype) plus the float64 sum of the atomic reference energies; NaN on a GPU
+            when the region has more pairs within the cutoff than the capacity (see
+            :meth:`setCapacity`).
         """
+        x = positions.to(self.dtype) * self.lengthScale
+        device = x.device
+        # Which pairs are within the cutoff (no gradient: integer bookkeeping).
+        with torch.no_grad():
+            c = x.detach()
+            vectors = c.index_select(0, self.pairs[1]) - c.index_select(0, self.pairs[0])
+            inside = (vectors * vectors).sum(-1) < self.cutoff * self.cutoff
+            count = inside.sum()
+        capacity = self._capacity(count)
+        with torch.no_grad():
+            # The pairs within the cutoff packed into the first slots, in the pairs' order (a prefix
+            # sum and a scatter: no data-dependent shape); the others go to a dropped extra slot.
+            where = torch.where(inside, torch.cumsum(inside.to(torch.long), 0) - 1,
+                                torch.full_like(count, capacity).expand(inside.shape[0]))
+            slots = torch.zeros((capacity + 1,), dtype=torch.long, device=device)
+            slots = slots.scatter(0, where, torch.arange(inside.shape[0], device=device))[:capacity]
+            used = torch.arange(capacity, device=device) < count
+            # The free slots: atom 0 to itself, shifted by paddingShift (beyond r_max).
+            edgeIndex = torch.where(used.unsqueeze(0), self.pairs.index_select(1, slots),
+                                    torch.zeros((2, capacity), dtype=torch.long, device=device))
+            shifts = torch.where(used.unsqueeze(1), torch.zeros((capacity, 3), dtype=x.dtype, device=device),
+                                 self.paddingShift.unsqueeze(0))
         data: Dict[str, Tensor] = {
-            "positions": positions.to(self.dtype) * self.lengthScale,
+            "positions": x,
             "node_attrs": self.nodeAttrs,
-            "edge_index": self.edgeIndex,
-            "shifts": self.shifts,
+            "edge_index": edgeIndex,
+            "shifts": shifts,
             "batch": self.batch,
             "ptr": self.ptr,
             "cell": self.cell,
@@ -366,4 +450,5 @@ class MACEModel(torch.nn.Module):
             contributions = out["contributions"]
             assert contributions is not None
             interaction = contributions[0, 1:].sum()
-        return (interaction.to(torch.float64) + self.referenceEnergy) * self.evToKJPerMol
+        energy = (interaction.to(torch.float64) + self.referenceEnergy) * self.evToKJPerMol
+        return torch.where(count > capacity, torch.full_like(energy, float("nan")), energy)
