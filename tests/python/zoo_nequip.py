@@ -35,6 +35,21 @@ SIZES = ("tiny", "realistic")
 
 
 @contextlib.contextmanager
+def _processStateKept():
+    """Put back e3nn's optimization defaults, which building a nequip model changes for the whole
+    process (it leaves ``jit_mode='script'``, after which mace-torch's models hold ScriptFunctions
+    that cannot be pickled).  nequip also sets torch's default dtype to float64, which its own
+    calculator (the tests' reference) relies on; conftest puts that back after each module."""
+    import e3nn
+
+    defaults = dict(e3nn.get_optimization_defaults())
+    try:
+        yield
+    finally:
+        e3nn.set_optimization_defaults(**defaults)
+
+
+@contextlib.contextmanager
 def _torchscriptBuild():
     """nequip's global state, with e3nn and nequip building TorchScript-compatible modules."""
     import e3nn
@@ -133,6 +148,7 @@ def _build(arguments):
         return getattr(importlib.import_module(module), name)(**arguments)
 
 
+@_processStateKept()
 def nequipModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0):
     """Write a NequIP model with random weights to ``path`` (``*.nequip.pth``) and return ``path``.
 
@@ -155,6 +171,7 @@ def nequipModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", s
         return _save(_build(arguments), path)
 
 
+@_processStateKept()
 def allegroModel(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0):
     """Write an Allegro model with random weights to ``path`` (``*.nequip.pth``) and return ``path``.
 
@@ -188,6 +205,7 @@ def _exampleData(model, seed):
     return data
 
 
+@_processStateKept()
 def nequipPeerFile(path, size="tiny", elements=DEFAULT_ELEMENTS, dtype="float64", seed=0, family="nequip"):
     """Write the model of :func:`nequipModel` (``family="nequip"``) or :func:`allegroModel`
     (``"allegro"``) with the same arguments -- same builder, arguments and seed, so bitwise the
