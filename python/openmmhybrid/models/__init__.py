@@ -34,8 +34,10 @@ import importlib.metadata
 import inspect
 import os
 
+import torch
+
 __all__ = ["registerModel", "createModel", "availableModels", "atomicNumbers", "describeModels", "requireElements",
-           "modelFile", "takesCharge", "ADAPTERS", "EV_TO_KJ_PER_MOL", "KCAL_TO_KJ"]
+           "modelFile", "packedIndices", "takesCharge", "ADAPTERS", "EV_TO_KJ_PER_MOL", "KCAL_TO_KJ"]
 
 _factories = {}
 _entry_points_loaded = False
@@ -196,6 +198,20 @@ def modelFile(name, modelPath, fileName=None, url=None):
         where = ""
     raise FileNotFoundError(f"{name}: no model file given. Pass the path of the model's file with "
                             f"modelArgs={{'modelPath': ...}} (in a config: [ml] model_path = ...).{where}")
+
+
+def packedIndices(inside, capacity: int, fill: int):
+    """The indices of the True entries of ``inside`` (a 1-D bool tensor), in order, packed into
+    ``capacity`` slots, the free slots holding ``fill``: a prefix sum and a scatter, so the shape
+    does not depend on the data (no ``nonzero``) and a CUDA graph can capture it.  Entries beyond
+    the capacity are dropped (the caller compares the count with the capacity).  TorchScript
+    compiles it where a scripted model calls it; the static-shape ANI and MACE's edge list use it.
+    """
+    device = inside.device
+    where = torch.where(inside, torch.cumsum(inside.to(torch.long), 0) - 1,
+                        torch.full(inside.shape, capacity, dtype=torch.long, device=device))
+    slots = torch.full((capacity + 1,), fill, dtype=torch.long, device=device)
+    return slots.scatter(0, where, torch.arange(inside.shape[0], device=device))[:capacity]
 
 
 def _symbolNumber(symbol):

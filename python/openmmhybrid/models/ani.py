@@ -43,6 +43,8 @@ from typing import List, Optional, Sequence
 import torch
 from torch import Tensor
 
+from . import packedIndices
+
 __all__ = ["ANI", "ANI1x", "ANI1ccx", "ANI2x", "torchaniEnsemble", "torchaniANI1x", "defaultWeightsDir",
            "weightsRoot", "ani1ccxWeightsDir", "ani2xWeightsDir", "WEIGHTS_ENVIRONMENT_VARIABLE",
            "HARTREE_TO_KJ_PER_MOL"]
@@ -592,9 +594,7 @@ class _Core(torch.nn.Module):
         with torch.no_grad():
             # The radial pairs within the cutoff, packed into capR slots in a fixed order (a prefix
             # sum and a scatter: no data-dependent shape); the free slots hold pair (0, 1), masked.
-            slots = torch.full((capR + 1,), 1, dtype=torch.long, device=device)
-            where = torch.where(inR, torch.cumsum(inR.to(torch.long), 0) - 1, torch.full_like(d2, capR, dtype=torch.long).reshape(-1))
-            slots = slots.scatter(0, where, torch.arange(n * n, device=device))[:capR]
+            slots = packedIndices(inR, capR, 1)
             usedR = torch.arange(capR, device=device) < numRadial
             ri = torch.div(slots, n, rounding_mode="floor")
             rj = slots - ri * n
@@ -606,10 +606,7 @@ class _Core(torch.nn.Module):
             candK = nearest.index_select(1, pairs[1])
             inside = (inA.gather(1, candJ) & inA.gather(1, candK)).reshape(-1)
             numP = pairs.shape[1]
-            where = torch.where(inside, torch.cumsum(inside.to(torch.long), 0) - 1,
-                                torch.full((n * numP,), capA, dtype=torch.long, device=device))
-            tslots = torch.zeros((capA + 1,), dtype=torch.long, device=device)
-            tslots = tslots.scatter(0, where, torch.arange(n * numP, device=device))[:capA]
+            tslots = packedIndices(inside, capA, 0)
             usedA = torch.arange(capA, device=device) < numTriples
             ti = torch.div(tslots, max(numP, 1), rounding_mode="floor")
             tj = candJ.reshape(-1).index_select(0, tslots)

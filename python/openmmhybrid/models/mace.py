@@ -55,7 +55,7 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-from . import EV_TO_KJ_PER_MOL, modelFile, requireElements
+from . import EV_TO_KJ_PER_MOL, modelFile, packedIndices, requireElements
 
 __all__ = ["NAMES", "create", "MACEModel", "loadMACE"]
 
@@ -421,10 +421,7 @@ class MACEModel(torch.nn.Module):
         with torch.no_grad():
             # The pairs within the cutoff packed into the first slots, in the pairs' order (a prefix
             # sum and a scatter: no data-dependent shape); the others go to a dropped extra slot.
-            where = torch.where(inside, torch.cumsum(inside.to(torch.long), 0) - 1,
-                                torch.full_like(count, capacity).expand(inside.shape[0]))
-            slots = torch.zeros((capacity + 1,), dtype=torch.long, device=device)
-            slots = slots.scatter(0, where, torch.arange(inside.shape[0], device=device))[:capacity]
+            slots = packedIndices(inside, capacity, 0)
             used = torch.arange(capacity, device=device) < count
             # The free slots: atom 0 to itself, shifted by paddingShift (beyond r_max).
             edgeIndex = torch.where(used.unsqueeze(0), self.pairs.index_select(1, slots),
