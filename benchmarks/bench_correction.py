@@ -12,11 +12,12 @@ the Systems in rounds:
   electrostatic, float64     the same with embeddingTerms=['coulomb', 'polarization']: the two
                              terms separately, in float64 (the default before 2026-12-01)
 
-plus an empty force group (the fixed cost of a getState call).  Reports the medians of the paired
-differences from the empty group in ms and the ratio electrostatic / mechanical (the target of
-issue 20: at most 1.3).
+and, with --compiled, the mechanical and the electrostatic System with compile=True (the model and
+the embedding terms in one AOTInductor package), plus an empty force group (the fixed cost of a
+getState call).  Reports the medians of the paired differences from the empty group in ms and the
+ratios electrostatic / mechanical (the target of issue 20: at most 1.3).
 
-Usage: python benchmarks/bench_correction.py [--rounds 100] [--threads 2] [--systems pxylene,complex]
+Usage: python benchmarks/bench_correction.py [--rounds 100] [--threads 2] [--systems pxylene,complex] [--compiled]
 """
 import argparse
 import warnings
@@ -39,6 +40,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--systems", default="pxylene,complex")
+    parser.add_argument("--compiled", action="store_true", help="also the two Systems with compile=True")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     print(f"# bench_correction: the correction group of createMixedSystem('ani1x'), CPU platform, {args.threads} "
@@ -47,9 +49,13 @@ def main():
     print()
     print(common.machine_header())
     print()
-    print("| System | particles | mechanical (ms) | electrostatic (ms) | electrostatic, float64 terms (ms) | "
-          "electrostatic / mechanical | float64 terms / mechanical |")
-    print("|---|---|---|---|---|---|---|")
+    header = ("| System | particles | mechanical (ms) | electrostatic (ms) | electrostatic, float64 terms (ms) | "
+              "electrostatic / mechanical | float64 terms / mechanical |")
+    if args.compiled:
+        header += (" mechanical, compiled (ms) | electrostatic, compiled (ms) | compiled: electrostatic / mechanical | "
+                   "electrostatic compiled / mechanical TorchScript |")
+    print(header)
+    print("|---" * header.count(" | ") + "|---|")
     platform = openmm.Platform.getPlatformByName("CPU")
     for key in args.systems.split(","):
         inputs = common.load(key)
@@ -60,6 +66,10 @@ def main():
             "float64": openmmhybrid.createMixedSystem(topology, system, ligand, "ani1x", embedding="electrostatic",
                                                       embeddingTerms=["coulomb", "polarization"]),
         }
+        if args.compiled:
+            built["mechanical, compiled"] = openmmhybrid.createMixedSystem(topology, system, ligand, "ani1x", compile=True)
+            built["electrostatic, compiled"] = openmmhybrid.createMixedSystem(topology, system, ligand, "ani1x",
+                                                                               embedding="electrostatic", compile=True)
         calls = {}
         for label, mixed in built.items():
             context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), platform, {"Threads": str(args.threads)})
@@ -78,7 +88,10 @@ def main():
         cost = {label: common.paired_median(t[label], t["empty"]) for label in built}
         print(f"| {key} | {system.getNumParticles()} | {cost['mechanical']:.2f} | {cost['electrostatic']:.2f} | "
               f"{cost['float64']:.2f} | {cost['electrostatic'] / cost['mechanical']:.2f} | "
-              f"{cost['float64'] / cost['mechanical']:.2f} |", flush=True)
+              f"{cost['float64'] / cost['mechanical']:.2f} |" + (
+                  f" {cost['mechanical, compiled']:.2f} | {cost['electrostatic, compiled']:.2f} | "
+                  f"{cost['electrostatic, compiled'] / cost['mechanical, compiled']:.2f} | "
+                  f"{cost['electrostatic, compiled'] / cost['mechanical']:.2f} |" if args.compiled else ""), flush=True)
     return 0
 
 

@@ -5,6 +5,7 @@ guide, ``docs/user_guide.md#4-the-model-contract``.  This module answers the que
 model that the rest of the package asks:
 
 - :func:`scriptModule`: the model as TorchScript, the format the C++ kernels load;
+- :func:`argumentNames`: the names of ``forward``'s arguments;
 - :func:`takesBox`: does ``forward`` take the box vectors after the positions?
 - :func:`takesEnvironment`: does it follow the embedding contract (``mm_positions``, ...)?
 
@@ -16,7 +17,7 @@ import warnings
 
 import torch
 
-__all__ = ["scriptModule", "takesBox", "takesEnvironment", "DropBox", "ScaledDropBox", "ScaledWithBox", "Scaled",
+__all__ = ["scriptModule", "argumentNames", "takesBox", "takesEnvironment", "DropBox", "ScaledDropBox", "ScaledWithBox", "Scaled",
            "EmbeddedNoBox", "EmbeddedScaled", "EmbeddedScaledNoBox"]
 
 
@@ -49,7 +50,7 @@ def scriptModule(model, who="MLForce"):
                 "constructs) or pass a TorchScript file.") from error
 
 
-def _argumentNames(model):
+def argumentNames(model):
     """The names of forward's arguments after self, for a ScriptModule or a Python module."""
     if isinstance(model, torch.jit.ScriptModule):
         return [a.name for a in model.forward.schema.arguments[1:]]
@@ -59,14 +60,14 @@ def _argumentNames(model):
 def takesEnvironment(model):
     """Whether ``model.forward`` follows the embedding contract: ``(positions[, box], mm_positions,
     mm_charges, mm_mask)``."""
-    names = _argumentNames(model)
+    names = argumentNames(model)
     return "mm_positions" in names or len(names) >= 4
 
 
 def takesBox(model):
     """Whether ``model.forward`` takes the box vectors as its second argument: ``(positions, box)``
     for a vacuum model, ``(positions, box, mm_positions, mm_charges, mm_mask)`` for an embedding one."""
-    names = _argumentNames(model)
+    names = argumentNames(model)
     if takesEnvironment(model):
         return len(names) >= 5
     return len(names) >= 2

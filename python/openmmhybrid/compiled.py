@@ -20,7 +20,10 @@ What a compiled model can and cannot do:
 - It runs on the Reference and CPU platforms, with the torch version and on the kind of CPU it was
   compiled with (compile it on the machine that runs it; it takes seconds to a minute).
 - Energy parameter derivatives (dE/dlambda) are compiled in when named (``derivatives=``).
-- Electrostatic embedding is not available yet.
+- Electrostatic embedding (``embedding=True``): the model takes the environment arrays
+  ``mm_positions``, ``mm_charges``, ``mm_mask`` after the box, and the package also returns the
+  forces on the environment.  Their length, the environment capacity, stays free in the package
+  (a dynamic dimension), so the capacity can grow in a running Context as with TorchScript.
 """
 import os
 import warnings
@@ -30,15 +33,21 @@ import torch
 __all__ = ["compileModel"]
 
 
-def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivatives=(), usesDoublePrecision=False):
+#: The environment capacity of the example inputs a model with embedding is traced with; the
+#: package accepts any capacity from 1 up.
+_EXAMPLE_CAPACITY = 64
+
+
+def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivatives=(), usesDoublePrecision=False,
+                 embedding=False):
     """Compile a model's energy and forces into an AOTInductor package that :class:`MLForce` loads.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The model, with the same ``forward(positions[, box][, p1, ...]) -> energy`` contract as for
-        MLForce (positions in nm, energy in kJ/mol).  Not a TorchScript module: compiling traces the
-        Python module.
+        The model, with the same ``forward(positions[, box][, mm_positions, mm_charges,
+        mm_mask][, p1, ...]) -> energy`` contract as for MLForce (positions in nm, energy in
+        kJ/mol).  Not a TorchScript module: compiling traces the Python module.
     numAtoms : int
         The number of ML atoms (the shapes are fixed at compile time).
     path : str or os.PathLike
@@ -52,6 +61,10 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
         ``addEnergyParameterDerivative`` names, in the same order.
     usesDoublePrecision : bool
         Compile for float64 inputs (``setUsesDoublePrecision(True)``); float32 by default.
+    embedding : bool
+        Whether the force uses electrostatic embedding (``setEmbedding``): the model takes the
+        environment arrays, and the package returns the forces on them too.  The environment's
+        length is left dynamic.
 
     Returns
     -------
@@ -65,6 +78,7 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
     ValueError
         If ``numAtoms`` is below 1, or the model does not return one scalar energy.
     """
+    from torch.export import Dim
     from torch.fx.experimental.proxy_tensor import make_fx
 
     if isinstance(model, torch.jit.ScriptModule):
@@ -85,6 +99,15 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
     if periodic:
         example.append(3.0 * torch.eye(3, dtype=dtype))
         names.append("box")
+    embedding = bool(embedding)
+    if embedding:
+        # Point charges around the region, the last quarter padding (zero charge, masked out).
+        capacity = _EXAMPLE_CAPACITY
+        example.append((torch.rand(capacity, 3, generator=generator, dtype=torch.float64) * 3.0 - 1.0).to(dtype))
+        example.append(((torch.rand(capacity, generator=generator, dtype=torch.float64) - 0.5) *
+                        (torch.arange(capacity) < 3 * capacity // 4)).to(dtype))
+        example.append(torch.arange(capacity) < 3 * capacity // 4)
+        names += ["mm_positions", "mm_charges", "mm_mask"]
     for name, value in parameters:
         example.append(torch.tensor(value, dtype=dtype))
         names.append(name)
@@ -93,38 +116,53 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
     for name in derivatives:
         if name not in parameterNames:
             raise ValueError(f"compileModel: the derivative '{name}' is not one of the parameters ({', '.join(parameterNames) or 'none'})")
-    # Where each derivative's parameter sits among the inputs after the positions.
+    # Where each derivative's parameter, and the environment's positions, sit among the inputs
+    # after the positions.
     derivativeInputs = [names.index(name) - 1 for name in derivatives]
+    environmentInput = names.index("mm_positions") - 1 if embedding else None
 
     def energyAndForces(positions, *rest):
         positions = positions.detach().requires_grad_(True)
         rest = list(rest)
-        for i in derivativeInputs:
+        differentiated = derivativeInputs + ([environmentInput] if embedding else [])
+        for i in differentiated:
             rest[i] = rest[i].detach().requires_grad_(True)
         energy = model(positions, *rest)
         if not isinstance(energy, torch.Tensor) or energy.numel() != 1:
             raise ValueError("compileModel: the model must return one scalar energy tensor (kJ/mol)")
         energy = energy.reshape(())
-        wrt = [positions] + [rest[i] for i in derivativeInputs]
-        gradients = torch.autograd.grad(energy, wrt, allow_unused=True)
+        wrt = [positions] + [rest[i] for i in differentiated]
+        gradients = list(torch.autograd.grad(energy, wrt, allow_unused=True))
+        gradients = [torch.zeros_like(x) if g is None else g for g, x in zip(gradients, wrt)]
+        # (energy, forces[, environment forces], dE/dp...)
         outputs = [energy.detach(), -gradients[0]]
-        for gradient, parameter in zip(gradients[1:], wrt[1:]):
-            outputs.append(torch.zeros_like(parameter) if gradient is None else gradient.reshape(()))
+        if embedding:
+            outputs.append(-gradients[-1])
+        outputs += [gradient.reshape(()) for gradient in gradients[1:1 + len(derivativeInputs)]]
         return tuple(outputs)
 
     with warnings.catch_warnings():
         # torch's export and Inductor internals warn about their own deprecated helpers.
         warnings.simplefilter("ignore", FutureWarning)
-        traced = make_fx(energyAndForces)(*example)
-        exported = torch.export.export(traced, tuple(example), strict=False)
-        return _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision)
+        if embedding:
+            # Traced with symbolic shapes, so that the environment's capacity stays a free dimension.
+            traced = make_fx(energyAndForces, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
+            capacity = Dim("capacity", min=1, max=1 << 24)
+            shapes = [None] * len(example)
+            for i in range(3):
+                shapes[names.index("mm_positions") + i] = {0: capacity}
+            exported = torch.export.export(traced, tuple(example), dynamic_shapes=tuple(shapes), strict=False)
+        else:
+            traced = make_fx(energyAndForces)(*example)
+            exported = torch.export.export(traced, tuple(example), strict=False)
+        return _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision, embedding)
 
 
-def _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision):
+def _package(exported, path, names, derivatives, numAtoms, usesDoublePrecision, embedding):
     metadata = {"openmmhybrid.inputs": ",".join(names), "openmmhybrid.atoms": str(numAtoms),
                 "openmmhybrid.derivatives": ",".join(derivatives),
                 "openmmhybrid.dtype": "float64" if usesDoublePrecision else "float32",
-                "openmmhybrid.outputs": "energy,forces"}
+                "openmmhybrid.outputs": "energy,forces,mm_forces" if embedding else "energy,forces"}
     path = os.fspath(path)
     torch._inductor.aoti_compile_and_package(exported, package_path=path,
                                              inductor_configs={"aot_inductor.metadata": metadata})

@@ -104,7 +104,6 @@ class _ConstantCharges(torch.nn.Module):
 SOFTMIN_LENGTH = 0.02
 
 
-@torch.jit.script
 def _region_switch(r: torch.Tensor, cutoff: float, switchDistance: float, useSwitch: bool,
                    softmin: float) -> torch.Tensor:
     """One weight per MM atom from its distance to the region, for r [n, m] (ML x MM).

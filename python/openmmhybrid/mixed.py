@@ -129,8 +129,9 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     compile : bool
         Compile the region's model ahead of time with :func:`~openmmhybrid.compileModel`
         (AOTInductor: energy, forces and dE/dlambda in native code; several times faster on the
-        CPU for small regions).  Mechanical embedding, a ``torch.nn.Module`` or a registered name,
-        and the Reference or CPU platform.  Takes seconds to a minute.
+        CPU for small regions), with the embedding terms of electrostatic embedding compiled in.
+        A ``torch.nn.Module`` or a registered name, and the Reference or CPU platform.  Takes
+        seconds to a minute.
     linkAtoms : bool
         Cap every bond the region cuts with a hydrogen link atom (the default; nothing changes for
         a region of whole molecules).  The model then sees the region's atoms followed by one cap
@@ -195,18 +196,22 @@ def createMixedSystem(topology, system, mlAtoms, model, interpolate=False, remov
     module = resolveModel(model, topology, mlAtoms, modelArgs, links)
     periodic = system.usesPeriodicBoundaryConditions()
     if compile:
-        reason = compileUnavailable(module, embedding)
+        reason = compileUnavailable(module)
         if reason is not None:
             raise ValueError(f"createMixedSystem: {reason}")
-        if links is not None:
-            module = links.wrap(module, periodic and adapters.takesBox(module))
-        regionModule = compiledRegionModel(module, periodic, interpolate, len(modelAtoms) if links is None
-                                           else len(links.forceAtoms), usesDoublePrecision)
-    elif electrostatic:
+    numForceAtoms = len(modelAtoms) if links is None else len(links.forceAtoms)
+    if electrostatic:
         modelCharges = list(charges) + [0.0] * (len(modelAtoms) - len(mlAtoms))  # caps carry no charge
         terms = buildEmbeddingTerms(embeddingTerms, modelTopology, modelAtoms, modelCharges, cutoffValue, switchDistance,
                                     "double" if usesDoublePrecision else "single")
-        regionModule = embeddedModel(module, periodic, interpolate, terms, links, charges)
+        regionModule = embeddedModel(module, periodic, interpolate, terms, links, charges, script=not compile)
+        if compile:
+            regionModule = compiledRegionModel(regionModule, periodic, interpolate, numForceAtoms, usesDoublePrecision,
+                                               embedded=True)
+    elif compile:
+        if links is not None:
+            module = links.wrap(module, periodic and adapters.takesBox(module))
+        regionModule = compiledRegionModel(module, periodic, interpolate, numForceAtoms, usesDoublePrecision)
     else:
         if links is not None:
             scripted = adapters.scriptModule(module, WHO)

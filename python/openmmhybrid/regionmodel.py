@@ -113,19 +113,23 @@ def withRegionCharge(model, modelArgs, system, region):
     return dict(modelArgs or {}, charge=int(round(charge)))
 
 
-def compileUnavailable(model, embedding):
-    """Why ``compile=True`` cannot be used with this model and embedding, or None if it can."""
-    if embedding == "electrostatic":
-        return "compile is not available with electrostatic embedding yet"
+def compileUnavailable(model):
+    """Why ``compile=True`` cannot be used with this model, or None if it can."""
     if isinstance(model, torch.jit.ScriptModule):
         return ("compile needs a torch.nn.Module or a registered model name; a TorchScript model cannot be compiled "
                 "(it is not traceable Python)")
     return None
 
 
-def compiledRegionModel(module, periodic, interpolate, numAtoms, usesDoublePrecision):
-    """The bytes of an AOTInductor package of the region model (see :func:`~openmmhybrid.compileModel`)."""
-    if not periodic:
+def compiledRegionModel(module, periodic, interpolate, numAtoms, usesDoublePrecision, embedded=False):
+    """The bytes of an AOTInductor package of the region model (see :func:`~openmmhybrid.compileModel`).
+
+    ``embedded``: ``module`` already follows the embedding contract for this force
+    (:func:`embeddedModel` with ``script=False``), so it is compiled as it is, with the
+    environment's inputs."""
+    if embedded:
+        wrapped = module
+    elif not periodic:
         wrapped = adapters.Scaled(module) if interpolate else module
     elif interpolate:
         wrapped = adapters.ScaledWithBox(module) if adapters.takesBox(module) else adapters.ScaledDropBox(module)
@@ -134,7 +138,8 @@ def compiledRegionModel(module, periodic, interpolate, numAtoms, usesDoublePreci
     parameters = [(LAMBDA_PARAMETER, 1.0)] if interpolate else []
     with tempfile.TemporaryDirectory(prefix="openmmhybrid-") as folder:
         path = compileModel(wrapped, numAtoms, os.path.join(folder, "region.pt2"), periodic=periodic, parameters=parameters,
-                            derivatives=[name for name, _ in parameters], usesDoublePrecision=usesDoublePrecision)
+                            derivatives=[name for name, _ in parameters], usesDoublePrecision=usesDoublePrecision,
+                            embedding=embedded)
         with open(path, "rb") as f:
             return f.read()
 
@@ -185,15 +190,18 @@ def embeddingTerms(terms, topology, mlAtoms, charges, cutoff, switchDistance, pr
     return result
 
 
-def embeddedModel(module, periodic, interpolate, terms, links=None, charges=None):
+def embeddedModel(module, periodic, interpolate, terms, links=None, charges=None, script=True):
     """Adapt a region model to what an embedding MLForce passes:
     (positions[, box], mm_positions, mm_charges, mm_mask[, lambda_interpolate]).
 
     With ``links`` (a :class:`~openmmhybrid.linkatoms.LinkAtoms`) the MLForce's positions are the
     region, the MM atoms of the cut bonds and their neighbours: the model and the terms see the
-    region and its caps, and the environment with the redistributed ``charges`` appended."""
-    scripted = adapters.scriptModule(module, "createMixedSystem")
-    numArgs = len(scripted.forward.schema.arguments) - 1
+    region and its caps, and the environment with the redistributed ``charges`` appended.
+
+    ``script=False`` keeps the Python modules (for :func:`compiledRegionModel`); by default the
+    region model is scripted first."""
+    scripted = adapters.scriptModule(module, "createMixedSystem") if script else module
+    numArgs = len(adapters.argumentNames(scripted))
     if adapters.takesEnvironment(scripted):
         expected = 5 if periodic else 4
         if numArgs != expected:

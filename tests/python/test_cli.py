@@ -367,7 +367,6 @@ DIPEPTIDE = (f'[input]\nprmtop = "{DIPEPTIDE_FILES}.prmtop"\ninpcrd = "{DIPEPTID
     ("input = 3\n", [], "\\[input\\] must be a table"),
     (GOOD, ["--state", "missing_state.xml"], "the state file '.*missing_state.xml' does not exist"),
     (GOOD, ["--compile", "true", "--platform", "CUDA"], "compile applies to the Reference and CPU platforms, not CUDA"),
-    (GOOD, ["--compile", "true", "--embedding", "electrostatic"], "compile is not available with electrostatic embedding"),
     (GOOD, ["--side-chain", "1"], "give the ML region one way, not residue and side_chain"),
     (DIPEPTIDE, ["--side-chain", "1"], "ML region: residue ACE 1 has no side chain to cut at CA-CB"),
     (DIPEPTIDE, ["--side-chain", "9999"], "ML region: no residue numbered 9999"),

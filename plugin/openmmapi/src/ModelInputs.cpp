@@ -7,9 +7,11 @@ using namespace OpenMM;
 using namespace std;
 using TorchModel::firstLine;
 
-void ModelInputs::initialize(const System& system, const MLForce& force, const torch::TensorOptions& options, bool outputsForces) {
+void ModelInputs::initialize(const System& system, const MLForce& force, const torch::TensorOptions& options, bool outputsForces,
+                             bool differentiates) {
     this->options = options;
     this->outputsForces = outputsForces;
+    this->differentiates = differentiates;
     useDouble = (torch::typeMetaToScalarType(options.dtype()) == torch::kFloat64);
     int numAtoms = force.getAtoms().size();
     names = {"positions"};
@@ -53,7 +55,7 @@ void ModelInputs::initialize(const System& system, const MLForce& force, const t
         for (int j = 0; j < (int) parameterNames.size(); j++)
             if (parameterNames[j] == name) {
                 derivatives.push_back(j);
-                parameters[j].requires_grad_(true);
+                parameters[j].requires_grad_(differentiates);
             }
     }
     collect();
@@ -61,7 +63,7 @@ void ModelInputs::initialize(const System& system, const MLForce& force, const t
 
 void ModelInputs::allocateEnvironment(int capacity) {
     this->capacity = capacity;
-    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(true));
+    mmPositions = torch::zeros({capacity, 3}, options.requires_grad(differentiates));
     mmCharges = torch::zeros({capacity}, options);
     mmMask = torch::zeros({capacity}, options.dtype(torch::kBool));
     inputs[mmInput] = mmPositions;
@@ -75,6 +77,8 @@ void ModelInputs::collect() {
     for (const torch::jit::IValue& input : inputs)
         tensorInputs.push_back(input.toTensor());
     gradInputs.clear();
+    if (!differentiates)
+        return;
     if (!outputsForces)
         gradInputs.push_back(positions);
     if (embedding)
@@ -100,7 +104,7 @@ torch::jit::IValue ModelInputs::forward(torch::jit::Module& module) const {
 vector<torch::Tensor> ModelInputs::forward(TorchModel::CompiledModel& model) const {
     try {
         vector<torch::Tensor> results = model.run(tensorInputs);
-        results.at(1);  // {energy, forces, dE/dp...}: a shorter result is reported as a failure of the model
+        results.at(embedding ? 2 : 1);  // {energy, forces[, mm_forces], dE/dp...}: a shorter result is reported as a failure of the model
         return results;
     }
     catch (const std::exception& e) {

@@ -178,8 +178,7 @@ void CompiledModel::check(const vector<string>& inputNames, int numAtoms, bool u
     if (compiled != expected)
         throw OpenMMException("MLForce: the compiled model from " + origin + " takes (" + compiled + "), but the force passes (" + expected +
                               "). Compile it with the same periodicity and global parameters as the force "
-                              "(openmmhybrid.compileModel(..., periodic=..., parameters=[...])). Electrostatic embedding is "
-                              "not available with compiled models yet.");
+                              "(openmmhybrid.compileModel(..., periodic=..., parameters=[...], embedding=...)).");
     string wantedDerivatives;
     for (const string& name : derivativeNames)
         wantedDerivatives += (wantedDerivatives.empty() ? "" : ",") + name;

@@ -17,7 +17,6 @@ import openmm.unit as unit
 
 from ..prepare.build import DEFAULTS as PREPARE_DEFAULTS
 from ..prepare.forcefields import PROTEIN_FORCEFIELDS, waterFiles
-from ..regionmodel import compileUnavailable
 
 try:
     import tomllib
@@ -119,8 +118,8 @@ SETTINGS = [
             "{ precision = \"double\" } or { energyUnit = \"kcal/mol\" } (`openmm-hybrid models` and the user guide "
             "list each model's)"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
-    Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms, "
-            "mechanical embedding; faster, takes seconds to a minute at set-up)"),
+    Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms; "
+            "faster, takes seconds to a minute at set-up)"),
     Setting("embedding", "ml", "str", "mechanical", "ML-MM coupling", choices=["mechanical", "electrostatic"]),
     Setting("embedding_cutoff", "ml", "quantity", 1.0 * unit.nanometer, "MM charges within this distance of the "
             "region are seen by the model (electrostatic embedding)", unit=unit.nanometer),
@@ -515,8 +514,6 @@ def _checkRun(config):
     if config["compile"] and config["platform"] not in ("Reference", "CPU"):
         raise ConfigError(f"compile applies to the Reference and CPU platforms, not {config['platform']} "
                           "(on CUDA, cuda_graphs gives the speed-up)")
-    if config["compile"] and compileUnavailable(None, config["embedding"]):
-        raise ConfigError(compileUnavailable(None, config["embedding"]))
 
 
 def templateConfig():

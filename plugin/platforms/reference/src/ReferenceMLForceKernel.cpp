@@ -5,6 +5,7 @@
 #include "openmm/reference/ReferencePlatform.h"
 #include <ATen/Parallel.h>
 #include <dlfcn.h>
+#include <algorithm>
 #include <cmath>
 #include <iostream>
 
@@ -76,11 +77,8 @@ private:
 void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce& force) {
     string origin = force.getFile().empty() ? "the force's stored model" : "'" + force.getFile() + "'";
     compiled.reset();
-    if (TorchModel::isCompiledPackage(force.getModelData())) {
+    if (TorchModel::isCompiledPackage(force.getModelData()))
         compiled = std::make_unique<TorchModel::CompiledModel>(force.getModelData(), origin);
-        if (force.usesEmbedding())
-            throw OpenMMException("MLForce: electrostatic embedding is not available with compiled models yet; use the TorchScript model.");
-    }
     else
         module = TorchModel::load(force.getModelData(), origin);
     atoms = force.getAtoms();
@@ -91,7 +89,8 @@ void ReferenceCalcMLForceKernel::initialize(const System& system, const MLForce&
     // A compiled package returns (energy, forces): no autograd at run time.
     outputsForces = force.getOutputsForces() || compiled != nullptr;
     useDouble = force.getUsesDoublePrecision();
-    modelInputs.initialize(system, force, torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32), outputsForces);
+    modelInputs.initialize(system, force, torch::TensorOptions().dtype(useDouble ? torch::kFloat64 : torch::kFloat32), outputsForces,
+                           compiled == nullptr);
     embedding = force.usesEmbedding();
     envAtoms.clear();
     if (embedding) {
@@ -150,9 +149,10 @@ void ReferenceCalcMLForceKernel::gatherEnvironment(ContextImpl& context) {
     search.find(regionPositions, *data.positions, periodic ? data.periodicBoxVectors : nullptr, data.threads, envAtoms, envPositions);
     int count = envAtoms.size();
     int capacity = modelInputs.getEnvironmentCapacity();
-    if (count > capacity) {
-        // 25% headroom, rounded up to a multiple of 64.
-        int grown = ((count + count / 4 + 63) / 64) * 64;
+    if (count > capacity || capacity == 0) {
+        // 25% headroom, rounded up to a multiple of 64, and never empty (a compiled package takes a
+        // capacity of at least 1).
+        int grown = std::max(64, ((count + count / 4 + 63) / 64) * 64);
         if (capacity > 0)
             std::cerr << "openmm-hybrid: MLForce: the embedding environment has " << count << " atoms, more than the capacity of "
                       << capacity << "; growing it to " << grown << " (setEmbeddingCapacity() sets the initial size)." << std::endl;
@@ -237,7 +237,10 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
         }
     }
     if (embedding) {
-        torch::Tensor g = grads.environment;
+        // A compiled package returns the environment's forces after the region's; otherwise they
+        // are minus the gradient.
+        torch::Tensor g = compiled ? compiledResults.at(2) : grads.environment;
+        double sign = compiled ? 1.0 : -1.0;
         if (g.defined()) {
             auto scatter = [&](const auto* gm) {
                 int count = envAtoms.size();
@@ -246,13 +249,13 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
                         throw OpenMMException(TorchModel::nonFiniteEnvironmentForceMessage(envAtoms[i / 3]));
                 for (int i = 0; i < count; i++)
                     for (int k = 0; k < 3; k++)
-                        forces[envAtoms[i]][k] -= gm[3 * i + k];
+                        forces[envAtoms[i]][k] += sign * gm[3 * i + k];
             };
             g = g.contiguous();
-            if (useDouble)
+            if (g.scalar_type() == torch::kFloat64)
                 scatter(g.data_ptr<double>());
             else
-                scatter(g.data_ptr<float>());
+                scatter(g.to(torch::kFloat32).data_ptr<float>());
         }
     }
     if (outputsForces) {
@@ -265,7 +268,7 @@ double ReferenceCalcMLForceKernel::execute(ContextImpl& context, bool includeFor
     const vector<int>& derivatives = modelInputs.getDerivatives();
     for (int k = 0; k < (int) derivatives.size(); k++) {
         // A compiled package returns dE/dp after the forces, in the order of the derivatives.
-        torch::Tensor g = compiled ? compiledResults.at(2 + k) : grads.parameters[k];
+        torch::Tensor g = compiled ? compiledResults.at(2 + (embedding ? 1 : 0) + k) : grads.parameters[k];
         double value = g.defined() ? g.item<double>() : 0.0;
         (*data.energyParameterDerivatives)[modelInputs.getParameterName(derivatives[k])] += value;
     }

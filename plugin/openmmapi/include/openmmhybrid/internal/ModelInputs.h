@@ -51,8 +51,11 @@ public:
      * @param options        the device and floating point type (float32, or float64 with
      *                       setUsesDoublePrecision(True)) of the inputs
      * @param outputsForces  the model returns the forces, so the positions are not differentiated
+     * @param differentiates false for a compiled model, which returns every force and derivative
+     *                       itself: no input requires a gradient
      */
-    void initialize(const OpenMM::System& system, const MLForce& force, const torch::TensorOptions& options, bool outputsForces);
+    void initialize(const OpenMM::System& system, const MLForce& force, const torch::TensorOptions& options, bool outputsForces,
+                    bool differentiates = true);
     /**
      * Allocate the environment's tensors for electrostatic embedding (zero charges, a false mask)
      * and put them in the inputs.  Tensors allocated before are released, so whatever holds them
@@ -141,7 +144,7 @@ private:
     /** Rebuild the lists derived from the tensors (tensorInputs, gradInputs). */
     void collect();
     torch::TensorOptions options;
-    bool outputsForces = false, useDouble = false, embedding = false;
+    bool outputsForces = false, differentiates = true, useDouble = false, embedding = false;
     std::vector<std::string> names;
     std::vector<torch::jit::IValue> inputs;
     std::vector<torch::Tensor> tensorInputs;  // inputs as tensors, for a compiled model
