@@ -263,6 +263,29 @@ def test_mts_lambda_and_barostat(tmp_path):
     assert -420000 < float(r["ML (kJ/mol)"]) < -400000  # half of ANI-1x's ~ -816000 kJ/mol
 
 
+def test_compile_default_is_the_faster_path():
+    """compile unset: compiled for an ANI model on at most 32 atoms on the CPU or Reference platform
+    for a run of at least 20,000 model evaluations (where compiling pays for itself); TorchScript
+    otherwise.  An explicit setting is kept."""
+    from openmmhybrid.job.runner import AUTO_COMPILE_MAX_ATOMS, AUTO_COMPILE_MIN_EVALUATIONS, _compiles
+
+    prmtop = app.AmberPrmtopFile(PRMTOP)
+    ani = ani1x(prmtop.topology)
+    config = {"platform": "CPU", "steps": AUTO_COMPILE_MIN_EVALUATIONS, "equilibration_steps": 0, "inner_steps": 1}
+    assert _compiles(config, ani, 18)
+    assert _compiles(dict(config, platform="Reference"), ani, AUTO_COMPILE_MAX_ATOMS)
+    assert not _compiles(dict(config, platform="CUDA"), ani, 18)
+    assert not _compiles(config, ani, AUTO_COMPILE_MAX_ATOMS + 1)
+    assert not _compiles(dict(config, steps=AUTO_COMPILE_MIN_EVALUATIONS - 1), ani, 18)
+    # MTS: one model evaluation per outer step; equilibration counts.
+    assert not _compiles(dict(config, inner_steps=2), ani, 18)
+    assert _compiles(dict(config, steps=AUTO_COMPILE_MIN_EVALUATIONS, equilibration_steps=AUTO_COMPILE_MIN_EVALUATIONS,
+                          inner_steps=2), ani, 18)
+    assert not _compiles(config, torch.jit.script(ani), 18)  # a TorchScript model cannot be compiled
+    assert not _compiles(config, torch.nn.Linear(3, 1), 18)  # nor is another model compiled unasked
+    assert loadConfig(None, {"prmtop": PRMTOP, "inpcrd": INPCRD, "residue": "TMP"})["compile"] is None
+
+
 def test_compiled_model_gives_the_same_energies(tmp_path):
     """compile = true: ANI-1x compiled ahead of time; the energies match the TorchScript run's."""
     rows = {}

@@ -118,8 +118,10 @@ SETTINGS = [
             "{ precision = \"double\" } or { energyUnit = \"kcal/mol\" } (`openmm-hybrid models` and the user guide "
             "list each model's)"),
     Setting("model_double", "ml", "bool", False, "hand the model float64 positions"),
-    Setting("compile", "ml", "bool", False, "compile the model ahead of time (AOTInductor; Reference/CPU platforms; "
-            "faster, takes seconds to a minute at set-up)"),
+    Setting("compile", "ml", "bool", None, "compile the model ahead of time (AOTInductor; Reference/CPU platforms; "
+            "takes seconds to a minute at set-up). Default: yes where it is the faster path, an ANI model (ani1x, "
+            "ani1ccx, ani2x) on at most 32 atoms on the CPU or Reference platform, for a run of at least 20,000 model "
+            "evaluations; else no"),
     Setting("embedding", "ml", "str", "mechanical", "ML-MM coupling", choices=["mechanical", "electrostatic"]),
     Setting("embedding_cutoff", "ml", "quantity", 1.0 * unit.nanometer, "MM charges within this distance of the "
             "region are seen by the model (electrostatic embedding)", unit=unit.nanometer),

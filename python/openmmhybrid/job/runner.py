@@ -21,6 +21,7 @@ from ..integrators import MTSLangevinIntegrator, mtsGroups
 from ..linkatoms import linkAtomSetup
 from ..mixed import createMixedSystem
 from ..mlforce import MLForce
+from ..models.ani import ANI
 from ..regionmodel import isModelFile, resolveModel, withRegionCharge
 from ..utils import LAMBDA_PARAMETER, firstLine, freeForceGroups
 from .config import ConfigError, SETTINGS, settingByName
@@ -38,7 +39,17 @@ KJ = unit.kilojoule_per_mole
 
 #: Settings that may differ between a run and its ``--resume``; any other change is refused.
 #: Input files are compared by name, so a moved project folder can be resumed.
-RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output", "cuda_graphs"}
+RESUMABLE_CHANGES = {"steps", "progress", "report", "threads", "output", "cuda_graphs", "compile"}
+
+#: ``compile``'s automatic default compiles a region of at most this many model atoms: the compiled
+#: package holds every pair and triple of the region, and from about 40 atoms TorchScript's
+#: neighbour lists are faster (docs/benchmarks.md, "ANI-1x: model cost").
+AUTO_COMPILE_MAX_ATOMS = 32
+
+#: ... for a run of at least this many model evaluations: compiling takes 15-45 s and saves about
+#: 1-2 ms per evaluation of an 18-atom ANI-1x on one core (docs/benchmarks.md, "T4L ns/day"), so
+#: it pays from about 20,000 evaluations.
+AUTO_COMPILE_MIN_EVALUATIONS = 20000
 
 
 @dataclass
@@ -133,6 +144,8 @@ def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
         raise ConfigError(str(error)) from None
     if interpolate is None:
         interpolate = _interpolates(config)
+    if config["compile"] is None:
+        config["compile"] = _compiles(config, module, len(mlAtoms) + (len(links.bonds) if links else 0))
     system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log, interpolate)
     return MixedBuild(inputs, mlAtoms, links, module, system, correctionGroup, mlGroup)
 
@@ -185,6 +198,15 @@ def _link_atoms(config, inputs, mlAtoms):
                                  else None)
     except ValueError as error:
         raise ConfigError(firstLine(error).replace("createMixedSystem: ", "")) from None
+
+
+def _compiles(config, module, numModelAtoms):
+    """``compile``'s automatic default: whether compiling is the faster path for this run (see
+    :data:`AUTO_COMPILE_MAX_ATOMS` and :data:`AUTO_COMPILE_MIN_EVALUATIONS`)."""
+    evaluations = (config["steps"] + config["equilibration_steps"]) // config["inner_steps"]
+    # The built-in ANI models are the ones whose compiled path is tested and measured.
+    return (config["platform"] in ("CPU", "Reference") and isinstance(module, ANI)
+            and numModelAtoms <= AUTO_COMPILE_MAX_ATOMS and evaluations >= AUTO_COMPILE_MIN_EVALUATIONS)
 
 
 def _interpolates(config):
