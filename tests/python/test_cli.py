@@ -121,7 +121,7 @@ def test_report_command_rebuilds_the_report(finished_run, tmp_path, capsys):
     assert status == 0 and stdout.strip().endswith("report.md")
     assert os.path.getsize(os.path.join(out, "rmsd.png")) > 0
     report = open(os.path.join(out, "report.md")).read()
-    assert "| steps recorded | 20 (0.04 ps) |" in report
+    assert "| steps recorded | 20 (0.08 ps) |" in report  # 4 fs steps (pxylene_water.toml)
     assert "ns/day on CPU" in report
     status, _, err = run_cli(["report", str(tmp_path)], capsys)
     assert status == 2 and "has no energies.csv" in err
@@ -564,8 +564,9 @@ def test_resume_gives_the_uninterrupted_trajectory(tmp_path, pxylene_topology, i
 def test_ctrl_c_writes_the_due_reports_and_resumes_exactly(tmp_path, pxylene_topology, monkeypatch, capsys):
     """An interrupt that arrives when a step returns, before the reporters run: the reports due at
     that step are written with the checkpoint, and resuming gives the uninterrupted run."""
+    # Single steps: the interrupt is injected into LangevinMiddleIntegrator.step.
     common = ["run", PXYLENE, "--platform", "Reference", "--report-interval", "5", "--trajectory-interval", "5",
-              "--checkpoint-interval", "15", "--report", "false"] + FAST
+              "--checkpoint-interval", "15", "--report", "false", "--timestep", "2", "--inner-steps", "1"] + FAST
     whole, parts = str(tmp_path / "whole"), str(tmp_path / "parts")
     assert main(common + ["--steps", "20", "--output", whole]) == 0
     original = openmm.LangevinMiddleIntegrator.step

@@ -145,7 +145,12 @@ def buildMixedSystem(config, log=print, interpolate=None, inputs=None):
     if interpolate is None:
         interpolate = _interpolates(config)
     if config["compile"] is None:
-        config["compile"] = _compiles(config, module, len(mlAtoms) + (len(links.bonds) if links else 0))
+        numModelAtoms = len(mlAtoms) + (len(links.bonds) if links else 0)
+        config["compile"] = _compiles(config, module, numModelAtoms)
+        if config["compile"]:
+            log(f"openmm-hybrid: compile is unset, and compiling is the faster path here ({numModelAtoms} model atoms, "
+                f"{config['platform']} platform, a run of {AUTO_COMPILE_MIN_EVALUATIONS} or more model evaluations); "
+                "set compile = false to skip it")
     system = _mixed_system(config, inputs, mlAtoms, module, correctionGroup, mlGroup, log, interpolate)
     return MixedBuild(inputs, mlAtoms, links, module, system, correctionGroup, mlGroup)
 
