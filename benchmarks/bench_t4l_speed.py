@@ -17,6 +17,10 @@ in a fresh Context and interleaved over rounds (so drift on a shared machine hit
                           potential is registered here as openmm-ml's ANI implementation with
                           torchani's ANI-1x; LangevinMiddleIntegrator 2 fs
 
+and, only when named in --runs (the experiment on why a compiled model once ran slower than
+TorchScript inside a step):
+  ML/MM TorchScript, 2 model threads    ML/MM TorchScript with the MLForce's modelThreads = 2
+  ML/MM compiled, 2 model threads       the same compiled (the package's OpenMP runtime on 2 threads)
 Prints ns/day (median and best over rounds) and the ratios to MM and to the openmm-ml path.
 
 Usage: python benchmarks/bench_t4l_speed.py [--steps 40] [--warmup 10] [--rounds 3] [--runs NAMES]
@@ -104,13 +108,18 @@ def main():
         "ML/MM MTS TorchScript": (mixed, lambda: mts(mixed, four, 2), four),
         "ML/MM MTS compiled": (compiled, lambda: mts(compiled, four, 2), four),
     }
+    extra = {}
+    for name, system in (("ML/MM TorchScript, 2 model threads", mixed), ("ML/MM compiled, 2 model threads", compiled)):
+        threaded = openmm.XmlSerializer.clone(system)
+        common.ml_force(threaded).setProperty("modelThreads", "2")
+        extra[name] = (threaded, lambda: langevin(two), two)
     try:
         runs["openmm-ml PythonForce"] = (openmm_ml_system(inputs), lambda: langevin(two), two)
     except Exception as error:  # noqa: BLE001 - the peer is optional; say why it is missing
         print(f"openmm-ml path left out: {str(error).splitlines()[0]}")
     if args.runs:
         wanted = [name.strip() for name in args.runs.split(",")]
-        runs = {name: runs[name] for name in wanted}
+        runs = {name: {**runs, **extra}[name] for name in wanted}
     positions = common.minimized(mixed, crd.boxVectors, crd.positions, cpu)
     results = {name: [] for name in runs}
     for _ in range(args.rounds):

@@ -122,6 +122,26 @@ def _region_switch(r: torch.Tensor, cutoff: float, switchDistance: float, useSwi
     return (1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)) * (R < end).to(r.dtype)
 
 
+def _region_switch_and_slope(r: torch.Tensor, cutoff: float, switchDistance: float, useSwitch: bool,
+                             softmin: float):
+    """(S(R) [m], dS/dR [m], dR/dr [n, m]) of :func:`_region_switch`, for a gradient written out
+    by hand: dR_j/dr_ij are the soft minimum's weights, exp(-(r_ij - R_j) / softmin).  Without
+    the switch S is a step and both slopes are zero."""
+    if not useSwitch:
+        S = (r.min(0).values < cutoff).to(r.dtype)
+        return S, torch.zeros_like(S), torch.zeros_like(r)
+    n = r.shape[0]
+    end = cutoff - softmin * math.log(float(n))
+    R = -softmin * torch.logsumexp(-r / softmin, dim=0)
+    width = end - switchDistance
+    x = ((R - switchDistance) / width).clamp(0.0, 1.0)
+    inside = (R < end).to(r.dtype)
+    S = (1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)) * inside
+    dS = -30.0 * x * x * (1.0 - x) * (1.0 - x) / width * inside
+    w = torch.exp(-(r - R.unsqueeze(0)) / softmin)
+    return S, dS, w
+
+
 def _check_switch_end(switchDistance, cutoff, n, who):
     if switchDistance is None:
         return
@@ -267,6 +287,12 @@ class TholePolarization(torch.nn.Module):
     def induction(self, positions: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         """The induction energy (float64) of the region's dipoles in ``field`` [n, 3] (float64),
         with the damped dipole-dipole coupling inside the region, in float64."""
+        n = positions.shape[0]
+        mu = torch.linalg.solve(self.couplingMatrix(positions), field.reshape(3 * n, 1))
+        return -0.5 * self.coulombConstant * (mu.reshape(-1) * field.reshape(-1)).sum()
+
+    def couplingMatrix(self, positions: torch.Tensor) -> torch.Tensor:
+        """``A = alpha^-1 - T`` [3n, 3n] (float64): the induced dipoles solve ``A mu = F``."""
         x = positions.to(torch.float64)
         n = x.shape[0]
         eye = torch.eye(3, dtype=torch.float64, device=x.device)
@@ -281,9 +307,7 @@ class TholePolarization(torch.nn.Module):
         T = (3.0 * (l5 / (r3 * rij * rij)).unsqueeze(2).unsqueeze(3) * dij.unsqueeze(3) * dij.unsqueeze(2)
              - (l3 / r3).unsqueeze(2).unsqueeze(3) * eye)        # [n, n, 3, 3]
         T = T * offDiagonal.to(T.dtype).unsqueeze(2).unsqueeze(3)
-        A = torch.diag_embed((1.0 / self.alpha).repeat_interleave(3)) - T.permute(0, 2, 1, 3).reshape(3 * n, 3 * n)
-        mu = torch.linalg.solve(A, field.reshape(3 * n, 1))
-        return -0.5 * self.coulombConstant * (mu.reshape(-1) * field.reshape(-1)).sum()
+        return torch.diag_embed((1.0 / self.alpha).repeat_interleave(3)) - T.permute(0, 2, 1, 3).reshape(3 * n, 3 * n)
 
 
 class CoulombAndPolarization(torch.nn.Module):
@@ -323,10 +347,53 @@ class CoulombAndPolarization(torch.nn.Module):
 
     def forward(self, positions: torch.Tensor, mm_positions: torch.Tensor, mm_charges: torch.Tensor,
                 mm_mask: torch.Tensor) -> torch.Tensor:
-        d, r, Qs = _environment(positions, mm_positions, mm_charges, mm_mask, self.dtype, self.cutoff,
-                                self.switchDistance, self.useSwitch, self.softmin)
-        energy = self.coupling.energyFrom(positions, r, Qs)
-        energy = energy + self.polarization.induction(positions, self.polarization.fieldFrom(d, r, Qs))
+        """The energy, whose gradient with respect to the environment is written out by hand.
+
+        Autograd through the ``n x m`` pair arrays would take some 60 elementwise passes; here the
+        gradient's pair terms are computed in the forward pass (below) and enter the energy as
+        ``g . p - stop(g . p)``: zero in value, exactly ``g`` as gradient.  Autograd then runs only
+        over the region's own ``3n x 3n`` polarization and a charge model's prediction, if any."""
+        k = self.coupling.coulombConstant
+        dtype = self.dtype
+        x = positions.to(dtype).detach()
+        y = mm_positions.to(dtype).detach()
+        Q = torch.where(mm_mask, mm_charges.to(dtype), torch.zeros_like(mm_charges, dtype=dtype))
+        d = x.unsqueeze(1) - y.unsqueeze(0)                      # [n, m, 3]
+        r = torch.linalg.norm(d, dim=2)                          # [n, m]
+        S, dS, w = _region_switch_and_slope(r, self.cutoff, self.switchDistance, self.useSwitch, self.softmin)
+        Qs = Q * S
+        inv = 1.0 / r
+        # Coulomb: E_c = k sum_i q_i U_i, U_i = sum_j Qs_j / r_ij.  The charges may depend on the
+        # positions (a charge model), so their gradient is left to autograd: q U.detach().
+        q = self.coupling.chargeModel(positions)
+        qd = q.detach().to(dtype)
+        U = (inv * Qs.unsqueeze(0)).sum(1)                        # [n]
+        P = (qd.unsqueeze(1) * inv).sum(0)                        # [m]
+        # The damped field F_i = sum_j Qs_j g_ij d_ij, g = lambda3(v) / r^3, v = a r / alpha_i^(1/3).
+        scale = self.polarization.damping / self.polarization.alpha.to(dtype).unsqueeze(1) ** (1.0 / 3.0)  # [n, 1]
+        v = scale * r
+        ev = torch.exp(-v)
+        inv3 = inv * inv * inv
+        g = (1.0 - (1.0 + v + 0.5 * v * v) * ev) * inv3
+        dg = 0.5 * v * v * ev * scale * inv3 - 3.0 * g * inv     # dg/dr
+        field = ((Qs.unsqueeze(0) * g).unsqueeze(2) * d).sum(1).to(torch.float64)  # [n, 3]
+        # The induction energy -k/2 mu . F, mu = A^-1 F, with the field held fixed: autograd covers
+        # the region's own coupling matrix A.  Its gradient with respect to F is G = -k mu (A is
+        # symmetric).
+        n = field.shape[0]
+        mu = torch.linalg.solve(self.polarization.couplingMatrix(positions), field.reshape(3 * n, 1)).reshape(n, 3)
+        induction = -0.5 * k * (mu * field).sum()
+        G = (-k * mu.detach()).to(dtype)                          # [n, 3]
+        Gd = (G.unsqueeze(1) * d).sum(2)                          # [n, m]: G_i . d_ij
+        H = (g * Gd).sum(0)                                       # [m]
+        # dE/dr_ij along d_ij / r_ij, and the part along G_i.
+        C = Q * dS * (k * P + H)                                  # [m]
+        a = -k * qd.unsqueeze(1) * Qs.unsqueeze(0) * inv * inv + C.unsqueeze(0) * w + Qs.unsqueeze(0) * dg * Gd
+        gd = (a * inv).unsqueeze(2) * d + (Qs.unsqueeze(0) * g).unsqueeze(2) * G.unsqueeze(1)  # dE/dd_ij [n, m, 3]
+        gx = gd.sum(1)                                            # dE/dx_i
+        gy = -gd.sum(0)                                           # dE/dy_j
+        linear = ((gx * positions.to(dtype)).sum() + (gy * mm_positions.to(dtype)).sum()).to(torch.float64)
+        energy = k * (q.to(torch.float64) * U.to(torch.float64)).sum() + induction + linear - linear.detach()
         return energy.to(positions.dtype)
 
 

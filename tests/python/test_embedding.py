@@ -356,11 +356,16 @@ def test_environment_does_not_depend_on_the_thread_count(pxylene):
         assert np.array_equal(forces, results[0][1])
 
 
-def test_forces_on_ml_and_mm_atoms_match_finite_differences(pxylene, platform):
+@pytest.mark.parametrize("form", ["separate", "fused"])
+def test_forces_on_ml_and_mm_atoms_match_finite_differences(pxylene, platform, form):
+    """The two terms by autograd ('separate'), and CoulombAndPolarization in float64, whose
+    gradient over the environment is written out by hand ('fused')."""
     topology, system, ml, pos, box = pxylene
     charges = systemCharges(system)
     atomicNumbers = [a.element.atomic_number for a in topology.atoms() if a.index in ml]
     terms = [FixedChargeCoupling([charges[i] for i in ml], 1.0, 0.7), TholePolarization(atomicNumbers, 1.0, 0.7)]
+    if form == "fused":
+        terms = [CoulombAndPolarization(*terms, precision="double")]
     sys_ = bare_system(system, embedding_force(system, ml, terms), box)
     energy, forces, context = evaluate(sys_, pos, platform)
     # An ML atom, a near MM atom, and an MM atom in the switching shell.
@@ -424,14 +429,53 @@ def test_fused_terms_equal_the_two_terms(pxylene, platform, precision):
     magnitude, terms = coupling.magnitude + polarization.magnitude, coupling.terms + polarization.terms
     tolerance = bound(magnitude, torch.float64 if precision == "double" else torch.float32, terms)
     assert abs(energy - expected) <= tolerance + bound(magnitude, torch.float64, terms)
+    # The forces against autograd through the two separate float64 terms (the fused term's
+    # gradient is written out by hand).
+    separate = [FixedChargeCoupling(mlCharges, 1.0, 0.8), TholePolarization(atomicNumbers, 1.0, 0.8)]
+    e64, f64, _ = evaluate(bare_system(system, embedding_force(system, ml, separate), box), pos, platform)
+    scale = np.abs(f64).max()
     if precision == "single":
-        separate = [FixedChargeCoupling(mlCharges, 1.0, 0.8), TholePolarization(atomicNumbers, 1.0, 0.8)]
-        e64, f64, _ = evaluate(bare_system(system, embedding_force(system, ml, separate), box), pos, platform)
         assert 0 < abs(energy - e64) <= tolerance  # float32 did run, and stayed within its bound
-        scale = np.abs(f64).max()
         assert np.abs(forces - f64).max() <= bound(scale, torch.float32, terms)
+    else:
+        assert np.abs(forces - f64).max() <= bound(scale, torch.float64, terms)
     with pytest.raises(ValueError, match="same cutoff and switch"):
         CoulombAndPolarization(FixedChargeCoupling(mlCharges, 1.0, 0.8), TholePolarization(atomicNumbers, 1.0, 0.7))
+
+
+class GeometryCharges(torch.nn.Module):
+    """ML charges that depend on the region's geometry: q_i = q0_i + 0.05 tanh(|x_i - centroid| - 0.2)."""
+
+    def __init__(self, charges):
+        super().__init__()
+        self.register_buffer("q0", torch.tensor(charges, dtype=torch.float64))
+
+    def forward(self, positions):
+        x = positions.to(torch.float64)
+        return self.q0 + 0.05 * torch.tanh(torch.linalg.norm(x - x.mean(0), dim=1) - 0.2)
+
+
+@pytest.mark.parametrize("case", ["hard cutoff", "charge model"])
+def test_fused_gradient_equals_autograd(pxylene, case):
+    """CoulombAndPolarization's hand-written gradient against autograd through the separate terms,
+    float64: without the switch, and with ML charges that depend on the positions (their gradient
+    comes from autograd, the environment's from the hand-written part)."""
+    topology, system, ml, pos, box = pxylene
+    charges = systemCharges(system)
+    mlCharges = [charges[i] for i in ml]
+    atomicNumbers = [a.element.atomic_number for a in topology.atoms() if a.index in ml]
+    switch = None if case == "hard cutoff" else 0.8
+    coupling = GeometryCharges(mlCharges) if case == "charge model" else mlCharges
+    separate = [FixedChargeCoupling(coupling, 1.0, switch), TholePolarization(atomicNumbers, 1.0, switch)]
+    fused = [CoulombAndPolarization(FixedChargeCoupling(coupling, 1.0, switch),
+                                    TholePolarization(atomicNumbers, 1.0, switch), "double")]
+    reference = openmm.Platform.getPlatformByName("Reference")
+    e0, f0, _ = evaluate(bare_system(system, embedding_force(system, ml, separate), box), pos, reference)
+    e1, f1, _ = evaluate(bare_system(system, embedding_force(system, ml, fused), box), pos, reference)
+    terms = len(ml) * len(environment(pos, ml, charges, 1.0, box))
+    assert e1 == pytest.approx(e0, abs=bound(abs(e0), torch.float64, terms))
+    assert np.abs(f1 - f0).max() <= bound(np.abs(f0).max(), torch.float64, terms)
+    assert np.abs(f0[ml]).max() > 1.0
 
 
 def vacuum_with_ion(ionCharge=1.0):
