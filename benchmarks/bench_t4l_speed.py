@@ -19,8 +19,8 @@ in a fresh Context and interleaved over rounds (so drift on a shared machine hit
 
 and, only when named in --runs (the experiment on why a compiled model once ran slower than
 TorchScript inside a step):
-  ML/MM TorchScript, 2 model threads    ML/MM TorchScript with the MLForce's modelThreads = 2
-  ML/MM compiled, 2 model threads       the same compiled (the package's OpenMP runtime on 2 threads)
+  ML/MM TorchScript (2 model threads)    ML/MM TorchScript with the MLForce's modelThreads = 2
+  ML/MM compiled (2 model threads)       the same compiled (the package's OpenMP runtime on 2 threads)
 Prints ns/day (median and best over rounds) and the ratios to MM and to the openmm-ml path.
 
 Usage: python benchmarks/bench_t4l_speed.py [--steps 40] [--warmup 10] [--rounds 3] [--runs NAMES]
@@ -109,7 +109,7 @@ def main():
         "ML/MM MTS compiled": (compiled, lambda: mts(compiled, four, 2), four),
     }
     extra = {}
-    for name, system in (("ML/MM TorchScript, 2 model threads", mixed), ("ML/MM compiled, 2 model threads", compiled)):
+    for name, system in (("ML/MM TorchScript (2 model threads)", mixed), ("ML/MM compiled (2 model threads)", compiled)):
         threaded = openmm.XmlSerializer.clone(system)
         common.ml_force(threaded).setProperty("modelThreads", "2")
         extra[name] = (threaded, lambda: langevin(two), two)

@@ -113,23 +113,17 @@ def _region_switch(r: torch.Tensor, cutoff: float, switchDistance: float, useSwi
     switchDistance to 0 at cutoff - softmin log n, so the weight is exactly 0 before the atom can
     leave the environment (min r = cutoff).  Without: 1 for every MM atom in the environment
     (within the cutoff of any ML atom)."""
-    if not useSwitch:
-        return (r.min(0).values < cutoff).to(r.dtype)
-    n = r.shape[0]
-    end = cutoff - softmin * math.log(float(n))
-    R = -softmin * torch.logsumexp(-r / softmin, dim=0)
-    x = ((R - switchDistance) / (end - switchDistance)).clamp(0.0, 1.0)
-    return (1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)) * (R < end).to(r.dtype)
+    return _region_switch_and_slope(r, cutoff, switchDistance, useSwitch, softmin, False)[0]
 
 
 def _region_switch_and_slope(r: torch.Tensor, cutoff: float, switchDistance: float, useSwitch: bool,
-                             softmin: float):
+                             softmin: float, slopes: bool = True):
     """(S(R) [m], dS/dR [m], dR/dr [n, m]) of :func:`_region_switch`, for a gradient written out
     by hand: dR_j/dr_ij are the soft minimum's weights, exp(-(r_ij - R_j) / softmin).  Without
-    the switch S is a step and both slopes are zero."""
+    the switch S is a step and both slopes are zero.  ``slopes=False`` leaves the weights empty."""
     if not useSwitch:
         S = (r.min(0).values < cutoff).to(r.dtype)
-        return S, torch.zeros_like(S), torch.zeros_like(r)
+        return S, torch.zeros_like(S), torch.zeros_like(r) if slopes else r.new_zeros(0)
     n = r.shape[0]
     end = cutoff - softmin * math.log(float(n))
     R = -softmin * torch.logsumexp(-r / softmin, dim=0)
@@ -138,7 +132,7 @@ def _region_switch_and_slope(r: torch.Tensor, cutoff: float, switchDistance: flo
     inside = (R < end).to(r.dtype)
     S = (1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)) * inside
     dS = -30.0 * x * x * (1.0 - x) * (1.0 - x) / width * inside
-    w = torch.exp(-(r - R.unsqueeze(0)) / softmin)
+    w = torch.exp(-(r - R.unsqueeze(0)) / softmin) if slopes else r.new_zeros(0)
     return S, dS, w
 
 
@@ -360,7 +354,7 @@ class CoulombAndPolarization(torch.nn.Module):
         Q = torch.where(mm_mask, mm_charges.to(dtype), torch.zeros_like(mm_charges, dtype=dtype))
         d = x.unsqueeze(1) - y.unsqueeze(0)                      # [n, m, 3]
         r = torch.linalg.norm(d, dim=2)                          # [n, m]
-        S, dS, w = _region_switch_and_slope(r, self.cutoff, self.switchDistance, self.useSwitch, self.softmin)
+        S, dS, w = _region_switch_and_slope(r, self.cutoff, self.switchDistance, self.useSwitch, self.softmin, True)
         Qs = Q * S
         inv = 1.0 / r
         # Coulomb: E_c = k sum_i q_i U_i, U_i = sum_j Qs_j / r_ij.  The charges may depend on the
