@@ -363,26 +363,33 @@ def test_compile_model_argument_errors(tmp_path):
 
 # --- createMixedSystem(compile=True) --------------------------------------------------------------
 
-def test_mixed_system_with_compiled_model(platform):
-    """The compiled mixed System gives the same energies, forces and dE/dlambda as the TorchScript one."""
-    from conftest import amber
+def mixed_both_ways(prm, crd, system, ligand, model, platform, lambdaValue, **options):
+    """[(energy, forces, dE/dlambda) of createMixedSystem(..., interpolate=True) with TorchScript,
+    the same compiled] at lambda = lambdaValue."""
     from openmmhybrid import LAMBDA_PARAMETER, createMixedSystem
 
-    prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
-    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
-    model = PairMLP(dtype=torch.float32)
     results = []
     for compile in (False, True):
-        mixed = createMixedSystem(prm.topology, system, ligand, model, interpolate=True, compile=compile)
+        mixed = createMixedSystem(prm.topology, system, ligand, model, interpolate=True, compile=compile, **options)
         context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), platform)
         context.setPeriodicBoxVectors(*crd.boxVectors)
         context.setPositions(crd.positions)
-        context.setParameter(LAMBDA_PARAMETER, 0.4)
+        context.setParameter(LAMBDA_PARAMETER, lambdaValue)
         state = context.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
         results.append((state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
                         state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
                         state.getEnergyParameterDerivatives()[LAMBDA_PARAMETER]))
-    (e0, f0, d0), (e1, f1, d1) = results
+    return results
+
+
+def test_mixed_system_with_compiled_model(platform):
+    """The compiled mixed System gives the same energies, forces and dE/dlambda as the TorchScript one."""
+    from conftest import amber
+
+    prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
+    ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
+    model = PairMLP(dtype=torch.float32)
+    (e0, f0, d0), (e1, f1, d1) = mixed_both_ways(prm, crd, system, ligand, model, platform, 0.4)
     # The ML part: float32, compiled against TorchScript.  The MM part is the same code, but two
     # Contexts on the CPU platform may sum float32 terms over threads in other orders: one float32
     # rounding of the MM energy and forces.
@@ -401,26 +408,14 @@ def test_mixed_system_compiled_with_electrostatic_embedding(platform):
     dE/dlambda equal the TorchScript System's within float32 bounds: the model's, and the float32
     pair sums over the n x m environment (test_embedding's bound of the same sums)."""
     from conftest import amber
-    from openmmhybrid import LAMBDA_PARAMETER, createMixedSystem
     from openmmhybrid.embedding import systemCharges
     from test_embedding import coupling_sums, polarization_sums
 
     prm, crd, system = amber("pxylene-water", "pxylene_water.prmtop", "pxylene_water.inpcrd")
     ligand = [a.index for a in prm.topology.atoms() if a.residue.name == "TMP"]
     model = PairMLP(dtype=torch.float32)
-    results = []
-    for compile in (False, True):
-        mixed = createMixedSystem(prm.topology, system, ligand, model, embedding="electrostatic", interpolate=True,
-                                  compile=compile)
-        context = openmm.Context(mixed, openmm.VerletIntegrator(0.001), platform)
-        context.setPeriodicBoxVectors(*crd.boxVectors)
-        context.setPositions(crd.positions)
-        context.setParameter(LAMBDA_PARAMETER, 0.6)
-        state = context.getState(getEnergy=True, getForces=True, getParameterDerivatives=True)
-        results.append((state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole),
-                        state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer),
-                        state.getEnergyParameterDerivatives()[LAMBDA_PARAMETER]))
-    (e0, f0, d0), (e1, f1, d1) = results
+    (e0, f0, d0), (e1, f1, d1) = mixed_both_ways(prm, crd, system, ligand, model, platform, 0.6,
+                                                 embedding="electrostatic")
     positions = crd.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     box = np.array([v.value_in_unit(unit.nanometer) for v in crd.boxVectors])
     charges = systemCharges(system)
