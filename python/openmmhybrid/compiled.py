@@ -119,7 +119,8 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
     # Where each derivative's parameter, and the environment's positions, sit among the inputs
     # after the positions.
     derivativeInputs = [names.index(name) - 1 for name in derivatives]
-    environmentInput = names.index("mm_positions") - 1 if embedding else None
+    environment = names.index("mm_positions") if embedding else None  # among the inputs
+    environmentInput = environment - 1 if embedding else None          # among those after the positions
 
     def energyAndForces(positions, *rest):
         positions = positions.detach().requires_grad_(True)
@@ -149,8 +150,8 @@ def compileModel(model, numAtoms, path, periodic=False, parameters=(), derivativ
             traced = make_fx(energyAndForces, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
             capacity = Dim("capacity", min=1, max=1 << 24)
             shapes = [None] * len(example)
-            for i in range(3):
-                shapes[names.index("mm_positions") + i] = {0: capacity}
+            for i in range(3):  # mm_positions, mm_charges, mm_mask
+                shapes[environment + i] = {0: capacity}
             exported = torch.export.export(traced, tuple(example), dynamic_shapes=tuple(shapes), strict=False)
         else:
             traced = make_fx(energyAndForces)(*example)

@@ -273,17 +273,32 @@ class TholePolarization(torch.nn.Module):
         keeps it bounded by the Coulomb field: the gradient of a switched potential adds
         Q S'(r)/r, a spurious field of several e/nm^2 from every charge in the switching shell
         that does not cancel within a water molecule cut by the cutoff."""
-        vm = self.damping * r / self.alpha.to(r.dtype).unsqueeze(1) ** (1.0 / 3.0)
-        lm = 1.0 - (1.0 + vm + 0.5 * vm * vm) * torch.exp(-vm)
-        radial = Qs.unsqueeze(0) * lm / (r * r * r)              # [n, m]
+        g, _ = self.fieldFactor(r, False)
+        radial = Qs.unsqueeze(0) * g                             # [n, m]
         return (radial.unsqueeze(2) * d).sum(1).to(torch.float64)  # [n, 3]
+
+    def fieldFactor(self, r: torch.Tensor, slope: bool = False):
+        """(g [n, m], dg/dr [n, m]): the damped field of a unit charge at distance ``r`` from ML
+        atom i is ``g d``, ``g = lambda3(v) / r^3`` with ``v = a r / alpha_i^(1/3)``.  ``slope=False``
+        leaves dg/dr empty."""
+        scale = self.damping / self.alpha.to(r.dtype).unsqueeze(1) ** (1.0 / 3.0)  # [n, 1]
+        v = scale * r
+        ev = torch.exp(-v)
+        inv3 = 1.0 / (r * r * r)
+        g = (1.0 - (1.0 + v + 0.5 * v * v) * ev) * inv3
+        dg = 0.5 * v * v * ev * scale * inv3 - 3.0 * g / r if slope else r.new_zeros(0)
+        return g, dg
 
     def induction(self, positions: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         """The induction energy (float64) of the region's dipoles in ``field`` [n, 3] (float64),
         with the damped dipole-dipole coupling inside the region, in float64."""
+        return self.inductionAndDipoles(positions, field)[0]
+
+    def inductionAndDipoles(self, positions: torch.Tensor, field: torch.Tensor):
+        """(the induction energy, the induced dipoles mu [n, 3]) for ``field`` [n, 3], float64."""
         n = positions.shape[0]
-        mu = torch.linalg.solve(self.couplingMatrix(positions), field.reshape(3 * n, 1))
-        return -0.5 * self.coulombConstant * (mu.reshape(-1) * field.reshape(-1)).sum()
+        mu = torch.linalg.solve(self.couplingMatrix(positions), field.reshape(3 * n, 1)).reshape(n, 3)
+        return -0.5 * self.coulombConstant * (mu * field).sum(), mu
 
     def couplingMatrix(self, positions: torch.Tensor) -> torch.Tensor:
         """``A = alpha^-1 - T`` [3n, 3n] (float64): the induced dipoles solve ``A mu = F``."""
@@ -349,8 +364,8 @@ class CoulombAndPolarization(torch.nn.Module):
         over the region's own ``3n x 3n`` polarization and a charge model's prediction, if any."""
         k = self.coupling.coulombConstant
         dtype = self.dtype
-        x = positions.to(dtype).detach()
-        y = mm_positions.to(dtype).detach()
+        xg, yg = positions.to(dtype), mm_positions.to(dtype)   # carry the gradient, into `linear` only
+        x, y = xg.detach(), yg.detach()
         Q = torch.where(mm_mask, mm_charges.to(dtype), torch.zeros_like(mm_charges, dtype=dtype))
         d = x.unsqueeze(1) - y.unsqueeze(0)                      # [n, m, 3]
         r = torch.linalg.norm(d, dim=2)                          # [n, m]
@@ -363,20 +378,13 @@ class CoulombAndPolarization(torch.nn.Module):
         qd = q.detach().to(dtype)
         U = (inv * Qs.unsqueeze(0)).sum(1)                        # [n]
         P = (qd.unsqueeze(1) * inv).sum(0)                        # [m]
-        # The damped field F_i = sum_j Qs_j g_ij d_ij, g = lambda3(v) / r^3, v = a r / alpha_i^(1/3).
-        scale = self.polarization.damping / self.polarization.alpha.to(dtype).unsqueeze(1) ** (1.0 / 3.0)  # [n, 1]
-        v = scale * r
-        ev = torch.exp(-v)
-        inv3 = inv * inv * inv
-        g = (1.0 - (1.0 + v + 0.5 * v * v) * ev) * inv3
-        dg = 0.5 * v * v * ev * scale * inv3 - 3.0 * g * inv     # dg/dr
+        # The damped field F_i = sum_j Qs_j g_ij d_ij.
+        g, dg = self.polarization.fieldFactor(r, True)
         field = ((Qs.unsqueeze(0) * g).unsqueeze(2) * d).sum(1).to(torch.float64)  # [n, 3]
         # The induction energy -k/2 mu . F, mu = A^-1 F, with the field held fixed: autograd covers
         # the region's own coupling matrix A.  Its gradient with respect to F is G = -k mu (A is
         # symmetric).
-        n = field.shape[0]
-        mu = torch.linalg.solve(self.polarization.couplingMatrix(positions), field.reshape(3 * n, 1)).reshape(n, 3)
-        induction = -0.5 * k * (mu * field).sum()
+        induction, mu = self.polarization.inductionAndDipoles(positions, field)
         G = (-k * mu.detach()).to(dtype)                          # [n, 3]
         Gd = (G.unsqueeze(1) * d).sum(2)                          # [n, m]: G_i . d_ij
         H = (g * Gd).sum(0)                                       # [m]
@@ -386,7 +394,7 @@ class CoulombAndPolarization(torch.nn.Module):
         gd = (a * inv).unsqueeze(2) * d + (Qs.unsqueeze(0) * g).unsqueeze(2) * G.unsqueeze(1)  # dE/dd_ij [n, m, 3]
         gx = gd.sum(1)                                            # dE/dx_i
         gy = -gd.sum(0)                                           # dE/dy_j
-        linear = ((gx * positions.to(dtype)).sum() + (gy * mm_positions.to(dtype)).sum()).to(torch.float64)
+        linear = ((gx * xg).sum() + (gy * yg).sum()).to(torch.float64)
         energy = k * (q.to(torch.float64) * U.to(torch.float64)).sum() + induction + linear - linear.detach()
         return energy.to(positions.dtype)
 
